@@ -1,0 +1,114 @@
+//! The backend abstraction. A `Device` is where tensors live and ops run: the host (`cpu.rs`, the
+//! reference) or one CUDA GPU (`cuda.rs`, our kernels). Ops dispatch on it; models never name one.
+
+pub mod cpu;
+pub mod cuda;
+
+use crate::tensor::{Shape, Storage, Tensor};
+use anyhow::{bail, Result};
+use std::sync::Arc;
+
+pub use cuda::CudaBackend;
+
+#[derive(Clone)]
+pub enum Device {
+    Cpu,
+    Cuda(Arc<CudaBackend>),
+}
+
+impl Device {
+    /// `auto | cpu | cuda | cuda:N`. `auto` takes GPU 0 when it can and otherwise falls back to
+    /// the CPU, printing one line that says why; `cuda` fails with that reason instead.
+    pub fn parse(spec: &str) -> Result<Device> {
+        match spec {
+            "cpu" => Ok(Device::Cpu),
+            "auto" => match CudaBackend::new(0) {
+                Ok(c) => Ok(Device::Cuda(c)),
+                Err(e) => {
+                    eprintln!("device: using the CPU ({e:#})");
+                    Ok(Device::Cpu)
+                }
+            },
+            "cuda" => Ok(Device::Cuda(CudaBackend::new(0)?)),
+            s if s.starts_with("cuda:") => {
+                let n: usize = s[5..]
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("bad device {s:?}: expected cuda:N with N a GPU index"))?;
+                Ok(Device::Cuda(CudaBackend::new(n)?))
+            }
+            _ => bail!("unknown device {spec:?}: expected auto, cpu, cuda or cuda:N"),
+        }
+    }
+
+    pub fn is_cuda(&self) -> bool {
+        matches!(self, Device::Cuda(_))
+    }
+
+    /// A human-readable name ("cpu (2 threads)", "cuda:0 NVIDIA H200 (sm_90, PTX sm_90)").
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+            Device::Cuda(c) => c.describe(),
+        }
+    }
+
+    /// Zero-filled storage of `len` floats.
+    pub fn zeros(&self, len: usize) -> Storage {
+        match self {
+            Device::Cpu => Storage::Cpu(vec![0.0; len]),
+            Device::Cuda(c) => Storage::Cuda(c.alloc_zeros(len)),
+        }
+    }
+
+    pub fn zeros_tensor(&self, shape: Shape) -> Tensor {
+        Tensor { shape, data: self.zeros(shape.numel()) }
+    }
+
+    /// Copies host values to this device.
+    pub fn upload(&self, values: &[f32]) -> Storage {
+        match self {
+            Device::Cpu => Storage::Cpu(values.to_vec()),
+            Device::Cuda(c) => Storage::Cuda(c.upload(values)),
+        }
+    }
+
+    pub fn upload_tensor(&self, shape: Shape, values: &[f32]) -> Tensor {
+        assert_eq!(shape.numel(), values.len(), "upload of {} values into {shape}", values.len());
+        Tensor { shape, data: self.upload(values) }
+    }
+
+    /// Overwrites existing storage with host values (same length), without reallocating.
+    pub fn write(&self, dst: &mut Storage, values: &[f32]) {
+        assert_eq!(dst.len(), values.len());
+        match dst {
+            Storage::Cpu(v) => v.copy_from_slice(values),
+            Storage::Cuda(s) => {
+                let Device::Cuda(c) = self else { panic!("CUDA buffer written through the CPU device") };
+                c.write(s, values)
+            }
+        }
+    }
+
+    /// Copies storage back to the host (synchronises the stream on CUDA).
+    pub fn download(&self, src: &Storage) -> Vec<f32> {
+        match src {
+            Storage::Cpu(v) => v.clone(),
+            Storage::Cuda(s) => {
+                let Device::Cuda(c) = self else { panic!("CUDA buffer read through the CPU device") };
+                c.download(s)
+            }
+        }
+    }
+
+    /// Waits for all queued work (a no-op on the CPU).
+    pub fn synchronize(&self) {
+        if let Device::Cuda(c) = self {
+            c.synchronize();
+        }
+    }
+}
+
+/// Storage holding a copy of `src` on `dst` (download + upload); used to move weights between devices.
+pub fn transfer(src_dev: &Device, src: &Storage, dst_dev: &Device) -> Storage {
+    dst_dev.upload(&src_dev.download(src))
+}
