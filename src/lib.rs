@@ -2,5 +2,7 @@
 //! (in the project's shared folder) for the layout: tensor → device → ops → nn → models → step.
 
 pub mod device;
+pub mod models;
+pub mod nn;
 pub mod ops;
 pub mod tensor;

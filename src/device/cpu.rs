@@ -19,12 +19,7 @@ pub fn zip_map(dst: &mut [f32], src: &[f32], f: impl Fn(&mut f32, f32) + Sync + 
 }
 
 /// Like `zip_map` with two inputs.
-pub fn zip2_map(
-    dst: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    f: impl Fn(&mut f32, f32, f32) + Sync + Send,
-) {
+pub fn zip2_map(dst: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(&mut f32, f32, f32) + Sync + Send) {
     assert_eq!(dst.len(), a.len());
     assert_eq!(dst.len(), b.len());
     if dst.len() < PAR_MIN {
@@ -74,30 +69,14 @@ pub fn sgemm(
         return;
     }
     // Bounds: the last element each operand touches must be inside its slice.
-    let a_need = if ta {
-        (k - 1) * lda + m
-    } else {
-        (m - 1) * lda + k
-    };
-    let b_need = if tb {
-        (n - 1) * ldb + k
-    } else {
-        (k - 1) * ldb + n
-    };
+    let a_need = if ta { (k - 1) * lda + m } else { (m - 1) * lda + k };
+    let b_need = if tb { (n - 1) * ldb + k } else { (k - 1) * ldb + n };
     assert!(
         a.len() >= a_need && b.len() >= b_need && c.len() >= (m - 1) * ldc + n,
         "sgemm: operand too small"
     );
-    let (a_rs, a_cs) = if ta {
-        (1, lda as isize)
-    } else {
-        (lda as isize, 1)
-    };
-    let (b_rs, b_cs) = if tb {
-        (1, ldb as isize)
-    } else {
-        (ldb as isize, 1)
-    };
+    let (a_rs, a_cs) = if ta { (1, lda as isize) } else { (lda as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, ldb as isize) } else { (ldb as isize, 1) };
     let par = if m * n * k >= 1 << 18 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {

@@ -26,8 +26,7 @@ impl CudaBackend {
         if ordinal >= count as usize {
             bail!("cuda:{ordinal} asked for, but only {count} GPU(s) present");
         }
-        let ctx = CudaContext::new(ordinal)
-            .with_context(|| format!("creating a context on cuda:{ordinal}"))?;
+        let ctx = CudaContext::new(ordinal).with_context(|| format!("creating a context on cuda:{ordinal}"))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let stream = ctx.default_stream();
         Ok(Arc::new(CudaBackend {
@@ -52,9 +51,7 @@ impl CudaBackend {
         if values.is_empty() {
             return self.alloc_zeros(0);
         }
-        self.stream
-            .clone_htod(values)
-            .expect("host-to-device copy failed")
+        self.stream.clone_htod(values).expect("host-to-device copy failed")
     }
 
     pub fn write(&self, dst: &mut CudaSlice<f32>, values: &[f32]) {
@@ -64,14 +61,10 @@ impl CudaBackend {
     }
 
     pub fn download(&self, src: &CudaSlice<f32>) -> Vec<f32> {
-        self.stream
-            .clone_dtoh(src)
-            .expect("device-to-host copy failed")
+        self.stream.clone_dtoh(src).expect("device-to-host copy failed")
     }
 
     pub fn synchronize(&self) {
-        self.stream
-            .synchronize()
-            .expect("CUDA stream synchronisation failed")
+        self.stream.synchronize().expect("CUDA stream synchronisation failed")
     }
 }

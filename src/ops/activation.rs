@@ -65,14 +65,7 @@ pub fn activation_forward(dev: &Device, a: Act, x: &Tensor, y: &mut Tensor) {
 }
 
 /// dx = act'(x)·dy, from the forward input `x` and output `y` (either may be the one that is used).
-pub fn activation_backward(
-    dev: &Device,
-    a: Act,
-    x: &Tensor,
-    y: &Tensor,
-    dy: &Tensor,
-    dx: &mut Tensor,
-) {
+pub fn activation_backward(dev: &Device, a: Act, x: &Tensor, y: &Tensor, dy: &Tensor, dx: &mut Tensor) {
     assert!(
         x.shape == y.shape && x.shape == dy.shape && x.shape == dx.shape,
         "activation backward shapes"
@@ -81,15 +74,13 @@ pub fn activation_backward(
         Device::Cpu => {
             let (xv, yv) = (x.cpu(), y.cpu());
             let (dyv, dxv) = (dy.cpu(), dx.cpu_mut());
-            dxv.par_chunks_mut(1 << 14)
-                .enumerate()
-                .for_each(|(ci, out)| {
-                    let base = ci << 14;
-                    for (j, o) in out.iter_mut().enumerate() {
-                        let i = base + j;
-                        *o = act_grad(a, xv[i], yv[i]) * dyv[i];
-                    }
-                });
+            dxv.par_chunks_mut(1 << 14).enumerate().for_each(|(ci, out)| {
+                let base = ci << 14;
+                for (j, o) in out.iter_mut().enumerate() {
+                    let i = base + j;
+                    *o = act_grad(a, xv[i], yv[i]) * dyv[i];
+                }
+            });
         }
         Device::Cuda(c) => cuda_activation_backward(c, a, x, y, dy, dx),
     }
@@ -111,22 +102,9 @@ pub fn uniform(seed: u64, i: u64) -> f32 {
 
 /// Inverted dropout: an element is kept when uniform(seed, i) ≥ p and then scaled by 1/(1−p).
 /// `mask` receives the per-element factor (0 or 1/(1−p)) for the backward.
-pub fn dropout_forward(
-    dev: &Device,
-    p: f32,
-    seed: u64,
-    x: &Tensor,
-    y: &mut Tensor,
-    mask: &mut Tensor,
-) {
-    assert!(
-        x.shape == y.shape && x.shape == mask.shape,
-        "dropout shapes"
-    );
-    assert!(
-        (0.0..1.0).contains(&p),
-        "dropout probability {p} outside [0, 1)"
-    );
+pub fn dropout_forward(dev: &Device, p: f32, seed: u64, x: &Tensor, y: &mut Tensor, mask: &mut Tensor) {
+    assert!(x.shape == y.shape && x.shape == mask.shape, "dropout shapes");
+    assert!((0.0..1.0).contains(&p), "dropout probability {p} outside [0, 1)");
     match dev {
         Device::Cpu => {
             let scale = 1.0 / (1.0 - p);
@@ -164,25 +142,11 @@ fn cuda_activation_forward(_c: &CudaBackend, _a: Act, _x: &Tensor, _y: &mut Tens
     unimplemented!("CUDA kernel: activation_forward")
 }
 
-fn cuda_activation_backward(
-    _c: &CudaBackend,
-    _a: Act,
-    _x: &Tensor,
-    _y: &Tensor,
-    _dy: &Tensor,
-    _dx: &mut Tensor,
-) {
+fn cuda_activation_backward(_c: &CudaBackend, _a: Act, _x: &Tensor, _y: &Tensor, _dy: &Tensor, _dx: &mut Tensor) {
     unimplemented!("CUDA kernel: activation_backward")
 }
 
-fn cuda_dropout_forward(
-    _c: &CudaBackend,
-    _p: f32,
-    _seed: u64,
-    _x: &Tensor,
-    _y: &mut Tensor,
-    _mask: &mut Tensor,
-) {
+fn cuda_dropout_forward(_c: &CudaBackend, _p: f32, _seed: u64, _x: &Tensor, _y: &mut Tensor, _mask: &mut Tensor) {
     unimplemented!("CUDA kernel: dropout_forward")
 }
 

@@ -36,14 +36,7 @@ pub fn lerp(start: f32, end: f32, w: f32) -> f32 {
     }
 }
 
-pub fn adam_update(
-    dev: &Device,
-    s: &AdamStep,
-    param: &mut Storage,
-    grad: &Storage,
-    m: &mut Storage,
-    v: &mut Storage,
-) {
+pub fn adam_update(dev: &Device, s: &AdamStep, param: &mut Storage, grad: &Storage, m: &mut Storage, v: &mut Storage) {
     let len = param.len();
     assert!(
         grad.len() == len && m.len() == len && v.len() == len,

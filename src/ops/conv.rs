@@ -40,9 +40,7 @@ impl ConvGeom {
     }
     /// Output size of a conv along one axis, or None when the input is too small.
     pub fn conv_out(&self, len: usize) -> Option<usize> {
-        (len + 2 * self.pad)
-            .checked_sub(self.k)
-            .map(|v| v / self.stride + 1)
+        (len + 2 * self.pad).checked_sub(self.k).map(|v| v / self.stride + 1)
     }
     /// Output size of a transposed conv along one axis.
     pub fn convt_out(&self, len: usize) -> usize {
@@ -185,11 +183,7 @@ fn check_conv_shapes(g: &ConvGeom, x: &Tensor, y: &Tensor, transposed: bool) {
         )
     };
     assert!(
-        x.shape.c == g.cin
-            && y.shape.c == g.cout
-            && y.shape.n == x.shape.n
-            && y.shape.h == ho
-            && y.shape.w == wo,
+        x.shape.c == g.cin && y.shape.c == g.cout && y.shape.n == x.shape.n && y.shape.h == ho && y.shape.w == wo,
         "conv{} {:?}: input {} output {} do not fit",
         if transposed { "T" } else { "" },
         g,
@@ -202,14 +196,7 @@ fn check_conv_shapes(g: &ConvGeom, x: &Tensor, y: &Tensor, transposed: bool) {
 // Conv2d
 
 /// y = conv2d(x, W) + b. Weight [cout, cin, k, k].
-pub fn conv2d_forward(
-    dev: &Device,
-    g: &ConvGeom,
-    params: &Storage,
-    p: &ConvParams,
-    x: &Tensor,
-    y: &mut Tensor,
-) {
+pub fn conv2d_forward(dev: &Device, g: &ConvGeom, params: &Storage, p: &ConvParams, x: &Tensor, y: &mut Tensor) {
     check_conv_shapes(g, x, y, false);
     match dev {
         Device::Cpu => {
@@ -486,9 +473,7 @@ pub fn conv_transpose2d_backward(
                 bias_grad_add(dyv, &mut gr.cpu_mut()[b.range()], g.cout, dy.shape.hw());
             }
         }
-        Device::Cuda(c) => {
-            cuda_conv_transpose2d_backward(c, g, params, p, grads, x, dy, dx, accumulate_dx)
-        }
+        Device::Cuda(c) => cuda_conv_transpose2d_backward(c, g, params, p, grads, x, dy, dx, accumulate_dx),
     }
 }
 

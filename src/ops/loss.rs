@@ -66,24 +66,13 @@ pub fn gan_loss(
 }
 
 /// L1 loss mean|x − y|; gradient sign(x − y) (0 where equal, as torch.sign).
-pub fn l1_loss(
-    dev: &Device,
-    x: &Tensor,
-    y: &Tensor,
-    out: LossOut,
-    losses: &mut Storage,
-    dx: Option<&mut Tensor>,
-) {
+pub fn l1_loss(dev: &Device, x: &Tensor, y: &Tensor, out: LossOut, losses: &mut Storage, dx: Option<&mut Tensor>) {
     assert_eq!(x.shape, y.shape, "L1 shapes");
     match dev {
         Device::Cpu => {
             let (xv, yv) = (x.cpu(), y.cpu());
             let n = xv.len() as f64;
-            let sum: f64 = xv
-                .iter()
-                .zip(yv)
-                .map(|(&a, &b)| (a as f64 - b as f64).abs())
-                .sum();
+            let sum: f64 = xv.iter().zip(yv).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum();
             losses.cpu_mut()[out.slot] = (out.weight as f64 * sum / n) as f32;
             if let Some(dx) = dx {
                 let s = out.grad_weight / n as f32;

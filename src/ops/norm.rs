@@ -25,14 +25,7 @@ pub struct BnSaved {
 }
 
 /// Sums f over every (n, h, w) element of channel c, in f64.
-fn channel_sum(
-    v: &[f32],
-    n: usize,
-    c: usize,
-    hw: usize,
-    ch: usize,
-    f: impl Fn(usize, f32) -> f64,
-) -> f64 {
+fn channel_sum(v: &[f32], n: usize, c: usize, hw: usize, ch: usize, f: impl Fn(usize, f32) -> f64) -> f64 {
     let mut s = 0.0f64;
     for i in 0..n {
         let base = (i * c + ch) * hw;
@@ -68,15 +61,11 @@ pub fn batch_norm_forward_train(
                 .into_par_iter()
                 .map(|ch| {
                     let mean = channel_sum(xv, s.n, s.c, s.hw(), ch, |_, v| v as f64) / m as f64;
-                    let ss =
-                        channel_sum(xv, s.n, s.c, s.hw(), ch, |_, v| (v as f64 - mean).powi(2));
+                    let ss = channel_sum(xv, s.n, s.c, s.hw(), ch, |_, v| (v as f64 - mean).powi(2));
                     (mean, ss)
                 })
                 .collect();
-            let (g, b) = (
-                &params.cpu()[p.weight.range()],
-                &params.cpu()[p.bias.range()],
-            );
+            let (g, b) = (&params.cpu()[p.weight.range()], &params.cpu()[p.bias.range()]);
             let mean: Vec<f32> = stats.iter().map(|&(mu, _)| mu as f32).collect();
             let invstd: Vec<f32> = stats
                 .iter()
@@ -90,9 +79,7 @@ pub fn batch_norm_forward_train(
                     let ch = plane % s.c;
                     let src = &xv[plane * s.hw()..(plane + 1) * s.hw()];
                     let (mu, is, gg, bb) = (mean[ch], invstd[ch], g[ch], b[ch]);
-                    out.iter_mut()
-                        .zip(src)
-                        .for_each(|(o, &v)| *o = (v - mu) * is * gg + bb);
+                    out.iter_mut().zip(src).for_each(|(o, &v)| *o = (v - mu) * is * gg + bb);
                 });
             let buf = buffers.cpu_mut();
             let mom = p.momentum as f64;
@@ -122,10 +109,7 @@ pub fn batch_norm_forward_eval(
     assert_eq!(s, y.shape);
     match dev {
         Device::Cpu => {
-            let (g, b) = (
-                &params.cpu()[p.weight.range()],
-                &params.cpu()[p.bias.range()],
-            );
+            let (g, b) = (&params.cpu()[p.weight.range()], &params.cpu()[p.bias.range()]);
             let (rm, rv) = (
                 &buffers.cpu()[p.running_mean.range()],
                 &buffers.cpu()[p.running_var.range()],
@@ -174,9 +158,7 @@ pub fn batch_norm_backward(
                 .map(|ch| {
                     let (mu, is) = (mean[ch] as f64, invstd[ch] as f64);
                     let sdy = channel_sum(dyv, s.n, s.c, s.hw(), ch, |_, d| d as f64);
-                    let sdyx = channel_sum(dyv, s.n, s.c, s.hw(), ch, |i, d| {
-                        d as f64 * (xv[i] as f64 - mu) * is
-                    });
+                    let sdyx = channel_sum(dyv, s.n, s.c, s.hw(), ch, |i, d| d as f64 * (xv[i] as f64 - mu) * is);
                     (sdy, sdyx)
                 })
                 .collect();
