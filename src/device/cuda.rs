@@ -44,7 +44,7 @@ impl CudaBackend {
     pub fn alloc_zeros(&self, len: usize) -> CudaSlice<f32> {
         self.stream
             .alloc_zeros::<f32>(len.max(1))
-            .unwrap_or_else(|e| panic!("CUDA out of memory allocating {} MiB: {e}", len * 4 >> 20))
+            .unwrap_or_else(|e| panic!("CUDA out of memory allocating {} MiB: {e}", (len * 4) >> 20))
     }
 
     pub fn upload(&self, values: &[f32]) -> CudaSlice<f32> {

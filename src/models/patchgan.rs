@@ -70,7 +70,13 @@ impl PatchGan {
         mult = (1 << cfg.n_layers).min(8);
         push(&mut b, ndf * prev, ndf * mult, 1, true, true);
         push(&mut b, ndf * mult, 1, 1, false, false);
-        Ok(PatchGan { cfg, params: b.finish(dev), blocks, acts: vec![], input_shape: None })
+        Ok(PatchGan {
+            cfg,
+            params: b.finish(dev),
+            blocks,
+            acts: vec![],
+            input_shape: None,
+        })
     }
 
     /// The logits' shape for an input shape, or an error when the input is too small.
@@ -117,7 +123,9 @@ impl PatchGan {
             let (prev, rest) = self.acts.split_at_mut(i);
             let cur = &mut rest[0];
             let bl = &mut self.blocks[i];
-            let input = prev.last().map_or(x, |p| p.a.as_ref().expect("inner blocks end in LReLU"));
+            let input = prev
+                .last()
+                .map_or(x, |p| p.a.as_ref().expect("inner blocks end in LReLU"));
             bl.conv.forward(dev, ps, input, &mut cur.c);
             if let (Some(bn), Some(b)) = (bl.bn.as_mut(), cur.b.as_mut()) {
                 bn.forward(dev, ps, true, &cur.c, b);
@@ -131,7 +139,14 @@ impl PatchGan {
 
     /// Backward from the logits' gradient `g_logits`. `param_grads` adds D's weight gradients
     /// (D step); without it D is frozen (G step). `dx` receives the input gradient when given.
-    pub fn backward(&mut self, dev: &Device, x: &Tensor, g_logits: &Tensor, param_grads: bool, dx: Option<&mut Tensor>) {
+    pub fn backward(
+        &mut self,
+        dev: &Device,
+        x: &Tensor,
+        g_logits: &Tensor,
+        param_grads: bool,
+        dx: Option<&mut Tensor>,
+    ) {
         let ps = &mut self.params;
         let last = self.blocks.len() - 1;
         crate::ops::tensor::copy(dev, g_logits, &mut self.acts[last].g_out, false);
@@ -157,9 +172,12 @@ impl PatchGan {
             match prev.last_mut() {
                 Some(p) => {
                     let input = p.a.as_ref().expect("inner blocks end in LReLU");
-                    bl.conv.backward(dev, ps, param_grads, input, g_pre, Some(&mut p.g_out), false);
+                    bl.conv
+                        .backward(dev, ps, param_grads, input, g_pre, Some(&mut p.g_out), false);
                 }
-                None => bl.conv.backward(dev, ps, param_grads, x, g_pre, dx.as_deref_mut(), false),
+                None => bl
+                    .conv
+                    .backward(dev, ps, param_grads, x, g_pre, dx.as_deref_mut(), false),
             }
         }
     }

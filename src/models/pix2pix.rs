@@ -50,7 +50,12 @@ pub struct Pix2PixOptions {
 
 impl Default for Pix2PixOptions {
     fn default() -> Self {
-        Pix2PixOptions { gan_mode: GanMode::Vanilla, lambda_l1: 100.0, beta1: 0.5, beta2: 0.999 }
+        Pix2PixOptions {
+            gan_mode: GanMode::Vanilla,
+            lambda_l1: 100.0,
+            beta1: 0.5,
+            beta2: 0.999,
+        }
     }
 }
 
@@ -99,11 +104,23 @@ impl Pix2Pix {
     /// G and D initialised from one seed (G first, then D, like the reference's init order).
     pub fn new(gcfg: UnetConfig, dcfg: PatchGanConfig, opt: Pix2PixOptions, dev: &Device, seed: u64) -> Result<Self> {
         if dcfg.input_nc != gcfg.input_nc + gcfg.output_nc {
-            bail!("the conditional discriminator takes {} channels, got {}", gcfg.input_nc + gcfg.output_nc, dcfg.input_nc);
+            bail!(
+                "the conditional discriminator takes {} channels, got {}",
+                gcfg.input_nc + gcfg.output_nc,
+                dcfg.input_nc
+            );
         }
         let g = UnetGenerator::new(gcfg, dev, splitmix(seed, 1))?;
         let d = PatchGan::new(dcfg, dev, splitmix(seed, 2))?;
-        Ok(Pix2Pix { g, d, opt, iteration: 0, seed, losses: dev.zeros(4), bufs: None })
+        Ok(Pix2Pix {
+            g,
+            d,
+            opt,
+            iteration: 0,
+            seed,
+            losses: dev.zeros(4),
+            bufs: None,
+        })
     }
 
     /// The dropout seed of the current iteration.
@@ -153,13 +170,25 @@ impl Pix2Pix {
         self.d.params.zero_grad();
         insert_channels(dev, real_a, &mut bufs.d_in, 0);
         insert_channels(dev, fake_b, &mut bufs.d_in, ca);
-        let half = LossOut { slot: D_FAKE, weight: 1.0, grad_weight: 0.5 };
+        let half = LossOut {
+            slot: D_FAKE,
+            weight: 1.0,
+            grad_weight: 0.5,
+        };
         let logits = self.d.forward(dev, &bufs.d_in);
         gan_loss(dev, kind, logits, 0.0, half, &mut self.losses, Some(&mut bufs.g_logits));
         self.d.backward(dev, &bufs.d_in, &bufs.g_logits, true, None);
         insert_channels(dev, real_b, &mut bufs.d_in, ca);
         let logits = self.d.forward(dev, &bufs.d_in);
-        gan_loss(dev, kind, logits, 1.0, LossOut { slot: D_REAL, ..half }, &mut self.losses, Some(&mut bufs.g_logits));
+        gan_loss(
+            dev,
+            kind,
+            logits,
+            1.0,
+            LossOut { slot: D_REAL, ..half },
+            &mut self.losses,
+            Some(&mut bufs.g_logits),
+        );
         self.d.backward(dev, &bufs.d_in, &bufs.g_logits, true, None);
         self.d.params.adam(lr, b1, b2);
 
@@ -168,11 +197,20 @@ impl Pix2Pix {
         let fake_b = self.g.output();
         insert_channels(dev, fake_b, &mut bufs.d_in, ca);
         let logits = self.d.forward(dev, &bufs.d_in);
-        let full = LossOut { slot: G_GAN, weight: 1.0, grad_weight: 1.0 };
+        let full = LossOut {
+            slot: G_GAN,
+            weight: 1.0,
+            grad_weight: 1.0,
+        };
         gan_loss(dev, kind, logits, 1.0, full, &mut self.losses, Some(&mut bufs.g_logits));
-        self.d.backward(dev, &bufs.d_in, &bufs.g_logits, false, Some(&mut bufs.g_d_in));
+        self.d
+            .backward(dev, &bufs.d_in, &bufs.g_logits, false, Some(&mut bufs.g_d_in));
         let lambda = self.opt.lambda_l1;
-        let l1 = LossOut { slot: G_L1, weight: lambda, grad_weight: lambda };
+        let l1 = LossOut {
+            slot: G_L1,
+            weight: lambda,
+            grad_weight: lambda,
+        };
         l1_loss(dev, fake_b, real_b, l1, &mut self.losses, Some(&mut bufs.g_fake));
         extract_channels(dev, &bufs.g_d_in, ca, &mut bufs.g_fake, true);
         self.g.backward(dev, real_a, &bufs.g_fake);
@@ -182,6 +220,11 @@ impl Pix2Pix {
     /// The last step's losses (a device→host copy: call it when logging, not every step).
     pub fn losses(&self, dev: &Device) -> Losses {
         let v = dev.download(&self.losses);
-        Losses { g_gan: v[G_GAN], g_l1: v[G_L1], d_real: v[D_REAL], d_fake: v[D_FAKE] }
+        Losses {
+            g_gan: v[G_GAN],
+            g_l1: v[G_L1],
+            d_real: v[D_REAL],
+            d_fake: v[D_FAKE],
+        }
     }
 }

@@ -36,7 +36,13 @@ impl UnetConfig {
             "unet_128" => 7,
             _ => bail!("unknown --netG {name:?}: expected unet_256 or unet_128"),
         };
-        Ok(UnetConfig { input_nc: 3, output_nc: 3, ngf, num_downs, use_dropout })
+        Ok(UnetConfig {
+            input_nc: 3,
+            output_nc: 3,
+            ngf,
+            num_downs,
+            use_dropout,
+        })
     }
 }
 
@@ -103,7 +109,13 @@ impl UnetGenerator {
         let mut levels: Vec<Option<Level>> = (0..cfg.num_downs).map(|_| None).collect();
         Self::build_level(&cfg, dev, &mut b, 1, &mut levels);
         let levels = levels.into_iter().map(|l| l.expect("every level built")).collect();
-        Ok(UnetGenerator { cfg, params: b.finish(dev), levels, acts: vec![], input_shape: None })
+        Ok(UnetGenerator {
+            cfg,
+            params: b.finish(dev),
+            levels,
+            acts: vec![],
+            input_shape: None,
+        })
     }
 
     /// Registers level k's parameters in state_dict order: down conv, down BN, the inner block,
@@ -126,12 +138,24 @@ impl UnetGenerator {
             let down = Conv2d::new(b, &format!("{p}.0"), g(input_nc, inner), false);
             Self::build_level(cfg, dev, b, k + 1, out);
             let up = ConvTranspose2d::new(b, &format!("{p}.3"), g(inner * 2, outer), true);
-            Level { down, down_bn: None, up, up_bn: None, dropout: false }
+            Level {
+                down,
+                down_bn: None,
+                up,
+                up_bn: None,
+                dropout: false,
+            }
         } else if k == n {
             let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), false);
             let up = ConvTranspose2d::new(b, &format!("{p}.model.3"), g(inner, outer), false);
             let up_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.4"), outer);
-            Level { down, down_bn: None, up, up_bn: Some(up_bn), dropout: false }
+            Level {
+                down,
+                down_bn: None,
+                up,
+                up_bn: Some(up_bn),
+                dropout: false,
+            }
         } else {
             let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), false);
             let down_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.2"), inner);
@@ -140,7 +164,13 @@ impl UnetGenerator {
             let up_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.6"), outer);
             // The (num_downs − 5) intermediate 512→512 levels, i.e. levels 5..n−1, have dropout.
             let dropout = cfg.use_dropout && k >= 5;
-            Level { down, down_bn: Some(down_bn), up, up_bn: Some(up_bn), dropout }
+            Level {
+                down,
+                down_bn: Some(down_bn),
+                up,
+                up_bn: Some(up_bn),
+                dropout,
+            }
         };
         out[k - 1] = Some(level);
     }
@@ -148,7 +178,7 @@ impl UnetGenerator {
     /// H and W must be multiples of 2^num_downs (256 for unet_256), as in the reference.
     pub fn check_input(&self, s: Shape) -> Result<()> {
         let m = 1usize << self.cfg.num_downs;
-        if s.c != self.cfg.input_nc || s.h == 0 || s.w == 0 || s.h % m != 0 || s.w % m != 0 {
+        if s.c != self.cfg.input_nc || s.h == 0 || s.w == 0 || !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) {
             bail!(
                 "generator input {}x{}x{} does not fit: {} channels and H, W multiples of {m} expected (num_downs {})",
                 s.c,
@@ -276,7 +306,8 @@ impl UnetGenerator {
                 }
             }
             let up_in = cur.r.as_ref().unwrap_or(&cur.a);
-            lv.up.backward(dev, ps, true, up_in, &cur.g_t, Some(&mut cur.g_upin), false);
+            lv.up
+                .backward(dev, ps, true, up_in, &cur.g_t, Some(&mut cur.g_upin), false);
             match (cur.cat.as_ref(), cur.r.as_ref(), cur.g_cat.as_mut()) {
                 (Some(cat), Some(r), Some(g_cat)) => {
                     activation_backward(dev, Act::Relu, cat, r, &cur.g_upin, g_cat);

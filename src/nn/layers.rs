@@ -18,13 +18,25 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn new(b: &mut ParamBuilder, name: &str, geom: ConvGeom, bias: bool) -> Self {
-        let weight = b.param(&format!("{name}.weight"), &[geom.cout, geom.cin, geom.k, geom.k], W_INIT);
+        let weight = b.param(
+            &format!("{name}.weight"),
+            &[geom.cout, geom.cin, geom.k, geom.k],
+            W_INIT,
+        );
         let bias = bias.then(|| b.param(&format!("{name}.bias"), &[geom.cout], Init::Const(0.0)));
-        Conv2d { geom, p: ConvParams { weight, bias } }
+        Conv2d {
+            geom,
+            p: ConvParams { weight, bias },
+        }
     }
 
     pub fn out_shape(&self, x: Shape) -> Option<Shape> {
-        Some(Shape::new(x.n, self.geom.cout, self.geom.conv_out(x.h)?, self.geom.conv_out(x.w)?))
+        Some(Shape::new(
+            x.n,
+            self.geom.cout,
+            self.geom.conv_out(x.h)?,
+            self.geom.conv_out(x.w)?,
+        ))
     }
 
     pub fn forward(&self, dev: &Device, ps: &ParamStore, x: &Tensor, y: &mut Tensor) {
@@ -56,9 +68,16 @@ pub struct ConvTranspose2d {
 impl ConvTranspose2d {
     pub fn new(b: &mut ParamBuilder, name: &str, geom: ConvGeom, bias: bool) -> Self {
         // PyTorch shapes ConvTranspose2d weights [in, out, kH, kW].
-        let weight = b.param(&format!("{name}.weight"), &[geom.cin, geom.cout, geom.k, geom.k], W_INIT);
+        let weight = b.param(
+            &format!("{name}.weight"),
+            &[geom.cin, geom.cout, geom.k, geom.k],
+            W_INIT,
+        );
         let bias = bias.then(|| b.param(&format!("{name}.bias"), &[geom.cout], Init::Const(0.0)));
-        ConvTranspose2d { geom, p: ConvParams { weight, bias } }
+        ConvTranspose2d {
+            geom,
+            p: ConvParams { weight, bias },
+        }
     }
 
     pub fn out_shape(&self, x: Shape) -> Shape {
@@ -95,16 +114,30 @@ pub struct BatchNorm2d {
 
 impl BatchNorm2d {
     pub fn new(b: &mut ParamBuilder, dev: &Device, name: &str, channels: usize) -> Self {
-        let weight = b.param(&format!("{name}.weight"), &[channels], Init::Normal { mean: 1.0, std: 0.02 });
+        let weight = b.param(
+            &format!("{name}.weight"),
+            &[channels],
+            Init::Normal { mean: 1.0, std: 0.02 },
+        );
         let bias = b.param(&format!("{name}.bias"), &[channels], Init::Const(0.0));
         let running_mean = b.buffer(&format!("{name}.running_mean"), channels, 0.0);
         let running_var = b.buffer(&format!("{name}.running_var"), channels, 1.0);
         let counter = b.counter(&format!("{name}.num_batches_tracked"));
         BatchNorm2d {
             channels,
-            p: BnParams { weight, bias, running_mean, running_var, eps: 1e-5, momentum: 0.1 },
+            p: BnParams {
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                eps: 1e-5,
+                momentum: 0.1,
+            },
             counter,
-            saved: BnSaved { mean: dev.zeros(channels), invstd: dev.zeros(channels) },
+            saved: BnSaved {
+                mean: dev.zeros(channels),
+                invstd: dev.zeros(channels),
+            },
         }
     }
 
@@ -119,7 +152,15 @@ impl BatchNorm2d {
     }
 
     /// Backward of the last train-mode forward.
-    pub fn backward(&self, dev: &Device, ps: &mut ParamStore, param_grads: bool, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+    pub fn backward(
+        &self,
+        dev: &Device,
+        ps: &mut ParamStore,
+        param_grads: bool,
+        x: &Tensor,
+        dy: &Tensor,
+        dx: &mut Tensor,
+    ) {
         let grads = if param_grads { Some(&mut ps.grad) } else { None };
         norm::batch_norm_backward(dev, &self.p, &ps.data, grads, &self.saved, x, dy, dx);
     }

@@ -62,12 +62,21 @@ pub struct ParamBuilder {
 
 impl ParamBuilder {
     pub fn new(seed: u64) -> Self {
-        ParamBuilder { entries: vec![], data: vec![], buffers: vec![], counters: vec![], rng: ChaCha8Rng::seed_from_u64(seed) }
+        ParamBuilder {
+            entries: vec![],
+            data: vec![],
+            buffers: vec![],
+            counters: vec![],
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     pub fn param(&mut self, name: &str, dims: &[usize], init: Init) -> Span {
         let len = dims.iter().product();
-        let span = Span { off: self.data.len(), len };
+        let span = Span {
+            off: self.data.len(),
+            len,
+        };
         match init {
             Init::Const(v) => self.data.extend(std::iter::repeat_n(v, len)),
             Init::Normal { mean, std } => {
@@ -78,21 +87,39 @@ impl ParamBuilder {
                 }
             }
         }
-        self.entries.push(Entry { name: name.into(), dims: dims.to_vec(), kind: Kind::Param, span });
+        self.entries.push(Entry {
+            name: name.into(),
+            dims: dims.to_vec(),
+            kind: Kind::Param,
+            span,
+        });
         span
     }
 
     pub fn buffer(&mut self, name: &str, len: usize, value: f32) -> Span {
-        let span = Span { off: self.buffers.len(), len };
+        let span = Span {
+            off: self.buffers.len(),
+            len,
+        };
         self.buffers.extend(std::iter::repeat_n(value, len));
-        self.entries.push(Entry { name: name.into(), dims: vec![len], kind: Kind::Buffer, span });
+        self.entries.push(Entry {
+            name: name.into(),
+            dims: vec![len],
+            kind: Kind::Buffer,
+            span,
+        });
         span
     }
 
     pub fn counter(&mut self, name: &str) -> usize {
         let idx = self.counters.len();
         self.counters.push(0);
-        self.entries.push(Entry { name: name.into(), dims: vec![], kind: Kind::Counter, span: Span { off: idx, len: 1 } });
+        self.entries.push(Entry {
+            name: name.into(),
+            dims: vec![],
+            kind: Kind::Counter,
+            span: Span { off: idx, len: 1 },
+        });
         idx
     }
 
@@ -129,8 +156,21 @@ impl ParamStore {
     /// One Adam step over every parameter.
     pub fn adam(&mut self, lr: f64, beta1: f64, beta2: f64) {
         self.adam_step += 1;
-        let s = AdamStep { lr, beta1, beta2, eps: 1e-8, step: self.adam_step };
-        adam_update(&self.device, &s, &mut self.data, &self.grad, &mut self.adam_m, &mut self.adam_v);
+        let s = AdamStep {
+            lr,
+            beta1,
+            beta2,
+            eps: 1e-8,
+            step: self.adam_step,
+        };
+        adam_update(
+            &self.device,
+            &s,
+            &mut self.data,
+            &self.grad,
+            &mut self.adam_m,
+            &mut self.adam_v,
+        );
     }
 
     /// Host copy of one entry's values (parameters, buffers; counters as f32 are not offered).
@@ -153,7 +193,8 @@ impl ParamStore {
 
     /// Replaces all values from host copies of the flat buffers (same layout).
     pub fn load_host(&mut self, data: &[f32], buffers: &[f32], counters: &[i64]) -> Result<()> {
-        if data.len() != self.data.len() || buffers.len() != self.buffers.len() || counters.len() != self.counters.len() {
+        if data.len() != self.data.len() || buffers.len() != self.buffers.len() || counters.len() != self.counters.len()
+        {
             bail!("parameter layout differs from this network's");
         }
         self.device.write(&mut self.data, data);
