@@ -2,6 +2,7 @@
 //! (in the project's shared folder) for the layout: tensor → device → ops → nn → models → step.
 
 pub mod checkpoint;
+pub mod data;
 pub mod device;
 pub mod models;
 pub mod nn;
