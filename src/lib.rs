@@ -4,7 +4,10 @@
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod infer;
 pub mod models;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
+pub mod train;
