@@ -27,6 +27,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Generate results for DATAROOT/test with a trained generator (HTML page + PNGs).
     Test(cli::train::TestArgs),
+    /// Run one training step on a device and on the CPU reference; compare every gradient.
+    Gradcheck(cli::gradcheck::GradcheckArgs),
     /// Write freshly initialised G and D checkpoints (PyTorch state_dict names).
     Init(cli::step::InitArgs),
     /// Run exactly one training iteration on one A|B image and dump losses, gradients and weights.
@@ -62,6 +64,7 @@ fn main() -> Result<()> {
         }
         Command::Demo(a) => cli::demo::demo(a),
         Command::Test(a) => cli::train::run_test_cmd(a),
+        Command::Gradcheck(a) => cli::gradcheck::gradcheck(a),
         Command::Init(a) => cli::step::init(a),
         Command::Step(a) => cli::step::step(a),
     }

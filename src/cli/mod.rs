@@ -2,5 +2,6 @@
 
 pub mod args;
 pub mod demo;
+pub mod gradcheck;
 pub mod step;
 pub mod train;

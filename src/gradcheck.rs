@@ -1,0 +1,154 @@
+//! `gradcheck`: one full pix2pix training step on two devices from the same seed and batch, and a
+//! comparison of every loss, fake_B, every parameter gradient and every updated running statistic.
+//! The users' check that the CUDA path computes what the CPU reference computes.
+
+use crate::device::Device;
+use crate::models::patchgan::PatchGanConfig;
+use crate::models::pix2pix::{Losses, Pix2Pix, Pix2PixOptions};
+use crate::models::unet::UnetConfig;
+use crate::nn::params::{Kind, ParamStore};
+use crate::tensor::Shape;
+use anyhow::Result;
+
+/// One compared quantity.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub name: String,
+    pub numel: usize,
+    /// ‖reference‖₂.
+    pub norm: f64,
+    /// ‖test − reference‖₂ / ‖reference‖₂ (absolute error when the reference is zero).
+    pub rel_err: f64,
+    pub max_abs_err: f64,
+    pub worst_index: usize,
+}
+
+/// Compares `test` with `reference` element by element.
+pub fn compare(name: &str, test: &[f32], reference: &[f32]) -> Row {
+    assert_eq!(test.len(), reference.len(), "{name}: lengths differ");
+    let (mut num, mut den, mut max, mut worst) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+    for (i, (&t, &r)) in test.iter().zip(reference).enumerate() {
+        let d = (t as f64 - r as f64).abs();
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        num += d * d;
+        den += (r as f64) * (r as f64);
+        if d > max {
+            max = d;
+            worst = i;
+        }
+    }
+    let rel_err = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
+    Row {
+        name: name.into(),
+        numel: test.len(),
+        norm: den.sqrt(),
+        rel_err,
+        max_abs_err: max,
+        worst_index: worst,
+    }
+}
+
+/// A deterministic, image-like batch in [−1, 1] (smooth colour fields), so no file is needed.
+pub fn synthetic_batch(shape: Shape, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let f = seed as f32 * 0.37;
+    let mut a = vec![0.0; shape.numel()];
+    let mut b = vec![0.0; shape.numel()];
+    for (i, (av, bv)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+        let x = (i % shape.w) as f32 / shape.w as f32;
+        let y = ((i / shape.w) % shape.h) as f32 / shape.h as f32;
+        let c = ((i / shape.hw()) % shape.c) as f32;
+        let n = (i / shape.chw()) as f32;
+        let v = (6.0 * x + 2.0 * c + f + n).sin() * 0.6 + (5.0 * y - c + 0.5 * n).cos() * 0.35;
+        *bv = v.clamp(-1.0, 1.0);
+        *av = ((v * 2.0).round() / 2.0).clamp(-1.0, 1.0);
+    }
+    (a, b)
+}
+
+fn store_rows(rows: &mut Vec<Row>, prefix: &str, test: &ParamStore, reference: &ParamStore) {
+    let (t, r) = (test.host(), reference.host());
+    for e in &reference.entries {
+        let name = format!("{prefix}{}", e.name);
+        match e.kind {
+            Kind::Param => rows.push(compare(
+                &format!("{name}.grad"),
+                &t.grad[e.span.range()],
+                &r.grad[e.span.range()],
+            )),
+            Kind::Buffer => rows.push(compare(&name, &t.buffers[e.span.range()], &r.buffers[e.span.range()])),
+            Kind::Counter => {}
+        }
+    }
+    rows.push(compare(
+        &format!("{prefix}* (all weights after Adam)"),
+        &t.data,
+        &r.data,
+    ));
+}
+
+/// Runs one step of the same model on `test_dev` and `ref_dev` and compares everything.
+pub fn run(
+    gcfg: UnetConfig,
+    dcfg: PatchGanConfig,
+    opt: Pix2PixOptions,
+    shape: Shape,
+    seed: u64,
+    test_dev: &Device,
+    ref_dev: &Device,
+) -> Result<Vec<Row>> {
+    let (a, b) = synthetic_batch(shape, seed);
+    let mut models = vec![];
+    for dev in [test_dev, ref_dev] {
+        let mut m = Pix2Pix::new(gcfg, dcfg, opt, dev, seed)?;
+        m.check_batch(shape, shape)?;
+        let (ta, tb) = (dev.upload_tensor(shape, &a), dev.upload_tensor(shape, &b));
+        m.step(dev, &ta, &tb, 2e-4);
+        dev.synchronize();
+        models.push(m);
+    }
+    let (t, r) = (&models[0], &models[1]);
+    let mut rows = vec![];
+    let (lt, lr): (Losses, Losses) = (t.losses(test_dev), r.losses(ref_dev));
+    for (i, name) in Losses::NAMES.iter().enumerate() {
+        rows.push(compare(
+            &format!("loss {name}"),
+            &lt.values()[i..i + 1],
+            &lr.values()[i..i + 1],
+        ));
+    }
+    rows.push(compare(
+        "fake_B",
+        &test_dev.download(&t.g.output().data),
+        &ref_dev.download(&r.g.output().data),
+    ));
+    store_rows(&mut rows, "netG.", &t.g.params, &r.g.params);
+    store_rows(&mut rows, "netD.", &t.d.params, &r.d.params);
+    Ok(rows)
+}
+
+/// The table, worst first within each section; a ✗ marks rows over `tol`.
+pub fn render(rows: &[Row], tol: f64) -> String {
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(10).min(90);
+    let mut s = format!(
+        "{:<w$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>8}\n",
+        "quantity", "elements", "‖ref‖", "rel err", "max |Δ|", "at"
+    );
+    s += &format!("{}\n", "-".repeat(w + 58));
+    for r in rows {
+        let name = if r.name.len() > w {
+            format!("…{}", &r.name[r.name.len() - w + 1..])
+        } else {
+            r.name.clone()
+        };
+        let mark = if r.rel_err > tol || r.rel_err.is_nan() {
+            "✗"
+        } else {
+            ""
+        };
+        s += &format!(
+            "{name:<w$}  {:>10}  {:>10.3e}  {:>10.2e}  {:>10.2e}  {:>8} {mark}\n",
+            r.numel, r.norm, r.rel_err, r.max_abs_err, r.worst_index
+        );
+    }
+    s
+}
