@@ -80,7 +80,7 @@ impl Shared {
     }
 
     fn record_skip(&self, path: PathBuf, reason: String) {
-        eprintln!("data: skipping {reason}");
+        eprintln!("data: skipping a sample: {reason}");
         self.skipped.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut v) = self.skipped_files.lock() {
             v.push((path, reason));
