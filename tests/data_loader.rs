@@ -542,3 +542,33 @@ fn synthetic_dataset_writes_what_it_says() {
     assert_ne!(cartoon, photo);
     assert!(make_synthetic_dataset(dir.path(), 1, 0, 0, 2, 0).is_err());
 }
+
+#[test]
+fn every_preprocess_mode_gives_the_reference_shape() {
+    // One 80x30 A|B file: each half is 40 wide, 30 high.
+    let img = twin_pair(40, 30, 4);
+    let cases = [
+        (Preprocess::ResizeAndCrop, 20, 16, (16, 16)),
+        (Preprocess::Crop, 20, 16, (16, 16)),
+        // Width → 20, height int(max(20·30/40, 16)) = 16.
+        (Preprocess::ScaleWidth, 20, 16, (20, 16)),
+        (Preprocess::ScaleWidthAndCrop, 20, 16, (16, 16)),
+        // round(30/4) = 8 (7.5 rounds half to even), round(40/4) = 10 → 40x32.
+        (Preprocess::None, 20, 16, (40, 32)),
+    ];
+    for (preprocess, load_size, crop_size, (w, h)) in cases {
+        let opts = DataOptions {
+            preprocess,
+            load_size,
+            crop_size,
+            ..DataOptions::default()
+        };
+        for i in 0..8 {
+            let mut rng = pix2pix::data::seeding::sample_rng(1, 1, i);
+            let s = pix2pix::data::transform::sample_from_image(&img, &opts, &mut rng, "x".into())
+                .unwrap();
+            assert_eq!((s.w, s.h), (w, h), "{preprocess}");
+            assert_eq!(s.a, s.b, "{preprocess}: shared params");
+        }
+    }
+}
