@@ -206,8 +206,13 @@ impl Loader {
                     workers.push(handle);
                 }
                 Err(e) => {
-                    // Fall back to fewer workers rather than failing the run.
-                    eprintln!("data: cannot start loader thread {t} ({e}); using {t} threads");
+                    // The position → worker mapping assumes all T workers exist, so stop the ones
+                    // already started and load on the consumer's thread instead of failing the run.
+                    eprintln!("data: cannot start loader thread {t} ({e}); loading on this thread");
+                    receivers.clear();
+                    for handle in workers.drain(..) {
+                        let _ = handle.join();
+                    }
                     break;
                 }
             }
