@@ -75,7 +75,7 @@ impl Shared {
     }
 
     fn record_skip(&self, path: PathBuf, reason: String) {
-        eprintln!("data: skipping {reason}");
+        eprintln!("data: skipping a sample: {reason}");
         self.skipped.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut v) = self.skipped_files.lock() {
             v.push((path, reason));
@@ -193,8 +193,13 @@ impl Loader {
                     workers.push(handle);
                 }
                 Err(e) => {
-                    // Fall back to fewer workers rather than failing the run.
-                    eprintln!("data: cannot start loader thread {t} ({e}); using {t} threads");
+                    // The position → worker mapping assumes all T workers exist, so stop the ones
+                    // already started and load on the consumer's thread instead of failing the run.
+                    eprintln!("data: cannot start loader thread {t} ({e}); loading on this thread");
+                    receivers.clear();
+                    for handle in workers.drain(..) {
+                        let _ = handle.join();
+                    }
                     break;
                 }
             }

@@ -66,8 +66,11 @@ fn precompute(in_size: usize, out_size: usize) -> Taps {
     Taps { first, weights }
 }
 
+/// The rounding offset every accumulator starts from (one half in fixed point).
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
 /// Pillow's `clip8`: drop the fixed-point fraction and saturate to 0..=255.
-fn clip8(acc: i64) -> u8 {
+fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
@@ -93,21 +96,24 @@ pub fn resize_bicubic(img: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
 fn horizontal(src: &[u8], in_w: usize, h: usize, out_w: usize) -> Vec<u8> {
     let taps = precompute(in_w, out_w);
     let mut out = vec![0u8; out_w * h * 3];
-    let half: i64 = 1 << (PRECISION_BITS - 1);
-    for y in 0..h {
-        let row = &src[y * in_w * 3..(y + 1) * in_w * 3];
-        let orow = &mut out[y * out_w * 3..(y + 1) * out_w * 3];
-        for (xx, (&x0, k)) in taps.first.iter().zip(&taps.weights).enumerate() {
-            let mut acc = [half; 3];
-            for (i, &kw) in k.iter().enumerate() {
-                let p = &row[(x0 + i) * 3..(x0 + i) * 3 + 3];
-                for c in 0..3 {
-                    acc[c] += p[c] as i64 * kw as i64;
-                }
+    for (row, orow) in src
+        .chunks_exact(in_w * 3)
+        .zip(out.chunks_exact_mut(out_w * 3))
+    {
+        for ((&x0, k), o) in taps
+            .first
+            .iter()
+            .zip(&taps.weights)
+            .zip(orow.chunks_exact_mut(3))
+        {
+            // i32 like Pillow: |sum| ≤ 255 · Σ|k| + 2^21 stays far below 2^31 for bicubic.
+            let mut acc = [HALF; 3];
+            for (p, &kw) in row[x0 * 3..(x0 + k.len()) * 3].chunks_exact(3).zip(k) {
+                acc[0] += p[0] as i32 * kw;
+                acc[1] += p[1] as i32 * kw;
+                acc[2] += p[2] as i32 * kw;
             }
-            for c in 0..3 {
-                orow[xx * 3 + c] = clip8(acc[c]);
-            }
+            o.copy_from_slice(&acc.map(clip8));
         }
     }
     out
@@ -117,15 +123,14 @@ fn vertical(src: &[u8], w: usize, in_h: usize, out_h: usize) -> Vec<u8> {
     let taps = precompute(in_h, out_h);
     let stride = w * 3;
     let mut out = vec![0u8; stride * out_h];
-    let half: i64 = 1 << (PRECISION_BITS - 1);
-    let mut acc = vec![0i64; stride];
+    let mut acc = vec![0i32; stride];
     for (yy, (&y0, k)) in taps.first.iter().zip(&taps.weights).enumerate() {
-        acc.fill(half);
+        acc.fill(HALF);
         // Row-major accumulation: the same sums as Pillow's per-pixel loop, friendlier to caches.
         for (i, &kw) in k.iter().enumerate() {
             let row = &src[(y0 + i) * stride..(y0 + i + 1) * stride];
             for (a, &p) in acc.iter_mut().zip(row) {
-                *a += p as i64 * kw as i64;
+                *a += p as i32 * kw;
             }
         }
         for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {

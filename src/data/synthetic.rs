@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use std::path::Path;
 
 /// Quantisation levels per channel for the cartoon side.
-const LEVELS: f32 = 4.0;
+const LEVELS: f32 = 6.0;
 /// Sobel magnitude (on 0..255 luminance) above which the cartoon draws an outline.
 const EDGE_THRESHOLD: f32 = 90.0;
 
@@ -165,7 +165,7 @@ impl Face {
         }
         // Mouth: a curved band whose bend is the smile.
         let mx = fu / self.mouth_w;
-        let my = fv - self.mouth_y - self.smile * self.ry * 0.12 * (mx * mx - 0.5);
+        let my = fv - self.mouth_y + self.smile * self.ry * 0.12 * (mx * mx - 0.5);
         if mx.abs() < 1.0 && my.abs() < self.ry * 0.05 * (1.0 - mx * mx).sqrt() + 0.004 {
             col = self.lips;
         }

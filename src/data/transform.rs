@@ -102,14 +102,17 @@ fn crop(img: &RgbImage, x: usize, y: usize, size: usize) -> RgbImage {
     if !(ow > size || oh > size) {
         return img.clone();
     }
-    RgbImage::from_fn(size as u32, size as u32, |cx, cy| {
-        let (sx, sy) = (x + cx as usize, y + cy as usize);
-        if sx < ow && sy < oh {
-            *img.get_pixel(sx as u32, sy as u32)
-        } else {
-            image::Rgb([0, 0, 0])
+    // Row copies of the overlap; the rest of the zero-initialised window stays black.
+    let mut out = RgbImage::new(size as u32, size as u32);
+    let cols = size.min(ow.saturating_sub(x));
+    if cols > 0 {
+        let (src, dst) = (img.as_raw(), &mut *out);
+        for cy in 0..size.min(oh.saturating_sub(y)) {
+            let s0 = ((y + cy) * ow + x) * 3;
+            dst[cy * size * 3..(cy * size + cols) * 3].copy_from_slice(&src[s0..s0 + cols * 3]);
         }
-    })
+    }
+    out
 }
 
 /// The 8-bit part of the chain for one half: resize or scale, crop, multiple-of-4, flip.
