@@ -2,5 +2,6 @@
 //! (in the project's shared folder) for the layout: tensor → device → ops → nn → models → step.
 
 pub mod device;
+pub mod nvtx;
 pub mod ops;
 pub mod tensor;

@@ -19,7 +19,12 @@ pub fn zip_map(dst: &mut [f32], src: &[f32], f: impl Fn(&mut f32, f32) + Sync + 
 }
 
 /// Like `zip_map` with two inputs.
-pub fn zip2_map(dst: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(&mut f32, f32, f32) + Sync + Send) {
+pub fn zip2_map(
+    dst: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(&mut f32, f32, f32) + Sync + Send,
+) {
     assert_eq!(dst.len(), a.len());
     assert_eq!(dst.len(), b.len());
     if dst.len() < PAR_MIN {

@@ -31,9 +31,9 @@ impl Device {
             },
             "cuda" => Ok(Device::Cuda(CudaBackend::new(0)?)),
             s if s.starts_with("cuda:") => {
-                let n: usize = s[5..]
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("bad device {s:?}: expected cuda:N with N a GPU index"))?;
+                let n: usize = s[5..].parse().map_err(|_| {
+                    anyhow::anyhow!("bad device {s:?}: expected cuda:N with N a GPU index")
+                })?;
                 Ok(Device::Cuda(CudaBackend::new(n)?))
             }
             _ => bail!("unknown device {spec:?}: expected auto, cpu, cuda or cuda:N"),
@@ -61,7 +61,10 @@ impl Device {
     }
 
     pub fn zeros_tensor(&self, shape: Shape) -> Tensor {
-        Tensor { shape, data: self.zeros(shape.numel()) }
+        Tensor {
+            shape,
+            data: self.zeros(shape.numel()),
+        }
     }
 
     /// Copies host values to this device.
@@ -73,8 +76,16 @@ impl Device {
     }
 
     pub fn upload_tensor(&self, shape: Shape, values: &[f32]) -> Tensor {
-        assert_eq!(shape.numel(), values.len(), "upload of {} values into {shape}", values.len());
-        Tensor { shape, data: self.upload(values) }
+        assert_eq!(
+            shape.numel(),
+            values.len(),
+            "upload of {} values into {shape}",
+            values.len()
+        );
+        Tensor {
+            shape,
+            data: self.upload(values),
+        }
     }
 
     /// Overwrites existing storage with host values (same length), without reallocating.
@@ -83,7 +94,9 @@ impl Device {
         match dst {
             Storage::Cpu(v) => v.copy_from_slice(values),
             Storage::Cuda(s) => {
-                let Device::Cuda(c) = self else { panic!("CUDA buffer written through the CPU device") };
+                let Device::Cuda(c) = self else {
+                    panic!("CUDA buffer written through the CPU device")
+                };
                 c.write(s, values)
             }
         }
@@ -94,7 +107,9 @@ impl Device {
         match src {
             Storage::Cpu(v) => v.clone(),
             Storage::Cuda(s) => {
-                let Device::Cuda(c) = self else { panic!("CUDA buffer read through the CPU device") };
+                let Device::Cuda(c) = self else {
+                    panic!("CUDA buffer read through the CPU device")
+                };
                 c.download(s)
             }
         }
