@@ -1,9 +1,11 @@
 // Shared helpers for the pix2pix kernels. Every kernel is extern "C" (unmangled names, looked up by
 // src/device/cuda.rs) and takes plain pointers plus sizes, or a #[repr(C)] struct mirrored in Rust.
-// Compiled with -O3 -lineinfo and WITHOUT --use_fast_math: results are compared with the fp32 CPU
-// reference at 1e-5, so expf/tanhf/logf are the accurate versions and no FMA contraction is
-// assumed anywhere it would matter (it is allowed: nvcc contracts a*b+c by default, as the CPU
-// compiler may not; the 1e-5 bounds absorb one rounding per op).
+//
+// Rounding: build.rs compiles with -O3 -lineinfo -fmad=false and WITHOUT --use_fast_math, so every
+// a*b+c written in plain C++ is rounded twice, exactly as the CPU reference (Rust never contracts
+// to FMA) does; elementwise kernels therefore match the CPU bit for bit except where a libm
+// function (expf, tanhf, log1p) is involved. Hot loops that want FMA (the conv GEMMs) call fmaf()
+// explicitly. sqrtf and '/' are IEEE-rounded (-prec-sqrt/-prec-div default to true).
 #pragma once
 #include <stdint.h>
 
@@ -14,13 +16,18 @@
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (long long)(n);       \
          i += (long long)gridDim.x * blockDim.x)
 
-// SplitMix64 finaliser (Steele, Lea, Flood 2014; the mixer of java.util.SplittableRandom).
-// Identical to the CPU's: dropout masks are a pure function of (seed, index).
-__device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
+// The counter-based hash behind dropout masks: SplitMix64's finaliser of seed + (i+1)*golden.
+// Identical to `splitmix` in src/ops/activation.rs: masks are a pure function of (seed, index).
+__device__ __forceinline__ uint64_t splitmix(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + (i + 1ull) * 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+// Uniform in [0, 1) with 24 bits, from the top bits of the hash (as `uniform` on the CPU).
+__device__ __forceinline__ float uniform01(uint64_t seed, uint64_t i) {
+    return (float)(splitmix(seed, i) >> 40) * (1.0f / 16777216.0f);
 }
 
 // Block-wide sum of one double per thread; every thread gets the result. blockDim.x must be a
