@@ -19,20 +19,13 @@ use std::process::Command;
 const DEFAULT_ARCHS: [u32; 6] = [70, 75, 80, 86, 89, 90];
 
 fn main() {
-    for var in [
-        "NVCC",
-        "CUDA_HOME",
-        "PIX2PIX_CUDA_ARCHS",
-        "PIX2PIX_REQUIRE_CUDA",
-    ] {
+    for var in ["NVCC", "CUDA_HOME", "PIX2PIX_CUDA_ARCHS", "PIX2PIX_REQUIRE_CUDA"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-changed=build.rs");
 
-    let require = env::var("PIX2PIX_REQUIRE_CUDA")
-        .map(|v| v == "1")
-        .unwrap_or(false);
+    let require = env::var("PIX2PIX_REQUIRE_CUDA").map(|v| v == "1").unwrap_or(false);
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let kernels_dir = manifest.join("kernels");
@@ -66,13 +59,13 @@ fn main() {
         .unwrap();
     }
     src.push_str("];\n");
-    writeln!(src, "/// The nvcc that built the table (`nvcc --version` release line and path), empty if none.").unwrap();
-    writeln!(src, "pub const NVCC: &str = {nvcc_desc:?};").unwrap();
     writeln!(
         src,
-        "/// Whether the build ran with PIX2PIX_REQUIRE_CUDA=1."
+        "/// The nvcc that built the table (`nvcc --version` release line and path), empty if none."
     )
     .unwrap();
+    writeln!(src, "pub const NVCC: &str = {nvcc_desc:?};").unwrap();
+    writeln!(src, "/// Whether the build ran with PIX2PIX_REQUIRE_CUDA=1.").unwrap();
     writeln!(src, "pub const REQUIRED: bool = {require};").unwrap();
     fs::write(out_dir.join("kernels.rs"), src).unwrap();
 }
@@ -112,9 +105,9 @@ fn build_ptx(kernels_dir: &Path, out_dir: &Path) -> Result<(Entries, String), St
                 .filter(|t| !t.is_empty())
             {
                 let t = tok.trim_start_matches("sm_").trim_start_matches("compute_");
-                let a: u32 = t.parse().map_err(|_| {
-                    format!("PIX2PIX_CUDA_ARCHS: {tok:?} is not an architecture like 80 or sm_80")
-                })?;
+                let a: u32 = t
+                    .parse()
+                    .map_err(|_| format!("PIX2PIX_CUDA_ARCHS: {tok:?} is not an architecture like 80 or sm_80"))?;
                 if !supported.is_empty() && !supported.contains(&a) {
                     return Err(format!(
                         "PIX2PIX_CUDA_ARCHS asks for sm_{a}, which {} does not support (it supports {:?})",

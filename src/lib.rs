@@ -2,6 +2,8 @@
 //! (in the project's shared folder) for the layout: tensor → device → ops → nn → models → step.
 
 pub mod device;
+pub mod models;
+pub mod nn;
 pub mod nvtx;
 pub mod ops;
 pub mod tensor;

@@ -18,27 +18,18 @@ fn api() -> Option<&'static Api> {
         if std::env::var("PIX2PIX_NVTX").is_ok_and(|v| v == "0") {
             return None;
         }
-        for name in [
-            "libnvToolsExt.so.1",
-            "libnvToolsExt.so",
-            "nvToolsExt64_1.dll",
-        ] {
+        for name in ["libnvToolsExt.so.1", "libnvToolsExt.so", "nvToolsExt64_1.dll"] {
             // SAFETY: loading NVIDIA's NVTX library runs no initialisers with preconditions; the two
             // symbols have exactly these C signatures (nvToolsExt.h).
             unsafe {
                 let Ok(lib) = libloading::Library::new(name) else {
                     continue;
                 };
-                let push =
-                    lib.get::<unsafe extern "C" fn(*const c_char) -> c_int>(b"nvtxRangePushA\0");
+                let push = lib.get::<unsafe extern "C" fn(*const c_char) -> c_int>(b"nvtxRangePushA\0");
                 let pop = lib.get::<unsafe extern "C" fn() -> c_int>(b"nvtxRangePop\0");
                 if let (Ok(push), Ok(pop)) = (push, pop) {
                     let (push, pop) = (*push, *pop);
-                    return Some(Api {
-                        push,
-                        pop,
-                        _lib: lib,
-                    });
+                    return Some(Api { push, pop, _lib: lib });
                 }
             }
         }

@@ -4,9 +4,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::sys::CUresult;
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,9 +52,7 @@ fn cuda_version_str(v: i32) -> String {
 /// The CUDA version (×1000 + minor×10) whose driver the embedded PTX needs, read from the PTX ISA
 /// version in its header (`.version 9.0` → CUDA 13.0, `.version 8.x` → CUDA 12.x).
 fn ptx_needs_cuda(ptx: &str) -> Option<i32> {
-    let line = ptx
-        .lines()
-        .find(|l| l.trim_start().starts_with(".version"))?;
+    let line = ptx.lines().find(|l| l.trim_start().starts_with(".version"))?;
     let v = line.split_whitespace().nth(1)?;
     let (maj, min) = v.split_once('.')?;
     let (maj, min): (i32, i32) = (maj.parse().ok()?, min.parse().ok()?);
@@ -94,8 +90,8 @@ impl CudaBackend {
             .result()
             .map_err(|e| anyhow!("cuDriverGetVersion: {}", err_str(e)))?;
 
-        let ctx = CudaContext::new(ordinal)
-            .map_err(|e| anyhow!("creating a context on cuda:{ordinal}: {}", err_str(e)))?;
+        let ctx =
+            CudaContext::new(ordinal).map_err(|e| anyhow!("creating a context on cuda:{ordinal}: {}", err_str(e)))?;
         // Capturable stream: no per-buffer events, and a stream of our own (not the legacy
         // default stream). Event tracking must be off before the first allocation.
         // SAFETY: we use a single stream, so cross-stream event synchronisation is not needed.
@@ -109,9 +105,7 @@ impl CudaBackend {
             .map_err(|e| anyhow!("querying the compute capability: {}", err_str(e)))?;
         let cc = (major * 10 + minor) as u32;
         let sm_count = ctx
-            .attribute(
-                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-            )
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .unwrap_or(1)
             .max(1) as u32;
 
@@ -182,12 +176,9 @@ impl CudaBackend {
             .modules
             .get(family)
             .unwrap_or_else(|| panic!("no kernels/{family}.cu module embedded in this build"));
-        let f = module.load_function(name).unwrap_or_else(|e| {
-            panic!(
-                "kernel {name} not found in kernels/{family}.cu: {}",
-                err_str(e)
-            )
-        });
+        let f = module
+            .load_function(name)
+            .unwrap_or_else(|e| panic!("kernel {name} not found in kernels/{family}.cu: {}", err_str(e)));
         cache.insert(name, f.clone());
         f
     }
@@ -221,29 +212,22 @@ impl CudaBackend {
     }
 
     pub fn alloc_zeros(&self, len: usize) -> CudaSlice<f32> {
-        self.try_alloc_zeros(len)
-            .unwrap_or_else(|e| panic!("{e:#}"))
+        self.try_alloc_zeros(len).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub fn upload(&self, values: &[f32]) -> CudaSlice<f32> {
         if values.is_empty() {
             return self.alloc_zeros(0);
         }
-        self.stream
-            .clone_htod(values)
-            .unwrap_or_else(|e| match e.0 {
-                CUresult::CUDA_ERROR_OUT_OF_MEMORY => panic!(
-                    "CUDA out of memory on {}: asked for {:.1} MiB ({} floats)",
-                    self.name,
-                    (values.len() * 4) as f64 / 1048576.0,
-                    values.len()
-                ),
-                _ => panic!(
-                    "host-to-device copy of {} floats failed: {}",
-                    values.len(),
-                    err_str(e)
-                ),
-            })
+        self.stream.clone_htod(values).unwrap_or_else(|e| match e.0 {
+            CUresult::CUDA_ERROR_OUT_OF_MEMORY => panic!(
+                "CUDA out of memory on {}: asked for {:.1} MiB ({} floats)",
+                self.name,
+                (values.len() * 4) as f64 / 1048576.0,
+                values.len()
+            ),
+            _ => panic!("host-to-device copy of {} floats failed: {}", values.len(), err_str(e)),
+        })
     }
 
     pub fn write(&self, dst: &mut CudaSlice<f32>, values: &[f32]) {
@@ -275,14 +259,8 @@ impl CudaBackend {
 
 /// The driver's name and description of an error ("CUDA_ERROR_OUT_OF_MEMORY: out of memory").
 pub fn err_str(e: DriverError) -> String {
-    let name = e
-        .error_name()
-        .ok()
-        .map(|s| s.to_string_lossy().into_owned());
-    let desc = e
-        .error_string()
-        .ok()
-        .map(|s| s.to_string_lossy().into_owned());
+    let name = e.error_name().ok().map(|s| s.to_string_lossy().into_owned());
+    let desc = e.error_string().ok().map(|s| s.to_string_lossy().into_owned());
     match (name, desc) {
         (Some(n), Some(d)) => format!("{n}: {d}"),
         _ => format!("{:?}", e.0),

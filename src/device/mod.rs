@@ -31,9 +31,9 @@ impl Device {
             },
             "cuda" => Ok(Device::Cuda(CudaBackend::new(0)?)),
             s if s.starts_with("cuda:") => {
-                let n: usize = s[5..].parse().map_err(|_| {
-                    anyhow::anyhow!("bad device {s:?}: expected cuda:N with N a GPU index")
-                })?;
+                let n: usize = s[5..]
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("bad device {s:?}: expected cuda:N with N a GPU index"))?;
                 Ok(Device::Cuda(CudaBackend::new(n)?))
             }
             _ => bail!("unknown device {spec:?}: expected auto, cpu, cuda or cuda:N"),

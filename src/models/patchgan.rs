@@ -1,0 +1,184 @@
+//! NLayerDiscriminator `basic` (SPEC.md §2): the 70×70 PatchGAN.
+//!   C1 Conv(k4 s2, bias) → LReLU; C2..C_n Conv(k4 s2) → BN → LReLU; C_{n+1} Conv(k4 s1) → BN → LReLU;
+//!   last Conv(k4 s1, bias) → raw logits (no sigmoid: the loss takes logits).
+//! The reference keeps these in one nn.Sequential, so tensor names are `model.<index>`.
+
+use crate::device::Device;
+use crate::nn::{BatchNorm2d, Conv2d, ParamBuilder, ParamStore};
+use crate::ops::activation::{activation_backward, activation_forward, Act};
+use crate::ops::conv::ConvGeom;
+use crate::tensor::{Shape, Tensor};
+use anyhow::{bail, Result};
+
+const LRELU: Act = Act::LeakyRelu(0.2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PatchGanConfig {
+    /// 6 for pix2pix (condition and image concatenated), 3 for CycleGAN.
+    pub input_nc: usize,
+    pub ndf: usize,
+    pub n_layers: usize,
+}
+
+/// One conv with what follows it: BN (not on the first and last), LReLU (not on the last).
+struct Block {
+    conv: Conv2d,
+    bn: Option<BatchNorm2d>,
+    lrelu: bool,
+}
+
+struct BlockActs {
+    c: Tensor,
+    b: Option<Tensor>,
+    a: Option<Tensor>,
+    g_out: Tensor,
+    g_b: Option<Tensor>,
+    g_c: Tensor,
+}
+
+pub struct PatchGan {
+    pub cfg: PatchGanConfig,
+    pub params: ParamStore,
+    blocks: Vec<Block>,
+    acts: Vec<BlockActs>,
+    input_shape: Option<Shape>,
+}
+
+impl PatchGan {
+    pub fn new(cfg: PatchGanConfig, dev: &Device, seed: u64) -> Result<Self> {
+        if cfg.n_layers == 0 {
+            bail!("the discriminator needs n_layers ≥ 1");
+        }
+        let mut b = ParamBuilder::new(seed);
+        let mut blocks = vec![];
+        let mut idx = 0; // position in the reference's nn.Sequential
+        let mut push = |b: &mut ParamBuilder, cin: usize, cout: usize, stride: usize, bn: bool, lrelu: bool| {
+            let conv = Conv2d::new(b, &format!("model.{idx}"), ConvGeom::new(cin, cout, 4, stride, 1), !bn);
+            let bn = bn.then(|| BatchNorm2d::new(b, dev, &format!("model.{}", idx + 1), cout));
+            idx += 1 + bn.is_some() as usize + lrelu as usize;
+            blocks.push(Block { conv, bn, lrelu });
+        };
+        let ndf = cfg.ndf;
+        push(&mut b, cfg.input_nc, ndf, 2, false, true);
+        let mut mult = 1;
+        for n in 1..cfg.n_layers {
+            let prev = mult;
+            mult = (1 << n).min(8);
+            push(&mut b, ndf * prev, ndf * mult, 2, true, true);
+        }
+        let prev = mult;
+        mult = (1 << cfg.n_layers).min(8);
+        push(&mut b, ndf * prev, ndf * mult, 1, true, true);
+        push(&mut b, ndf * mult, 1, 1, false, false);
+        Ok(PatchGan {
+            cfg,
+            params: b.finish(dev),
+            blocks,
+            acts: vec![],
+            input_shape: None,
+        })
+    }
+
+    /// The logits' shape for an input shape, or an error when the input is too small.
+    pub fn out_shape(&self, x: Shape) -> Result<Shape> {
+        let mut s = x;
+        for bl in &self.blocks {
+            s = match bl.conv.out_shape(s) {
+                Some(o) if o.h > 0 && o.w > 0 => o,
+                _ => bail!("discriminator input {}x{} is too small", x.h, x.w),
+            };
+        }
+        Ok(s)
+    }
+
+    fn ensure_acts(&mut self, dev: &Device, x: Shape) {
+        if self.input_shape == Some(x) {
+            return;
+        }
+        let mut s = x;
+        self.acts = self
+            .blocks
+            .iter()
+            .map(|bl| {
+                s = bl.conv.out_shape(s).expect("checked input size");
+                let z = || dev.zeros_tensor(s);
+                BlockActs {
+                    c: z(),
+                    b: bl.bn.as_ref().map(|_| z()),
+                    a: bl.lrelu.then(z),
+                    g_out: z(),
+                    g_b: bl.bn.as_ref().map(|_| z()),
+                    g_c: z(),
+                }
+            })
+            .collect();
+        self.input_shape = Some(x);
+    }
+
+    /// Logits of D(x), BN in train mode (the reference never puts D in eval mode while training).
+    pub fn forward(&mut self, dev: &Device, x: &Tensor) -> &Tensor {
+        self.ensure_acts(dev, x.shape);
+        let ps = &mut self.params;
+        for i in 0..self.blocks.len() {
+            let (prev, rest) = self.acts.split_at_mut(i);
+            let cur = &mut rest[0];
+            let bl = &mut self.blocks[i];
+            let input = prev
+                .last()
+                .map_or(x, |p| p.a.as_ref().expect("inner blocks end in LReLU"));
+            bl.conv.forward(dev, ps, input, &mut cur.c);
+            if let (Some(bn), Some(b)) = (bl.bn.as_mut(), cur.b.as_mut()) {
+                bn.forward(dev, ps, true, &cur.c, b);
+            }
+            if let Some(a) = cur.a.as_mut() {
+                activation_forward(dev, LRELU, cur.b.as_ref().unwrap_or(&cur.c), a);
+            }
+        }
+        &self.acts.last().expect("at least one block").c
+    }
+
+    /// Backward from the logits' gradient `g_logits`. `param_grads` adds D's weight gradients
+    /// (D step); without it D is frozen (G step). `dx` receives the input gradient when given.
+    pub fn backward(
+        &mut self,
+        dev: &Device,
+        x: &Tensor,
+        g_logits: &Tensor,
+        param_grads: bool,
+        dx: Option<&mut Tensor>,
+    ) {
+        let ps = &mut self.params;
+        let last = self.blocks.len() - 1;
+        crate::ops::tensor::copy(dev, g_logits, &mut self.acts[last].g_out, false);
+        let mut dx = dx;
+        for i in (0..self.blocks.len()).rev() {
+            let (prev, rest) = self.acts.split_at_mut(i);
+            let cur = &mut rest[0];
+            let bl = &self.blocks[i];
+            // g_out holds the gradient of this block's output (after LReLU where there is one).
+            let pre_act = cur.b.as_ref().unwrap_or(&cur.c);
+            let g_pre: &Tensor = match (cur.a.as_ref(), cur.g_b.as_mut(), bl.bn.as_ref()) {
+                (Some(a), Some(g_b), Some(bn)) => {
+                    activation_backward(dev, LRELU, pre_act, a, &cur.g_out, g_b);
+                    bn.backward(dev, ps, param_grads, &cur.c, g_b, &mut cur.g_c);
+                    &cur.g_c
+                }
+                (Some(a), None, None) => {
+                    activation_backward(dev, LRELU, pre_act, a, &cur.g_out, &mut cur.g_c);
+                    &cur.g_c
+                }
+                _ => &cur.g_out,
+            };
+            match prev.last_mut() {
+                Some(p) => {
+                    let input = p.a.as_ref().expect("inner blocks end in LReLU");
+                    bl.conv
+                        .backward(dev, ps, param_grads, input, g_pre, Some(&mut p.g_out), false);
+                }
+                None => bl
+                    .conv
+                    .backward(dev, ps, param_grads, x, g_pre, dx.as_deref_mut(), false),
+            }
+        }
+    }
+}

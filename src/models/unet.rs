@@ -1,0 +1,342 @@
+//! UnetGenerator (SPEC.md §1): `num_downs` nested skip levels. Level 1 is the outermost
+//! (e1 conv … d1 convT + Tanh), level `num_downs` the innermost (no norm on its down conv).
+//!
+//! Forward, level k (1-based) with input a_{k−1} (the image for k = 1):
+//!   c_k = conv(a_{k−1});  e_k = BN(c_k) (levels 2..n−1);  a_k = LReLU(e_k) (k < n) or ReLU(e_n)
+//!   a_k is both the skip concatenated at level k and the next level's input, because the
+//!   reference's LReLU runs in place on the block input (SPEC.md §1, "in-place skip subtlety").
+//! Up path, k = n … 1:
+//!   r_k = ReLU(concat(a_k, u_{k+1})) for k < n, r_n = a_n;  t_k = convT(r_k)
+//!   u_k = Dropout(BN(t_k)) (dropout on the middle 512→512 levels), output = Tanh(t_1 + bias).
+
+use crate::device::Device;
+use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, ParamBuilder, ParamStore};
+use crate::ops::activation::{activation_backward, activation_forward, dropout_forward, mul, splitmix, Act};
+use crate::ops::conv::ConvGeom;
+use crate::ops::tensor::{extract_channels, insert_channels};
+use crate::tensor::{Shape, Tensor};
+use anyhow::{bail, Result};
+
+const LRELU: Act = Act::LeakyRelu(0.2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnetConfig {
+    pub input_nc: usize,
+    pub output_nc: usize,
+    pub ngf: usize,
+    pub num_downs: usize,
+    pub use_dropout: bool,
+}
+
+impl UnetConfig {
+    /// `unet_256` (8 levels) or `unet_128` (7 levels), the reference's names.
+    pub fn named(name: &str, ngf: usize, use_dropout: bool) -> Result<Self> {
+        let num_downs = match name {
+            "unet_256" => 8,
+            "unet_128" => 7,
+            _ => bail!("unknown --netG {name:?}: expected unet_256 or unet_128"),
+        };
+        Ok(UnetConfig {
+            input_nc: 3,
+            output_nc: 3,
+            ngf,
+            num_downs,
+            use_dropout,
+        })
+    }
+}
+
+struct Level {
+    down: Conv2d,
+    down_bn: Option<BatchNorm2d>,
+    up: ConvTranspose2d,
+    up_bn: Option<BatchNorm2d>,
+    dropout: bool,
+}
+
+/// Activations and their gradients for one level, allocated once per input shape.
+struct LevelActs {
+    c: Tensor,
+    e: Option<Tensor>,
+    a: Tensor,
+    cat: Option<Tensor>,
+    r: Option<Tensor>,
+    t: Tensor,
+    /// BN output (Tanh output at level 1).
+    out: Tensor,
+    mask: Option<Tensor>,
+    dropped: Option<Tensor>,
+    g_out: Tensor,
+    g_b: Option<Tensor>,
+    g_t: Tensor,
+    g_upin: Tensor,
+    g_cat: Option<Tensor>,
+    g_a: Tensor,
+    g_e: Tensor,
+    g_c: Option<Tensor>,
+}
+
+impl LevelActs {
+    /// The level's output as seen by the level above (after dropout where there is one).
+    fn u(&self) -> &Tensor {
+        self.dropped.as_ref().unwrap_or(&self.out)
+    }
+}
+
+pub struct UnetGenerator {
+    pub cfg: UnetConfig,
+    pub params: ParamStore,
+    levels: Vec<Level>,
+    acts: Vec<LevelActs>,
+    input_shape: Option<Shape>,
+}
+
+/// The state_dict prefix of level k (1-based): model.model for the outermost block, then one
+/// `.1` into the first inner block and `.3` deeper (SPEC.md §9).
+fn level_prefix(k: usize) -> String {
+    match k {
+        1 => "model.model".into(),
+        _ => format!("model.model.1{}", ".model.3".repeat(k - 2)),
+    }
+}
+
+impl UnetGenerator {
+    pub fn new(cfg: UnetConfig, dev: &Device, seed: u64) -> Result<Self> {
+        if cfg.num_downs < 5 {
+            bail!("the U-Net needs at least 5 levels (num_downs {})", cfg.num_downs);
+        }
+        let mut b = ParamBuilder::new(seed);
+        let mut levels: Vec<Option<Level>> = (0..cfg.num_downs).map(|_| None).collect();
+        Self::build_level(&cfg, dev, &mut b, 1, &mut levels);
+        let levels = levels.into_iter().map(|l| l.expect("every level built")).collect();
+        Ok(UnetGenerator {
+            cfg,
+            params: b.finish(dev),
+            levels,
+            acts: vec![],
+            input_shape: None,
+        })
+    }
+
+    /// Registers level k's parameters in state_dict order: down conv, down BN, the inner block,
+    /// up convT, up BN — so checkpoints list tensors as PyTorch does.
+    fn build_level(cfg: &UnetConfig, dev: &Device, b: &mut ParamBuilder, k: usize, out: &mut [Option<Level>]) {
+        let n = cfg.num_downs;
+        let ngf = cfg.ngf;
+        // (outer_nc, inner_nc) of the reference's UnetSkipConnectionBlock at this level.
+        let (outer, inner) = match k {
+            1 => (cfg.output_nc, ngf),
+            2 => (ngf, ngf * 2),
+            3 => (ngf * 2, ngf * 4),
+            4 => (ngf * 4, ngf * 8),
+            _ => (ngf * 8, ngf * 8),
+        };
+        let input_nc = if k == 1 { cfg.input_nc } else { outer };
+        let p = level_prefix(k);
+        let g = |cin, cout| ConvGeom::new(cin, cout, 4, 2, 1);
+        let level = if k == 1 {
+            let down = Conv2d::new(b, &format!("{p}.0"), g(input_nc, inner), false);
+            Self::build_level(cfg, dev, b, k + 1, out);
+            let up = ConvTranspose2d::new(b, &format!("{p}.3"), g(inner * 2, outer), true);
+            Level {
+                down,
+                down_bn: None,
+                up,
+                up_bn: None,
+                dropout: false,
+            }
+        } else if k == n {
+            let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), false);
+            let up = ConvTranspose2d::new(b, &format!("{p}.model.3"), g(inner, outer), false);
+            let up_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.4"), outer);
+            Level {
+                down,
+                down_bn: None,
+                up,
+                up_bn: Some(up_bn),
+                dropout: false,
+            }
+        } else {
+            let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), false);
+            let down_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.2"), inner);
+            Self::build_level(cfg, dev, b, k + 1, out);
+            let up = ConvTranspose2d::new(b, &format!("{p}.model.5"), g(inner * 2, outer), false);
+            let up_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.6"), outer);
+            // The (num_downs − 5) intermediate 512→512 levels, i.e. levels 5..n−1, have dropout.
+            let dropout = cfg.use_dropout && k >= 5;
+            Level {
+                down,
+                down_bn: Some(down_bn),
+                up,
+                up_bn: Some(up_bn),
+                dropout,
+            }
+        };
+        out[k - 1] = Some(level);
+    }
+
+    /// H and W must be multiples of 2^num_downs (256 for unet_256), as in the reference.
+    pub fn check_input(&self, s: Shape) -> Result<()> {
+        let m = 1usize << self.cfg.num_downs;
+        if s.c != self.cfg.input_nc || s.h == 0 || s.w == 0 || s.h % m != 0 || s.w % m != 0 {
+            bail!(
+                "generator input {}x{}x{} does not fit: {} channels and H, W multiples of {m} expected (num_downs {})",
+                s.c,
+                s.h,
+                s.w,
+                self.cfg.input_nc,
+                self.cfg.num_downs
+            );
+        }
+        Ok(())
+    }
+
+    fn ensure_acts(&mut self, dev: &Device, x: Shape) {
+        if self.input_shape == Some(x) {
+            return;
+        }
+        let n = self.levels.len();
+        let z = |s: Shape| dev.zeros_tensor(s);
+        let mut acts = Vec::with_capacity(n);
+        let mut s_in = x;
+        for (i, lv) in self.levels.iter().enumerate() {
+            let sc = lv.down.out_shape(s_in).expect("checked input size");
+            let cat_shape = sc.with_c(2 * sc.c);
+            let up_in = if i + 1 < n { cat_shape } else { sc };
+            let st = lv.up.out_shape(up_in);
+            acts.push(LevelActs {
+                c: z(sc),
+                e: lv.down_bn.as_ref().map(|_| z(sc)),
+                a: z(sc),
+                cat: (i + 1 < n).then(|| z(cat_shape)),
+                r: (i + 1 < n).then(|| z(cat_shape)),
+                t: z(st),
+                out: z(st),
+                mask: lv.dropout.then(|| z(st)),
+                dropped: lv.dropout.then(|| z(st)),
+                g_out: z(st),
+                g_b: lv.dropout.then(|| z(st)),
+                g_t: z(st),
+                g_upin: z(up_in),
+                g_cat: (i + 1 < n).then(|| z(cat_shape)),
+                g_a: z(sc),
+                g_e: z(sc),
+                g_c: lv.down_bn.as_ref().map(|_| z(sc)),
+            });
+            s_in = sc;
+        }
+        self.acts = acts;
+        self.input_shape = Some(x);
+    }
+
+    /// fake = G(x). `train`: BN with batch statistics (and running-stat updates); dropout is on
+    /// when `dropout_seed` is given (training, and the reference's default test mode).
+    pub fn forward(&mut self, dev: &Device, x: &Tensor, train: bool, dropout_seed: Option<u64>) -> &Tensor {
+        self.ensure_acts(dev, x.shape);
+        let n = self.levels.len();
+        let ps = &mut self.params;
+        for i in 0..n {
+            let (prev, rest) = self.acts.split_at_mut(i);
+            let cur = &mut rest[0];
+            let lv = &mut self.levels[i];
+            let input = if i == 0 { x } else { &prev[i - 1].a };
+            lv.down.forward(dev, ps, input, &mut cur.c);
+            if let (Some(bn), Some(e)) = (lv.down_bn.as_mut(), cur.e.as_mut()) {
+                bn.forward(dev, ps, train, &cur.c, e);
+            }
+            let act = if i + 1 < n { LRELU } else { Act::Relu };
+            let e = cur.e.as_ref().unwrap_or(&cur.c);
+            activation_forward(dev, act, e, &mut cur.a);
+        }
+        for i in (0..n).rev() {
+            let (head, tail) = self.acts.split_at_mut(i + 1);
+            let cur = &mut head[i];
+            let lv = &mut self.levels[i];
+            if let (Some(cat), Some(r)) = (cur.cat.as_mut(), cur.r.as_mut()) {
+                let inner = &tail[0];
+                insert_channels(dev, &cur.a, cat, 0);
+                insert_channels(dev, inner.u(), cat, cur.a.shape.c);
+                activation_forward(dev, Act::Relu, cat, r);
+            }
+            let up_in = cur.r.as_ref().unwrap_or(&cur.a);
+            lv.up.forward(dev, ps, up_in, &mut cur.t);
+            match lv.up_bn.as_mut() {
+                None => activation_forward(dev, Act::Tanh, &cur.t, &mut cur.out),
+                Some(bn) => bn.forward(dev, ps, train, &cur.t, &mut cur.out),
+            }
+            if let (Some(mask), Some(dropped), Some(seed)) = (cur.mask.as_mut(), cur.dropped.as_mut(), dropout_seed) {
+                dropout_forward(dev, 0.5, splitmix(seed, i as u64), &cur.out, dropped, mask);
+            } else if let Some(dropped) = cur.dropped.as_mut() {
+                // Dropout off (eval or --no-dropout at run time): pass the BN output through.
+                crate::ops::tensor::copy(dev, &cur.out, dropped, false);
+                if let Some(mask) = cur.mask.as_mut() {
+                    crate::ops::tensor::fill(dev, &mut mask.data, 1.0);
+                }
+            }
+        }
+        &self.acts[0].out
+    }
+
+    /// The last forward's output.
+    pub fn output(&self) -> &Tensor {
+        &self.acts[0].out
+    }
+
+    /// Backward of the last (train-mode) forward from the output gradient `g_y`: adds every
+    /// parameter gradient into `params.grad`. The input image needs no gradient.
+    pub fn backward(&mut self, dev: &Device, x: &Tensor, g_y: &Tensor) {
+        let n = self.levels.len();
+        let ps = &mut self.params;
+        // Up path, outermost → innermost: each level hands its inner neighbour the gradient of u.
+        for i in 0..n {
+            let (head, tail) = self.acts.split_at_mut(i + 1);
+            let cur = &mut head[i];
+            let lv = &self.levels[i];
+            match lv.up_bn.as_ref() {
+                None => activation_backward(dev, Act::Tanh, &cur.t, &cur.out, g_y, &mut cur.g_t),
+                Some(bn) => {
+                    let g_bn_out = match (cur.g_b.as_mut(), cur.mask.as_ref()) {
+                        (Some(g_b), Some(mask)) => {
+                            mul(dev, &cur.g_out, mask, g_b);
+                            &*g_b
+                        }
+                        _ => &cur.g_out,
+                    };
+                    bn.backward(dev, ps, true, &cur.t, g_bn_out, &mut cur.g_t);
+                }
+            }
+            let up_in = cur.r.as_ref().unwrap_or(&cur.a);
+            lv.up
+                .backward(dev, ps, true, up_in, &cur.g_t, Some(&mut cur.g_upin), false);
+            match (cur.cat.as_ref(), cur.r.as_ref(), cur.g_cat.as_mut()) {
+                (Some(cat), Some(r), Some(g_cat)) => {
+                    activation_backward(dev, Act::Relu, cat, r, &cur.g_upin, g_cat);
+                    extract_channels(dev, g_cat, 0, &mut cur.g_a, false);
+                    extract_channels(dev, g_cat, cur.a.shape.c, &mut tail[0].g_out, false);
+                }
+                // Innermost: the convT input is a_n itself.
+                _ => crate::ops::tensor::copy(dev, &cur.g_upin, &mut cur.g_a, false),
+            }
+        }
+        // Down path, innermost → outermost: g_a is complete once the level below added its dx.
+        for i in (0..n).rev() {
+            let (prev, rest) = self.acts.split_at_mut(i);
+            let cur = &mut rest[0];
+            let lv = &self.levels[i];
+            let act = if i + 1 < n { LRELU } else { Act::Relu };
+            let e = cur.e.as_ref().unwrap_or(&cur.c);
+            activation_backward(dev, act, e, &cur.a, &cur.g_a, &mut cur.g_e);
+            let g_c = match (lv.down_bn.as_ref(), cur.g_c.as_mut(), cur.e.as_ref()) {
+                (Some(bn), Some(g_c), Some(_)) => {
+                    bn.backward(dev, ps, true, &cur.c, &cur.g_e, g_c);
+                    &*g_c
+                }
+                _ => &cur.g_e,
+            };
+            match prev.last_mut() {
+                Some(p) => lv.down.backward(dev, ps, true, &p.a, g_c, Some(&mut p.g_a), true),
+                None => lv.down.backward(dev, ps, true, x, g_c, None, false),
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Elementwise activations and dropout, forward and backward. CUDA twin: kernels/activation.cu.
+//!
+//! Backward conventions: LeakyReLU and ReLU take their mask from the forward *input* (the reference
+//! runs them in place and masks on the output; the sign is the same since the slope is positive),
+//! Tanh and Sigmoid from the forward *output*.
+
+use crate::device::cpu::{zip2_map, zip_map};
+use crate::device::{CudaBackend, Device};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// LeakyReLU with the given negative slope (0.2 in the networks).
+    LeakyRelu(f32),
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+fn act_fwd(a: Act, x: f32) -> f32 {
+    match a {
+        Act::LeakyRelu(s) => {
+            if x > 0.0 {
+                x
+            } else {
+                x * s
+            }
+        }
+        Act::Relu => x.max(0.0),
+        Act::Tanh => x.tanh(),
+        Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+    }
+}
+
+/// d/dx given the forward input `x` and output `y`.
+fn act_grad(a: Act, x: f32, y: f32) -> f32 {
+    match a {
+        Act::LeakyRelu(s) => {
+            if x > 0.0 {
+                1.0
+            } else {
+                s
+            }
+        }
+        Act::Relu => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Act::Tanh => 1.0 - y * y,
+        Act::Sigmoid => y * (1.0 - y),
+    }
+}
+
+/// y = act(x).
+pub fn activation_forward(dev: &Device, a: Act, x: &Tensor, y: &mut Tensor) {
+    assert_eq!(x.shape, y.shape, "activation shapes");
+    match dev {
+        Device::Cpu => zip_map(y.cpu_mut(), x.cpu(), |o, v| *o = act_fwd(a, v)),
+        Device::Cuda(c) => cuda_activation_forward(c, a, x, y),
+    }
+}
+
+/// dx = act'(x)·dy, from the forward input `x` and output `y` (either may be the one that is used).
+pub fn activation_backward(dev: &Device, a: Act, x: &Tensor, y: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+    assert!(
+        x.shape == y.shape && x.shape == dy.shape && x.shape == dx.shape,
+        "activation backward shapes"
+    );
+    match dev {
+        Device::Cpu => {
+            let (xv, yv) = (x.cpu(), y.cpu());
+            let (dyv, dxv) = (dy.cpu(), dx.cpu_mut());
+            dxv.par_chunks_mut(1 << 14).enumerate().for_each(|(ci, out)| {
+                let base = ci << 14;
+                for (j, o) in out.iter_mut().enumerate() {
+                    let i = base + j;
+                    *o = act_grad(a, xv[i], yv[i]) * dyv[i];
+                }
+            });
+        }
+        Device::Cuda(c) => cuda_activation_backward(c, a, x, y, dy, dx),
+    }
+}
+
+/// The counter-based hash behind dropout masks: SplitMix64's finaliser of `seed + i·golden`.
+/// kernels/common.cuh has the same function, so CPU and GPU draw identical masks.
+pub fn splitmix(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Uniform in [0, 1) with 24 bits, from the top bits of the hash.
+pub fn uniform(seed: u64, i: u64) -> f32 {
+    (splitmix(seed, i) >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+}
+
+/// Inverted dropout: an element is kept when uniform(seed, i) ≥ p and then scaled by 1/(1−p).
+/// `mask` receives the per-element factor (0 or 1/(1−p)) for the backward.
+pub fn dropout_forward(dev: &Device, p: f32, seed: u64, x: &Tensor, y: &mut Tensor, mask: &mut Tensor) {
+    assert!(x.shape == y.shape && x.shape == mask.shape, "dropout shapes");
+    assert!((0.0..1.0).contains(&p), "dropout probability {p} outside [0, 1)");
+    match dev {
+        Device::Cpu => {
+            let scale = 1.0 / (1.0 - p);
+            mask.cpu_mut()
+                .par_chunks_mut(1 << 14)
+                .enumerate()
+                .for_each(|(ci, out)| {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = if uniform(seed, ((ci << 14) + j) as u64) >= p {
+                            scale
+                        } else {
+                            0.0
+                        };
+                    }
+                });
+            zip2_map(y.cpu_mut(), x.cpu(), mask.cpu(), |o, v, m| *o = v * m);
+        }
+        Device::Cuda(c) => cuda_dropout_forward(c, p, seed, x, y, mask),
+    }
+}
+
+/// dx = dy · mask (elementwise product; also the generic multiply).
+pub fn mul(dev: &Device, a: &Tensor, b: &Tensor, out: &mut Tensor) {
+    assert!(a.shape == b.shape && a.shape == out.shape, "mul shapes");
+    match dev {
+        Device::Cpu => zip2_map(out.cpu_mut(), a.cpu(), b.cpu(), |o, x, m| *o = x * m),
+        Device::Cuda(c) => cuda_mul(c, a, b, out),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA launchers (kernels/activation.cu)
+
+fn cuda_activation_forward(_c: &CudaBackend, _a: Act, _x: &Tensor, _y: &mut Tensor) {
+    unimplemented!("CUDA kernel: activation_forward")
+}
+
+fn cuda_activation_backward(_c: &CudaBackend, _a: Act, _x: &Tensor, _y: &Tensor, _dy: &Tensor, _dx: &mut Tensor) {
+    unimplemented!("CUDA kernel: activation_backward")
+}
+
+fn cuda_dropout_forward(_c: &CudaBackend, _p: f32, _seed: u64, _x: &Tensor, _y: &mut Tensor, _mask: &mut Tensor) {
+    unimplemented!("CUDA kernel: dropout_forward")
+}
+
+fn cuda_mul(_c: &CudaBackend, _a: &Tensor, _b: &Tensor, _out: &mut Tensor) {
+    unimplemented!("CUDA kernel: mul")
+}
