@@ -7,7 +7,7 @@ use cudarc::driver::sys::CUresult;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The PTX embedded by build.rs: `PTX_TABLE: &[(arch, family, ptx)]`, `NVCC`, `REQUIRED`.
 pub mod embedded {
@@ -43,7 +43,16 @@ pub struct CudaBackend {
     pub sm_count: u32,
     modules: HashMap<&'static str, Arc<CudaModule>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    /// f32 workspace shared by kernels that need scratch (split-K partial sums). It grows to the
+    /// largest size asked for and is then reused, so the steady state allocates nothing. The
+    /// lock is held from the first launch that writes it to the last that reads it.
+    workspace: Mutex<CudaSlice<f32>>,
+    /// f64 scratch for the partial sums of the two-stage reductions (losses).
+    scratch64: Mutex<CudaSlice<f64>>,
 }
+
+/// Entries of the f64 scratch: the most blocks a two-stage reduction may use in its first stage.
+pub const SCRATCH64_LEN: usize = 1024;
 
 fn cuda_version_str(v: i32) -> String {
     format!("{}.{}", v / 1000, (v % 1000) / 10)
@@ -139,6 +148,12 @@ impl CudaBackend {
             modules.insert(family, m);
         }
 
+        let workspace = stream
+            .alloc_zeros::<f32>(1)
+            .map_err(|e| anyhow!("allocating the workspace: {}", err_str(e)))?;
+        let scratch64 = stream
+            .alloc_zeros::<f64>(SCRATCH64_LEN)
+            .map_err(|e| anyhow!("allocating the reduction scratch: {}", err_str(e)))?;
         Ok(Arc::new(CudaBackend {
             ordinal,
             ctx,
@@ -150,6 +165,8 @@ impl CudaBackend {
             sm_count,
             modules,
             functions: Mutex::new(HashMap::new()),
+            workspace: Mutex::new(workspace),
+            scratch64: Mutex::new(scratch64),
         }))
     }
 
@@ -193,6 +210,21 @@ impl CudaBackend {
             block_dim: (BLOCK, 1, 1),
             shared_mem_bytes: 0,
         }
+    }
+
+    /// The shared f32 workspace, grown to at least `len` elements (contents undefined).
+    pub fn workspace(&self, len: usize) -> MutexGuard<'_, CudaSlice<f32>> {
+        let mut ws = self.workspace.lock().unwrap();
+        if ws.len() < len {
+            // Grow with headroom so that a slowly growing sequence of sizes reallocates rarely.
+            *ws = self.alloc_zeros(len + len / 4);
+        }
+        ws
+    }
+
+    /// The f64 reduction scratch (`SCRATCH64_LEN` entries).
+    pub fn scratch64(&self) -> MutexGuard<'_, CudaSlice<f64>> {
+        self.scratch64.lock().unwrap()
     }
 
     pub fn try_alloc_zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
