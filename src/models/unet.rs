@@ -178,7 +178,7 @@ impl UnetGenerator {
     /// H and W must be multiples of 2^num_downs (256 for unet_256), as in the reference.
     pub fn check_input(&self, s: Shape) -> Result<()> {
         let m = 1usize << self.cfg.num_downs;
-        if s.c != self.cfg.input_nc || s.h == 0 || s.w == 0 || s.h % m != 0 || s.w % m != 0 {
+        if s.c != self.cfg.input_nc || s.h == 0 || s.w == 0 || !s.h.is_multiple_of(m) || !s.w.is_multiple_of(m) {
             bail!(
                 "generator input {}x{}x{} does not fit: {} channels and H, W multiples of {m} expected (num_downs {})",
                 s.c,

@@ -1,0 +1,72 @@
+//! Whole-step benchmark: one pix2pix training iteration (G forward, D step, G step, both Adam
+//! updates) at batch sizes and resolutions given on the command line, on the CPU (and the GPU when
+//! built with kernels and one is present). Prints median seconds per iteration, images/s and
+//! achieved GFLOP/s against the step's work (SPEC.md §8: 21.3 GFLOP at 128², 87.4 at 256² per image),
+//! plus a per-phase split on the CPU.
+//!
+//!   cargo bench --bench step                      # unet_128 @128² and unet_256 @256², batch 1, CPU
+//!   cargo bench --bench step -- --device cuda --batch 1,8,64 --size 256
+
+use pix2pix::device::Device;
+use pix2pix::models::patchgan::PatchGanConfig;
+use pix2pix::models::pix2pix::{Pix2Pix, Pix2PixOptions};
+use pix2pix::models::unet::UnetConfig;
+use pix2pix::tensor::Shape;
+use std::time::Instant;
+
+// As in the CLI: the GEMM's packing buffers come and go every call; mimalloc keeps their pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn gflop_per_image(size: usize) -> f64 {
+    match size {
+        128 => 21.3,
+        256 => 87.4,
+        s => 87.4 * (s as f64 / 256.0).powi(2),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let device = Device::parse(&get("--device").unwrap_or_else(|| "cpu".into()))?;
+    let batches: Vec<usize> = get("--batch").unwrap_or_else(|| "1".into()).split(',').map(|s| s.parse().unwrap()).collect();
+    let sizes: Vec<usize> = get("--size").map_or(vec![128, 256], |s| s.split(',').map(|s| s.parse().unwrap()).collect());
+    let iters: usize = get("--iters").map_or(5, |s| s.parse().unwrap());
+    println!("device: {}", device.describe());
+    println!("{:>6} {:>5} {:>10} {:>10} {:>9} {:>10}", "size", "batch", "s/iter", "img/s", "GFLOP/s", "ms/iter");
+    for &size in &sizes {
+        let net = if size % 256 == 0 { "unet_256" } else { "unet_128" };
+        for &batch in &batches {
+            let gcfg = UnetConfig::named(net, 64, true)?;
+            let dcfg = PatchGanConfig { input_nc: 6, ndf: 64, n_layers: 3 };
+            let mut m = Pix2Pix::new(gcfg, dcfg, Pix2PixOptions::default(), &device, 0)?;
+            let s = Shape::new(batch, 3, size, size);
+            let a: Vec<f32> = (0..s.numel()).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+            let b: Vec<f32> = (0..s.numel()).map(|i| ((i % 241) as f32 / 120.0) - 1.0).collect();
+            let (a, b) = (device.upload_tensor(s, &a), device.upload_tensor(s, &b));
+            m.step(&device, &a, &b, 2e-4); // warm-up: allocations, page faults, module loads
+            device.synchronize();
+            let mut times = vec![];
+            for _ in 0..iters {
+                let t = Instant::now();
+                m.step(&device, &a, &b, 2e-4);
+                device.synchronize();
+                times.push(t.elapsed().as_secs_f64());
+            }
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let med = times[times.len() / 2];
+            let flop = gflop_per_image(size) * batch as f64;
+            println!(
+                "{size:>6} {batch:>5} {med:>10.4} {:>10.2} {:>9.1} {:>10.2}   ({net}, median of {iters}, {})",
+                batch as f64 / med,
+                flop / med,
+                med * 1e3,
+                device.describe()
+            );
+            let l = m.losses(&device);
+            assert!(l.values().iter().all(|v| v.is_finite()), "non-finite losses {l:?}");
+        }
+    }
+    Ok(())
+}

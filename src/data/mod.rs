@@ -1,0 +1,20 @@
+//! The data side (SPEC §6): the aligned A|B dataset, the reference's transforms with PIL-exact
+//! bicubic resizing, a prefetching batch loader, PNG saving, and a synthetic dataset generator.
+//! This module knows images and numbers, not networks.
+
+pub mod aligned;
+pub mod image_io;
+pub mod loader;
+pub mod options;
+pub mod resample;
+pub mod seeding;
+pub mod synthetic;
+pub mod transform;
+
+pub use aligned::AlignedDataset;
+pub use image_io::{load_rgb, save_image, save_pair};
+pub use loader::{Batch, EpochIter, Loader};
+pub use options::{DataOptions, Direction, Preprocess};
+pub use resample::resize_bicubic;
+pub use synthetic::make_synthetic_dataset;
+pub use transform::{Sample, SampleParams};

@@ -1,0 +1,280 @@
+//! Networks: parameter counts (SPEC.md §8), tensor names (§9), whole-network backward against
+//! finite differences on a tiny U-Net and PatchGAN, and the pix2pix step learning.
+
+mod common;
+use common::*;
+use pix2pix::device::Device;
+use pix2pix::models::patchgan::{PatchGan, PatchGanConfig};
+use pix2pix::models::pix2pix::{Pix2Pix, Pix2PixOptions};
+use pix2pix::models::unet::{UnetConfig, UnetGenerator};
+use pix2pix::nn::params::Kind;
+use pix2pix::tensor::{Shape, Storage};
+
+const CPU: Device = Device::Cpu;
+
+fn unet(name: &str) -> UnetGenerator {
+    UnetGenerator::new(UnetConfig::named(name, 64, true).unwrap(), &CPU, 0).unwrap()
+}
+
+#[test]
+fn parameter_counts_match_the_reference() {
+    let g = unet("unet_256");
+    assert_eq!(g.params.num_params(), 54_413_955);
+    let params = g.params.entries.iter().filter(|e| e.kind == Kind::Param).count();
+    let tensors = g.params.entries.len();
+    assert_eq!(tensors, 82, "unet_256 state_dict has 82 tensors");
+    // 16 conv weights + the final bias + γ and β of 13 BatchNorms.
+    assert_eq!(params, 16 + 1 + 2 * 13, "learnable tensors");
+    drop(g);
+    assert_eq!(unet("unet_128").params.num_params(), 41_828_995);
+    let d = PatchGan::new(
+        PatchGanConfig {
+            input_nc: 6,
+            ndf: 64,
+            n_layers: 3,
+        },
+        &CPU,
+        0,
+    )
+    .unwrap();
+    assert_eq!(d.params.num_params(), 2_768_705);
+    assert_eq!(d.params.entries.len(), 22);
+}
+
+#[test]
+fn tensor_names_follow_the_state_dict() {
+    let g = UnetGenerator::new(UnetConfig::named("unet_256", 8, true).unwrap(), &CPU, 0).unwrap();
+    let e = |n: &str| {
+        g.params
+            .entry(n)
+            .unwrap_or_else(|| panic!("no tensor {n}"))
+            .dims
+            .clone()
+    };
+    assert_eq!(e("model.model.0.weight"), vec![8, 3, 4, 4]);
+    assert_eq!(e("model.model.3.weight"), vec![16, 3, 4, 4]);
+    assert_eq!(e("model.model.3.bias"), vec![3]);
+    assert_eq!(e("model.model.1.model.1.weight"), vec![16, 8, 4, 4]);
+    assert_eq!(e("model.model.1.model.5.weight"), vec![32, 8, 4, 4]);
+    assert_eq!(
+        e("model.model.1.model.3.model.3.model.3.model.3.model.3.model.3.model.1.weight"),
+        vec![64, 64, 4, 4]
+    );
+    assert_eq!(
+        e("model.model.1.model.3.model.3.model.3.model.3.model.3.model.3.model.4.running_var"),
+        vec![64]
+    );
+    assert_eq!(e("model.model.1.model.2.num_batches_tracked"), Vec::<usize>::new());
+    assert!(
+        g.params.entry("model.model.0.bias").is_none(),
+        "e1 has no bias with BatchNorm"
+    );
+    let d = PatchGan::new(
+        PatchGanConfig {
+            input_nc: 6,
+            ndf: 64,
+            n_layers: 3,
+        },
+        &CPU,
+        0,
+    )
+    .unwrap();
+    let names: Vec<&str> = d
+        .params
+        .entries
+        .iter()
+        .map(|e| e.name.as_str())
+        .filter(|n| n.ends_with("weight"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "model.0.weight",
+            "model.2.weight",
+            "model.3.weight",
+            "model.5.weight",
+            "model.6.weight",
+            "model.8.weight",
+            "model.9.weight",
+            "model.11.weight"
+        ]
+    );
+}
+
+#[test]
+fn generator_checks_input_size() {
+    let g = UnetGenerator::new(
+        UnetConfig {
+            input_nc: 3,
+            output_nc: 3,
+            ngf: 4,
+            num_downs: 5,
+            use_dropout: true,
+        },
+        &CPU,
+        0,
+    )
+    .unwrap();
+    assert!(g.check_input(Shape::new(1, 3, 32, 64)).is_ok());
+    let err = g.check_input(Shape::new(1, 3, 48, 32)).unwrap_err().to_string();
+    assert!(err.contains("multiples of 32"), "{err}");
+}
+
+/// Σ r·G(x) and its gradient with respect to a sample of G's parameters, by finite differences.
+/// Dropout runs with a fixed seed, so the function is deterministic. The step is small (3e-5)
+/// because weights are N(0, 0.02): a larger one moves activations across LReLU/ReLU kinks and
+/// through BN's curvature (at 1e-3 the error is ~2.6e-2 and shrinks as the step does).
+#[test]
+fn tiny_unet_backward_matches_finite_differences() {
+    let cfg = UnetConfig {
+        input_nc: 3,
+        output_nc: 3,
+        ngf: 4,
+        num_downs: 5,
+        use_dropout: true,
+    };
+    // num_downs 5 has no dropout level; 6 levels at 64² has one (level 5).
+    for (cfg, size, seed) in [(cfg, 32, 70u64), (UnetConfig { num_downs: 6, ..cfg }, 64, 71)] {
+        let mut g = UnetGenerator::new(cfg, &CPU, seed).unwrap();
+        let mut r = rng(seed);
+        let xs = Shape::new(2, 3, size, size);
+        let x = random_tensor(&mut r, xs);
+        let rv = random_vec(&mut r, xs.numel(), 0.0);
+        g.forward(&CPU, &x, true, Some(99));
+        g.params.zero_grad();
+        g.backward(&CPU, &x, &cpu_tensor(xs, rv.clone()));
+        let analytic = g.params.grad.cpu().to_vec();
+        let mut data = g.params.data.cpu().to_vec();
+        // Sample entries from every tensor, so no layer's gradient goes unchecked.
+        let mut idx = vec![];
+        for e in g.params.entries.iter().filter(|e| e.kind == Kind::Param) {
+            for j in sample_indices(&mut r, e.span.len, 3) {
+                idx.push(e.span.off + j);
+            }
+        }
+        check_fd(
+            &format!("U-Net num_downs {} params", cfg.num_downs),
+            &mut data,
+            &idx,
+            &analytic,
+            3e-5,
+            5e-3,
+            |p| {
+                g.params.data = Storage::Cpu(p.to_vec());
+                dot(&rv, g.forward(&CPU, &x, true, Some(99)).cpu())
+            },
+        );
+    }
+}
+
+#[test]
+fn tiny_patchgan_backward_matches_finite_differences() {
+    let mut d = PatchGan::new(
+        PatchGanConfig {
+            input_nc: 6,
+            ndf: 4,
+            n_layers: 3,
+        },
+        &CPU,
+        80,
+    )
+    .unwrap();
+    let mut r = rng(80);
+    let xs = Shape::new(2, 6, 32, 32);
+    let mut xv = random_vec(&mut r, xs.numel(), 0.0);
+    let x = cpu_tensor(xs, xv.clone());
+    let ys = d.forward(&CPU, &x).shape;
+    assert_eq!((ys.c, ys.h, ys.w), (1, 2, 2), "32² input → 2×2 patches");
+    let rv = random_vec(&mut r, ys.numel(), 0.0);
+    d.params.zero_grad();
+    let mut dx = CPU.zeros_tensor(xs);
+    d.backward(&CPU, &x, &cpu_tensor(ys, rv.clone()), true, Some(&mut dx));
+    let analytic = d.params.grad.cpu().to_vec();
+    let mut data = d.params.data.cpu().to_vec();
+    let mut idx = vec![];
+    for e in d.params.entries.iter().filter(|e| e.kind == Kind::Param) {
+        for j in sample_indices(&mut r, e.span.len, 4) {
+            idx.push(e.span.off + j);
+        }
+    }
+    check_fd("PatchGAN params", &mut data, &idx, &analytic, 3e-5, 5e-3, |p| {
+        d.params.data = Storage::Cpu(p.to_vec());
+        dot(&rv, d.forward(&CPU, &cpu_tensor(xs, x.cpu().to_vec())).cpu())
+    });
+    d.params.data = Storage::Cpu(data);
+    let idx = sample_indices(&mut r, xv.len(), 40);
+    // Input gradients are ~1e-2, so the f32 forward's rounding limits the agreement to ~1e-2.
+    check_fd("PatchGAN input", &mut xv, &idx, dx.cpu(), 1e-3, 3e-2, |xv| {
+        dot(&rv, d.forward(&CPU, &cpu_tensor(xs, xv.to_vec())).cpu())
+    });
+    // Frozen D (the G step): no parameter gradients, same input gradient.
+    d.params.zero_grad();
+    let mut dx2 = CPU.zeros_tensor(xs);
+    d.forward(&CPU, &x);
+    d.backward(&CPU, &x, &cpu_tensor(ys, rv), false, Some(&mut dx2));
+    assert!(d.params.grad.cpu().iter().all(|&g| g == 0.0));
+    assert!(rel_err(dx2.cpu(), dx.cpu()) < 1e-6);
+}
+
+/// A few steps on one fixed pair: G_L1 must fall clearly, every loss stays finite.
+#[test]
+fn pix2pix_step_learns_a_fixed_pair() {
+    let gcfg = UnetConfig {
+        input_nc: 3,
+        output_nc: 3,
+        ngf: 8,
+        num_downs: 5,
+        use_dropout: true,
+    };
+    let dcfg = PatchGanConfig {
+        input_nc: 6,
+        ndf: 8,
+        n_layers: 3,
+    };
+    let mut m = Pix2Pix::new(gcfg, dcfg, Pix2PixOptions::default(), &CPU, 5).unwrap();
+    let s = Shape::new(2, 3, 32, 32);
+    // B: smooth colour gradients; A: B quantised to 3 levels (a crude "cartoon").
+    let b: Vec<f32> = (0..s.numel())
+        .map(|i| {
+            let (c, y, x) = ((i / 1024) % 3, (i / 32) % 32, i % 32);
+            ((x as f32 * 0.1 + c as f32).sin() * 0.5 + (y as f32 * 0.07).cos() * 0.4).clamp(-1.0, 1.0)
+        })
+        .collect();
+    let a: Vec<f32> = b.iter().map(|v| (v * 1.5).round() / 1.5).collect();
+    let (a, b) = (cpu_tensor(s, a), cpu_tensor(s, b));
+    m.check_batch(a.shape, b.shape).unwrap();
+    let mut l1 = vec![];
+    for _ in 0..40 {
+        m.step(&CPU, &a, &b, 2e-4);
+        let l = m.losses(&CPU);
+        assert!(l.values().iter().all(|v| v.is_finite()), "{l:?}");
+        l1.push(l.g_l1);
+    }
+    let first: f32 = l1[..5].iter().sum::<f32>() / 5.0;
+    let last: f32 = l1[35..].iter().sum::<f32>() / 5.0;
+    println!("G_L1 first 5: {first:.3}, last 5: {last:.3}");
+    assert!(last < 0.8 * first, "G_L1 did not fall: {first} → {last}");
+    // G's BN layers saw one batch per step, D's three.
+    let g_counter = m.g.params.counters[0];
+    let d_counter = m.d.params.counters[0];
+    assert_eq!((g_counter, d_counter), (40, 120));
+}
+
+#[test]
+fn models_move_between_devices_unchanged() {
+    let g = UnetGenerator::new(
+        UnetConfig {
+            input_nc: 3,
+            output_nc: 3,
+            ngf: 4,
+            num_downs: 5,
+            use_dropout: false,
+        },
+        &CPU,
+        3,
+    )
+    .unwrap();
+    let moved = g.params.to_device(&CPU);
+    assert_eq!(moved.data.cpu(), g.params.data.cpu());
+    assert_eq!(moved.buffers.cpu(), g.params.buffers.cpu());
+}
