@@ -31,7 +31,7 @@ fn main() {
     let kernels_dir = manifest.join("kernels");
 
     let result = build_ptx(&kernels_dir, &out_dir);
-    let (entries, nvcc_desc) = match result {
+    let (entries, nvcc_desc, nvcc_path) = match result {
         Ok(v) => v,
         Err(msg) => {
             if require {
@@ -42,7 +42,7 @@ fn main() {
                 println!("cargo:warning={line}");
             }
             println!("cargo:warning=building pix2pix CPU-only (no CUDA kernels embedded)");
-            (Vec::new(), String::new())
+            (Vec::new(), String::new(), String::new())
         }
     };
 
@@ -65,6 +65,8 @@ fn main() {
     )
     .unwrap();
     writeln!(src, "pub const NVCC: &str = {nvcc_desc:?};").unwrap();
+    writeln!(src, "/// Path of that nvcc (ptxas sits beside it), empty if none.").unwrap();
+    writeln!(src, "pub const NVCC_PATH: &str = {nvcc_path:?};").unwrap();
     writeln!(src, "/// Whether the build ran with PIX2PIX_REQUIRE_CUDA=1.").unwrap();
     writeln!(src, "pub const REQUIRED: bool = {require};").unwrap();
     fs::write(out_dir.join("kernels.rs"), src).unwrap();
@@ -72,7 +74,7 @@ fn main() {
 
 type Entries = Vec<(u32, String, PathBuf)>;
 
-fn build_ptx(kernels_dir: &Path, out_dir: &Path) -> Result<(Entries, String), String> {
+fn build_ptx(kernels_dir: &Path, out_dir: &Path) -> Result<(Entries, String, String), String> {
     let nvcc = find_nvcc().ok_or_else(|| {
         "nvcc not found (looked at $NVCC, $CUDA_HOME/bin/nvcc and PATH); run .ci/install-cuda.sh".to_string()
     })?;
@@ -201,7 +203,11 @@ fn build_ptx(kernels_dir: &Path, out_dir: &Path) -> Result<(Entries, String), St
         return Err(errors.join("\n"));
     }
     let entries = jobs.into_iter().map(|(a, f, _, o)| (a, f, o)).collect();
-    Ok((entries, format!("{version_line} ({})", nvcc.display())))
+    Ok((
+        entries,
+        format!("{version_line} ({})", nvcc.display()),
+        nvcc.display().to_string(),
+    ))
 }
 
 fn find_nvcc() -> Option<PathBuf> {

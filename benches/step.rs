@@ -28,18 +28,35 @@ fn gflop_per_image(size: usize) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let get = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let device = Device::parse(&get("--device").unwrap_or_else(|| "cpu".into()))?;
-    let batches: Vec<usize> = get("--batch").unwrap_or_else(|| "1".into()).split(',').map(|s| s.parse().unwrap()).collect();
-    let sizes: Vec<usize> = get("--size").map_or(vec![128, 256], |s| s.split(',').map(|s| s.parse().unwrap()).collect());
+    let batches: Vec<usize> = get("--batch")
+        .unwrap_or_else(|| "1".into())
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let sizes: Vec<usize> =
+        get("--size").map_or(vec![128, 256], |s| s.split(',').map(|s| s.parse().unwrap()).collect());
     let iters: usize = get("--iters").map_or(5, |s| s.parse().unwrap());
     println!("device: {}", device.describe());
-    println!("{:>6} {:>5} {:>10} {:>10} {:>9} {:>10}", "size", "batch", "s/iter", "img/s", "GFLOP/s", "ms/iter");
+    println!(
+        "{:>6} {:>5} {:>10} {:>10} {:>9} {:>10}",
+        "size", "batch", "s/iter", "img/s", "GFLOP/s", "ms/iter"
+    );
     for &size in &sizes {
         let net = if size % 256 == 0 { "unet_256" } else { "unet_128" };
         for &batch in &batches {
             let gcfg = UnetConfig::named(net, 64, true)?;
-            let dcfg = PatchGanConfig { input_nc: 6, ndf: 64, n_layers: 3 };
+            let dcfg = PatchGanConfig {
+                input_nc: 6,
+                ndf: 64,
+                n_layers: 3,
+            };
             let mut m = Pix2Pix::new(gcfg, dcfg, Pix2PixOptions::default(), &device, 0)?;
             let s = Shape::new(batch, 3, size, size);
             let a: Vec<f32> = (0..s.numel()).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();

@@ -56,10 +56,7 @@ fn transform_chain_matches_pillow() {
     let (a, b) = pix2pix::data::transform::split_ab(&pair, Direction::AtoB).unwrap();
     for (half, name) in [(a, "A"), (b, "B")] {
         let ours = transform_half(&half, &params, &opts).unwrap();
-        let expected = load_rgb(&fixture(&format!(
-            "pair_24x10_{name}_load15_crop11_x3_y2_flip.png"
-        )))
-        .unwrap();
+        let expected = load_rgb(&fixture(&format!("pair_24x10_{name}_load15_crop11_x3_y2_flip.png"))).unwrap();
         assert_eq!(ours, expected, "half {name}");
     }
     // And through ToTensor + Normalize: exactly (v/255 − 0.5)/0.5 of Pillow's bytes.

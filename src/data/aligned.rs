@@ -13,9 +13,7 @@ pub fn is_image_file(path: &Path) -> bool {
     let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
         return false;
     };
-    EXTENSIONS
-        .iter()
-        .any(|&e| ext == e || ext == e.to_ascii_uppercase())
+    EXTENSIONS.iter().any(|&e| ext == e || ext == e.to_ascii_uppercase())
 }
 
 /// A sorted list of A|B files. Opening lists files only; decoding happens in the loader.
@@ -47,11 +45,7 @@ impl AlignedDataset {
         }
         // The reference sorts the full path strings (Python `sorted`), which is byte order for
         // UTF-8; Path's own Ord compares component-wise and would order "a/b" and "a-c" differently.
-        paths.sort_by(|a, b| {
-            a.as_os_str()
-                .as_encoded_bytes()
-                .cmp(b.as_os_str().as_encoded_bytes())
-        });
+        paths.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
         Ok(AlignedDataset { root: dir, paths })
     }
 
@@ -110,9 +104,7 @@ mod tests {
 
     #[test]
     fn extension_filter_matches_the_reference_list() {
-        for ok in [
-            "a.png", "a.PNG", "b.jpeg", "c.JPG", "d.tiff", "e.TIF", "f.ppm", "g.bmp",
-        ] {
+        for ok in ["a.png", "a.PNG", "b.jpeg", "c.JPG", "d.tiff", "e.TIF", "f.ppm", "g.bmp"] {
             assert!(is_image_file(Path::new(ok)), "{ok}");
         }
         for no in ["a.txt", "a.Png", "a.gif", "png", "a.png.bak", "a.webp"] {

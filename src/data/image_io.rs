@@ -117,12 +117,7 @@ pub fn hconcat(a: &RgbImage, b: &RgbImage) -> RgbImage {
 pub fn save_rgb_png(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     image::codecs::png::PngEncoder::new(&mut bytes)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
         .with_context(|| format!("encoding {}", path.display()))?;
     write_atomic(path, &bytes)
 }

@@ -65,18 +65,13 @@ impl Shared {
             }
         };
         let mut rng = sample_rng(self.opts.seed, epoch, index as u64);
-        sample_from_image(img, &self.opts, &mut rng, path.to_path_buf())
-            .with_context(|| format!("{}", path.display()))
+        sample_from_image(img, &self.opts, &mut rng, path.to_path_buf()).with_context(|| format!("{}", path.display()))
     }
 
     /// `load`, with a decoder panic (hostile or corrupt input) turned into an error to skip.
     fn load_guarded(&self, index: usize, epoch: u64) -> Result<Sample> {
-        catch_unwind(AssertUnwindSafe(|| self.load(index, epoch))).unwrap_or_else(|_| {
-            Err(anyhow!(
-                "{}: the decoder panicked",
-                self.dataset.path(index).display()
-            ))
-        })
+        catch_unwind(AssertUnwindSafe(|| self.load(index, epoch)))
+            .unwrap_or_else(|_| Err(anyhow!("{}: the decoder panicked", self.dataset.path(index).display())))
     }
 
     fn record_skip(&self, path: PathBuf, reason: String) {
@@ -105,9 +100,7 @@ impl Loader {
                     .par_iter()
                     .map(|p| {
                         catch_unwind(|| load_rgb(p))
-                            .unwrap_or_else(|_| {
-                                Err(anyhow!("{}: the decoder panicked", p.display()))
-                            })
+                            .unwrap_or_else(|_| Err(anyhow!("{}: the decoder panicked", p.display())))
                             .map_err(|e| format!("{e:#}"))
                     })
                     .collect(),
@@ -156,11 +149,7 @@ impl Loader {
 
     /// Every skip so far: the file and the reason.
     pub fn skipped_files(&self) -> Vec<(PathBuf, String)> {
-        self.shared
-            .skipped_files
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default()
+        self.shared.skipped_files.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// Total seconds consumers have spent waiting for data, over all epochs.
@@ -190,16 +179,14 @@ impl Loader {
             let (tx, rx) = sync_channel(per_worker.max(1));
             let shared = Arc::clone(&self.shared);
             let order = Arc::clone(&order);
-            let spawned = std::thread::Builder::new()
-                .name(format!("data-{t}"))
-                .spawn(move || {
-                    for &index in order.iter().skip(t).step_by(threads) {
-                        let result = shared.load_guarded(index, epoch);
-                        if tx.send((index, result)).is_err() {
-                            return; // the epoch was dropped early
-                        }
+            let spawned = std::thread::Builder::new().name(format!("data-{t}")).spawn(move || {
+                for &index in order.iter().skip(t).step_by(threads) {
+                    let result = shared.load_guarded(index, epoch);
+                    if tx.send((index, result)).is_err() {
+                        return; // the epoch was dropped early
                     }
-                });
+                }
+            });
             match spawned {
                 Ok(handle) => {
                     receivers.push(rx);
@@ -264,10 +251,7 @@ impl EpochIter {
                 Err(_) => {
                     // Cannot happen short of a worker dying outside load_guarded; end the epoch
                     // rather than hang or panic.
-                    eprintln!(
-                        "data: loader thread {t} stopped; ending epoch {} early",
-                        self.epoch
-                    );
+                    eprintln!("data: loader thread {t} stopped; ending epoch {} early", self.epoch);
                     self.pos = self.order.len();
                     return None;
                 }
@@ -320,9 +304,7 @@ impl Iterator for EpochIter {
             }
         }
         self.wait_s += wait;
-        self.shared
-            .wait_ns
-            .fetch_add((wait * 1e9) as u64, Ordering::Relaxed);
+        self.shared.wait_ns.fetch_add((wait * 1e9) as u64, Ordering::Relaxed);
         if samples.is_empty() {
             return None;
         }

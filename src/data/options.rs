@@ -215,13 +215,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for p in [
-            "resize_and_crop",
-            "crop",
-            "scale_width",
-            "scale_width_and_crop",
-            "none",
-        ] {
+        for p in ["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"] {
             assert_eq!(p.parse::<Preprocess>().unwrap().to_string(), p);
         }
         assert_eq!("BtoA".parse::<Direction>().unwrap(), Direction::BtoA);

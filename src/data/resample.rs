@@ -45,9 +45,7 @@ fn precompute(in_size: usize, out_size: usize) -> Taps {
         // `(int)` in C truncates toward zero; both bounds are then clamped to the image.
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let raw: Vec<f64> = (xmin..xmax)
-            .map(|x| bicubic((x as f64 - center + 0.5) * ss))
-            .collect();
+        let raw: Vec<f64> = (xmin..xmax).map(|x| bicubic((x as f64 - center + 0.5) * ss)).collect();
         let total: f64 = raw.iter().sum();
         let fixed = raw
             .iter()
@@ -89,8 +87,7 @@ pub fn resize_bicubic(img: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
     if out_h != in_h {
         data = vertical(&data, w, in_h, out_h);
     }
-    RgbImage::from_raw(out_w as u32, out_h as u32, data)
-        .expect("buffer size matches by construction")
+    RgbImage::from_raw(out_w as u32, out_h as u32, data).expect("buffer size matches by construction")
 }
 
 fn horizontal(src: &[u8], in_w: usize, h: usize, out_w: usize) -> Vec<u8> {
@@ -148,10 +145,7 @@ mod tests {
             let taps = precompute(i, o);
             for k in &taps.weights {
                 let s: i64 = k.iter().map(|&w| w as i64).sum();
-                assert!(
-                    (s - (1 << PRECISION_BITS)).abs() <= k.len() as i64,
-                    "{i}->{o}: {s}"
-                );
+                assert!((s - (1 << PRECISION_BITS)).abs() <= k.len() as i64, "{i}->{o}: {s}");
             }
         }
     }

@@ -186,9 +186,7 @@ fn render_photo(face: &Face, size: usize) -> RgbImage {
 fn cartoonize(photo: &RgbImage) -> RgbImage {
     let (w, h) = (photo.width() as i64, photo.height() as i64);
     let luma = |x: i64, y: i64| {
-        let p = photo
-            .get_pixel(x.clamp(0, w - 1) as u32, y.clamp(0, h - 1) as u32)
-            .0;
+        let p = photo.get_pixel(x.clamp(0, w - 1) as u32, y.clamp(0, h - 1) as u32).0;
         0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32
     };
     let step = 255.0 / (LEVELS - 1.0);
@@ -241,8 +239,7 @@ pub fn make_synthetic_dataset(
         .enumerate()
     {
         let dir = root.join(phase);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         (0..n).into_par_iter().try_for_each(|i| {
             let pair = synthetic_pair(seed, split as u64, i as u64, size);
             save_rgb_png(&dir.join(format!("{i:04}.png")), &pair)

@@ -41,11 +41,7 @@ pub fn draw_params(opts: &DataOptions, w: usize, h: usize, rng: &mut impl Rng) -
     let crop_x = rng.gen_range(0..=new_w.saturating_sub(opts.crop_size));
     let crop_y = rng.gen_range(0..=new_h.saturating_sub(opts.crop_size));
     let flip = rng.gen::<f64>() > 0.5;
-    SampleParams {
-        crop_x,
-        crop_y,
-        flip,
-    }
+    SampleParams { crop_x, crop_y, flip }
 }
 
 /// Split an A|B image: A = columns [0, W/2), B = [W/2, W) with integer W/2 (an odd width gives B
@@ -117,16 +113,10 @@ fn crop(img: &RgbImage, x: usize, y: usize, size: usize) -> RgbImage {
 }
 
 /// The 8-bit part of the chain for one half: resize or scale, crop, multiple-of-4, flip.
-pub fn transform_half(
-    img: &RgbImage,
-    params: &SampleParams,
-    opts: &DataOptions,
-) -> Result<RgbImage> {
+pub fn transform_half(img: &RgbImage, params: &SampleParams, opts: &DataOptions) -> Result<RgbImage> {
     let mut out = match opts.preprocess {
         Preprocess::ResizeAndCrop => resize_bicubic(img, opts.load_size, opts.load_size),
-        Preprocess::ScaleWidth | Preprocess::ScaleWidthAndCrop => {
-            scale_width(img, opts.load_size, opts.crop_size)
-        }
+        Preprocess::ScaleWidth | Preprocess::ScaleWidthAndCrop => scale_width(img, opts.load_size, opts.crop_size),
         Preprocess::Crop | Preprocess::None => img.clone(),
     };
     if opts.preprocess.crops() {
@@ -154,12 +144,7 @@ pub fn to_tensor_normalized(img: &RgbImage) -> Vec<f32> {
 }
 
 /// The whole per-sample chain on a decoded A|B image with already-drawn parameters.
-pub fn make_sample(
-    ab: &RgbImage,
-    params: &SampleParams,
-    opts: &DataOptions,
-    path: PathBuf,
-) -> Result<Sample> {
+pub fn make_sample(ab: &RgbImage, params: &SampleParams, opts: &DataOptions, path: PathBuf) -> Result<Sample> {
     let (a, b) = split_ab(ab, opts.direction)?;
     let a = transform_half(&a, params, opts)?;
     let b = transform_half(&b, params, opts)?;
@@ -184,12 +169,7 @@ pub fn make_sample(
 }
 
 /// Draw the parameters from the A half's size (as the reference does) and transform.
-pub fn sample_from_image(
-    ab: &RgbImage,
-    opts: &DataOptions,
-    rng: &mut impl Rng,
-    path: PathBuf,
-) -> Result<Sample> {
+pub fn sample_from_image(ab: &RgbImage, opts: &DataOptions, rng: &mut impl Rng, path: PathBuf) -> Result<Sample> {
     if ab.width() < 2 {
         bail!(
             "image is {}x{}: an A|B pair needs a width of at least 2",
