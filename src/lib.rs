@@ -4,8 +4,11 @@
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod infer;
 pub mod models;
 pub mod nn;
 pub mod nvtx;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
+pub mod train;

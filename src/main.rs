@@ -1,1 +1,68 @@
-fn main() {}
+//! The `pix2pix` command line. `pix2pix --help` lists the commands; each has its own `--help`.
+
+mod cli;
+
+use anyhow::Result;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+// The CPU GEMM allocates packing buffers on every call; mimalloc keeps their pages mapped
+// instead of faulting them in again (measured: 0.79 → 0.31 s per unet_128 step).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// pix2pix (U-Net generator + 70×70 PatchGAN, cGAN + λ·L1) on a hand-written engine: a CPU
+/// reference and our own CUDA kernels. Outputs go to ./checkpoints/NAME and ./results/NAME.
+#[derive(Parser, Debug)]
+#[command(name = "pix2pix", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make a small dataset, train a small model for a few minutes, test it, and show the page.
+    Demo(cli::demo::DemoArgs),
+    /// Train pix2pix on DATAROOT/train (A|B images).
+    Train(cli::train::TrainArgs),
+    /// Generate results for DATAROOT/test with a trained generator (HTML page + PNGs).
+    Test(cli::train::TestArgs),
+    /// Write freshly initialised G and D checkpoints (PyTorch state_dict names).
+    Init(cli::step::InitArgs),
+    /// Run exactly one training iteration on one A|B image and dump losses, gradients and weights.
+    Step(cli::step::StepArgs),
+}
+
+/// Every option of the matched subcommand as `name: value`, marking the ones not at their default
+/// (the reference's train_opt.txt).
+fn options_text(m: &clap::ArgMatches) -> String {
+    let mut s = String::from("----------------- Options ---------------\n");
+    for id in m.ids() {
+        let id = id.as_str();
+        let Ok(Some(raw)) = m.try_get_raw(id) else { continue };
+        let v: Vec<String> = raw.map(|v| v.to_string_lossy().into_owned()).collect();
+        let default = m.value_source(id) == Some(clap::parser::ValueSource::DefaultValue);
+        s += &format!(
+            "{:>25}: {:<30}{}\n",
+            id,
+            v.join(","),
+            if default { "" } else { "\t[changed]" }
+        );
+    }
+    s + "----------------- End -------------------\n"
+}
+
+fn main() -> Result<()> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    match &cli.command {
+        Command::Train(a) => {
+            let sub = matches.subcommand_matches("train").expect("train matched");
+            cli::train::run_train(a, options_text(sub))
+        }
+        Command::Demo(a) => cli::demo::demo(a),
+        Command::Test(a) => cli::train::run_test_cmd(a),
+        Command::Init(a) => cli::step::init(a),
+        Command::Step(a) => cli::step::step(a),
+    }
+}

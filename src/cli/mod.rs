@@ -1,0 +1,6 @@
+//! Subcommands. Each file turns command-line options into the library's configs and reports.
+
+pub mod args;
+pub mod demo;
+pub mod step;
+pub mod train;

@@ -1,0 +1,170 @@
+//! `train` and `test` on an aligned A|B dataset.
+
+use super::args::{DataArgs, LossArgs, ModelArgs, RunArgs};
+use anyhow::{Context, Result};
+use clap::Args;
+use pix2pix::data::DataOptions;
+use pix2pix::infer::{run_test, TestConfig};
+use pix2pix::optim::{LrPolicy, Schedule};
+use pix2pix::train::{checkpoint_paths, train, TrainConfig};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub loss: LossArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Epochs at the initial learning rate.
+    #[arg(long, default_value_t = 100)]
+    pub n_epochs: usize,
+    /// Epochs of decay to zero after that.
+    #[arg(long, default_value_t = 100)]
+    pub n_epochs_decay: usize,
+    /// The first epoch's number (the schedule counts from it).
+    #[arg(long, default_value_t = 1)]
+    pub epoch_count: usize,
+    /// linear, step or cosine.
+    #[arg(long, default_value = "linear")]
+    pub lr_policy: String,
+    /// Epochs between ×0.1 steps of the step policy.
+    #[arg(long, default_value_t = 50)]
+    pub lr_decay_iters: usize,
+    /// Write a loss line every this many images.
+    #[arg(long, default_value_t = 100)]
+    pub print_freq: usize,
+    /// Save `latest` every this many images.
+    #[arg(long, default_value_t = 5000)]
+    pub save_latest_freq: usize,
+    /// Save `<epoch>` checkpoints every this many epochs.
+    #[arg(long, default_value_t = 5)]
+    pub save_epoch_freq: usize,
+    /// Stop after this many iterations (for quick runs).
+    #[arg(long)]
+    pub max_iters: Option<usize>,
+    /// Stop after this many minutes of training.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// Resume the run in CHECKPOINTS_DIR/NAME from `--epoch`.
+    #[arg(long)]
+    pub continue_train: bool,
+    /// Which checkpoint to resume from.
+    #[arg(long, default_value = "latest")]
+    pub epoch: String,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
+    let (gcfg, dcfg) = a.model.configs()?;
+    let dev = a.run.device()?;
+    let cfg = TrainConfig {
+        dataroot: a.data.dataroot.clone(),
+        name: a.run.name.clone(),
+        checkpoints_dir: a.run.checkpoints_dir.clone(),
+        data: a.data.options(a.run.seed)?,
+        gcfg,
+        dcfg,
+        opt: a.loss.options()?,
+        schedule: Schedule {
+            lr: a.loss.lr,
+            policy: LrPolicy::parse(&a.lr_policy, a.lr_decay_iters)?,
+            n_epochs: a.n_epochs,
+            n_epochs_decay: a.n_epochs_decay,
+            epoch_count: a.epoch_count,
+        },
+        seed: a.run.seed,
+        print_freq: a.print_freq.max(1),
+        save_latest_freq: a.save_latest_freq.max(1),
+        save_epoch_freq: a.save_epoch_freq,
+        max_iters: a.max_iters,
+        max_seconds: a.max_minutes.map(|m| m * 60.0),
+        continue_train: a.continue_train,
+        load_epoch: a.epoch.clone(),
+        options_text,
+        progress: !a.no_progress,
+    };
+    let s = train(&cfg, &dev)?;
+    println!(
+        "{} {} iterations ({} images) in {:.1} s; last losses G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}; checkpoints in {}",
+        if s.interrupted { "stopped after" } else { "done:" },
+        s.iterations,
+        s.images,
+        s.seconds,
+        s.last_losses.g_gan,
+        s.last_losses.g_l1,
+        s.last_losses.d_real,
+        s.last_losses.d_fake,
+        cfg.run_dir().display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Dataset root; images are read from DATAROOT/PHASE.
+    #[arg(long)]
+    pub dataroot: PathBuf,
+    /// Which split to run on.
+    #[arg(long, default_value = "test")]
+    pub phase: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Which checkpoint (PREFIX_net_G.safetensors in CHECKPOINTS_DIR/NAME).
+    #[arg(long, default_value = "latest")]
+    pub epoch: String,
+    /// How many images to run.
+    #[arg(long, default_value_t = 50)]
+    pub num_test: usize,
+    /// Eval mode: BN running statistics and no dropout (default: the reference's test mode,
+    /// batch statistics of each image and dropout on).
+    #[arg(long)]
+    pub eval: bool,
+    /// Images are resized to this size (no crop, no flip).
+    #[arg(long, default_value_t = 256)]
+    pub crop_size: usize,
+    /// AtoB or BtoA.
+    #[arg(long, default_value = "AtoB")]
+    pub direction: String,
+    /// Where result pages go (RESULTS_DIR/NAME/PHASE_EPOCH).
+    #[arg(long, default_value = "./results")]
+    pub results_dir: PathBuf,
+}
+
+pub fn run_test_cmd(a: &TestArgs) -> Result<()> {
+    let (gcfg, _) = a.model.configs()?;
+    let dev = a.run.device()?;
+    let [g, _, _] = checkpoint_paths(&a.run.checkpoints_dir.join(&a.run.name), &a.epoch);
+    let results = a.results_dir.join(&a.run.name).join(format!("{}_{}", a.phase, a.epoch));
+    let cfg = TestConfig {
+        dataroot: a.dataroot.clone(),
+        phase: a.phase.clone(),
+        checkpoint: g,
+        results_dir: results.clone(),
+        gcfg,
+        data: DataOptions {
+            load_size: a.crop_size,
+            crop_size: a.crop_size,
+            direction: a.direction.parse().context("--direction")?,
+            seed: a.run.seed,
+            ..DataOptions::test()
+        },
+        num_test: a.num_test,
+        eval: a.eval,
+        seed: a.run.seed,
+    };
+    let images = run_test(&cfg, &dev)?;
+    println!(
+        "{} test images written; page: {}",
+        images.len(),
+        results.join("index.html").display()
+    );
+    Ok(())
+}
