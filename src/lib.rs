@@ -8,6 +8,7 @@ pub mod gradcheck;
 pub mod infer;
 pub mod models;
 pub mod nn;
+pub mod nvtx;
 pub mod ops;
 pub mod optim;
 pub mod tensor;

@@ -1,70 +1,324 @@
-//! The CUDA backend: one context, one stream, our PTX modules. (Kernel loading and launch helpers
-//! are completed by the CUDA-path work; this holds the context and memory movement.)
+//! The CUDA backend: one context, one stream, our PTX modules (kernels/*.cu compiled by build.rs
+//! and embedded), a function cache and a launch helper. Ops in `ops/` launch their kernels through
+//! [`launch!`](crate::device::cuda::launch); nothing here knows about any op.
 
-use anyhow::{bail, Context, Result};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
-use std::sync::Arc;
+use anyhow::{anyhow, bail, Context, Result};
+use cudarc::driver::sys::CUresult;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig};
+use cudarc::nvrtc::Ptx;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The PTX embedded by build.rs: `PTX_TABLE: &[(arch, family, ptx)]`, `NVCC`, `REQUIRED`.
+pub mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+    /// The distinct architectures in the table, ascending.
+    pub fn archs() -> Vec<u32> {
+        let mut a: Vec<u32> = PTX_TABLE.iter().map(|e| e.0).collect();
+        a.dedup();
+        a
+    }
+
+    /// The highest embedded architecture not above `cc` (compute capability ×10).
+    pub fn pick(cc: u32) -> Option<u32> {
+        archs().into_iter().filter(|&a| a <= cc).max()
+    }
+}
+
+/// Threads per block for the 1-D elementwise kernels.
+pub const BLOCK: u32 = 256;
 
 pub struct CudaBackend {
     pub ordinal: usize,
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
     name: String,
+    /// Compute capability ×10 (e.g. 90).
+    pub cc: u32,
+    /// The embedded PTX architecture loaded (e.g. 90).
+    pub ptx_arch: u32,
+    /// CUDA version the driver supports, as cuDriverGetVersion reports it (e.g. 13000).
+    pub driver_version: i32,
+    pub sm_count: u32,
+    modules: HashMap<&'static str, Arc<CudaModule>>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    /// f32 workspace shared by kernels that need scratch (split-K partial sums). It grows to the
+    /// largest size asked for and is then reused, so the steady state allocates nothing. The
+    /// lock is held from the first launch that writes it to the last that reads it.
+    workspace: Mutex<CudaSlice<f32>>,
+    /// f64 scratch for the partial sums of the two-stage reductions (losses).
+    scratch64: Mutex<CudaSlice<f64>>,
+}
+
+/// Entries of the f64 scratch: the most blocks a two-stage reduction may use in its first stage.
+pub const SCRATCH64_LEN: usize = 1024;
+
+fn cuda_version_str(v: i32) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+/// The CUDA version (×1000 + minor×10) whose driver the embedded PTX needs, read from the PTX ISA
+/// version in its header (`.version 9.0` → CUDA 13.0, `.version 8.x` → CUDA 12.x).
+fn ptx_needs_cuda(ptx: &str) -> Option<i32> {
+    let line = ptx.lines().find(|l| l.trim_start().starts_with(".version"))?;
+    let v = line.split_whitespace().nth(1)?;
+    let (maj, min) = v.split_once('.')?;
+    let (maj, min): (i32, i32) = (maj.parse().ok()?, min.parse().ok()?);
+    match maj {
+        9 => Some(13000 + min * 10),
+        8 => Some(12000 + min * 10),
+        7 => Some(10000 + min.min(8) * 10), // approximate: PTX 7.x is CUDA 10.x/11.x
+        _ => None,
+    }
 }
 
 impl CudaBackend {
     pub fn new(ordinal: usize) -> Result<Arc<Self>> {
+        if embedded::PTX_TABLE.is_empty() {
+            bail!("built without CUDA kernels (no nvcc at build time)");
+        }
         // CudaContext::new panics when libcuda is absent, so probe first.
         // SAFETY: only tries to dlopen libcuda and reports whether it succeeded.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             bail!("no CUDA driver found (libcuda could not be loaded)");
         }
-        let count = CudaContext::device_count().context("querying the number of CUDA devices")?;
+        let count = CudaContext::device_count().map_err(|e| match e.0 {
+            CUresult::CUDA_ERROR_NO_DEVICE => anyhow!("the CUDA driver reports no GPU"),
+            _ => anyhow!("initialising the CUDA driver: {}", err_str(e)),
+        })?;
         if count <= 0 {
             bail!("the CUDA driver reports no GPU");
         }
         if ordinal >= count as usize {
             bail!("cuda:{ordinal} asked for, but only {count} GPU(s) present");
         }
-        let ctx = CudaContext::new(ordinal).with_context(|| format!("creating a context on cuda:{ordinal}"))?;
+        let mut driver_version = 0i32;
+        // SAFETY: writes one int; the driver library is loaded (checked above).
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver_version) }
+            .result()
+            .map_err(|e| anyhow!("cuDriverGetVersion: {}", err_str(e)))?;
+
+        let ctx =
+            CudaContext::new(ordinal).map_err(|e| anyhow!("creating a context on cuda:{ordinal}: {}", err_str(e)))?;
+        // Capturable stream: no per-buffer events, and a stream of our own (not the legacy
+        // default stream). Event tracking must be off before the first allocation.
+        // SAFETY: we use a single stream, so cross-stream event synchronisation is not needed.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| anyhow!("creating a CUDA stream: {}", err_str(e)))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-        let stream = ctx.default_stream();
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(|e| anyhow!("querying the compute capability: {}", err_str(e)))?;
+        let cc = (major * 10 + minor) as u32;
+        let sm_count = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .unwrap_or(1)
+            .max(1) as u32;
+
+        let archs = embedded::archs();
+        let Some(ptx_arch) = embedded::pick(cc) else {
+            bail!(
+                "this binary has PTX for sm_{}..sm_{}, the device {name} is sm_{cc}",
+                archs.first().unwrap(),
+                archs.last().unwrap()
+            );
+        };
+
+        let mut modules = HashMap::new();
+        for &(arch, family, ptx) in embedded::PTX_TABLE.iter().filter(|e| e.0 == ptx_arch) {
+            let m = ctx.load_module(Ptx::from_src(ptx)).map_err(|e| {
+                let base = format!("loading the {family} kernels (PTX sm_{arch}) on {name}");
+                match e.0 {
+                    CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => {
+                        let need = ptx_needs_cuda(ptx).map(cuda_version_str).unwrap_or_else(|| "?".into());
+                        anyhow!(
+                            "{base}: the driver is too old for this PTX: it was built by {} and needs a \
+                             driver supporting CUDA {need} or later; this driver supports CUDA {} \
+                             (update the driver, or rebuild with an older nvcc)",
+                            embedded::NVCC,
+                            cuda_version_str(driver_version)
+                        )
+                    }
+                    _ => anyhow!("{base}: {}", err_str(e)),
+                }
+            })?;
+            modules.insert(family, m);
+        }
+
+        let workspace = stream
+            .alloc_zeros::<f32>(1)
+            .map_err(|e| anyhow!("allocating the workspace: {}", err_str(e)))?;
+        let scratch64 = stream
+            .alloc_zeros::<f64>(SCRATCH64_LEN)
+            .map_err(|e| anyhow!("allocating the reduction scratch: {}", err_str(e)))?;
         Ok(Arc::new(CudaBackend {
             ordinal,
             ctx,
             stream,
             name,
+            cc,
+            ptx_arch,
+            driver_version,
+            sm_count,
+            modules,
+            functions: Mutex::new(HashMap::new()),
+            workspace: Mutex::new(workspace),
+            scratch64: Mutex::new(scratch64),
         }))
     }
 
+    /// "cuda:0 NVIDIA H200 (sm_90, driver CUDA 13.0, PTX sm_90)".
     pub fn describe(&self) -> String {
-        format!("cuda:{} {}", self.ordinal, self.name)
+        format!(
+            "cuda:{} {} (sm_{}, {} SMs, driver CUDA {}, PTX sm_{})",
+            self.ordinal,
+            self.name,
+            self.cc,
+            self.sm_count,
+            cuda_version_str(self.driver_version),
+            self.ptx_arch
+        )
+    }
+
+    /// The kernel `name` of kernels/`family`.cu, loaded once and cached.
+    pub fn func(&self, family: &'static str, name: &'static str) -> CudaFunction {
+        let mut cache = self.functions.lock().unwrap();
+        if let Some(f) = cache.get(name) {
+            return f.clone();
+        }
+        let module = self
+            .modules
+            .get(family)
+            .unwrap_or_else(|| panic!("no kernels/{family}.cu module embedded in this build"));
+        let f = module
+            .load_function(name)
+            .unwrap_or_else(|e| panic!("kernel {name} not found in kernels/{family}.cu: {}", err_str(e)));
+        cache.insert(name, f.clone());
+        f
+    }
+
+    /// A 1-D launch of `n` work items with `BLOCK` threads per block. The kernels use grid-stride
+    /// loops, so the grid is capped (at 32 blocks per SM) rather than sized to `n`.
+    pub fn cfg_1d(&self, n: usize) -> LaunchConfig {
+        let blocks = n.div_ceil(BLOCK as usize).max(1);
+        let cap = (self.sm_count as usize) * 32;
+        LaunchConfig {
+            grid_dim: (blocks.min(cap) as u32, 1, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// The shared f32 workspace, grown to at least `len` elements (contents undefined).
+    pub fn workspace(&self, len: usize) -> MutexGuard<'_, CudaSlice<f32>> {
+        let mut ws = self.workspace.lock().unwrap();
+        if ws.len() < len {
+            // Grow with headroom so that a slowly growing sequence of sizes reallocates rarely.
+            *ws = self.alloc_zeros(len + len / 4);
+        }
+        ws
+    }
+
+    /// The f64 reduction scratch (`SCRATCH64_LEN` entries).
+    pub fn scratch64(&self) -> MutexGuard<'_, CudaSlice<f64>> {
+        self.scratch64.lock().unwrap()
+    }
+
+    pub fn try_alloc_zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
+        self.stream.alloc_zeros::<f32>(len.max(1)).map_err(|e| match e.0 {
+            CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                let (free, total) = self.ctx.mem_get_info().unwrap_or((0, 0));
+                anyhow!(
+                    "CUDA out of memory on {}: asked for {:.1} MiB ({len} floats), {:.1} MiB free of {:.1} MiB",
+                    self.name,
+                    (len * 4) as f64 / 1048576.0,
+                    free as f64 / 1048576.0,
+                    total as f64 / 1048576.0
+                )
+            }
+            _ => anyhow!("CUDA allocation of {len} floats failed: {}", err_str(e)),
+        })
     }
 
     pub fn alloc_zeros(&self, len: usize) -> CudaSlice<f32> {
-        self.stream
-            .alloc_zeros::<f32>(len.max(1))
-            .unwrap_or_else(|e| panic!("CUDA out of memory allocating {} MiB: {e}", (len * 4) >> 20))
+        self.try_alloc_zeros(len).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub fn upload(&self, values: &[f32]) -> CudaSlice<f32> {
         if values.is_empty() {
             return self.alloc_zeros(0);
         }
-        self.stream.clone_htod(values).expect("host-to-device copy failed")
+        self.stream.clone_htod(values).unwrap_or_else(|e| match e.0 {
+            CUresult::CUDA_ERROR_OUT_OF_MEMORY => panic!(
+                "CUDA out of memory on {}: asked for {:.1} MiB ({} floats)",
+                self.name,
+                (values.len() * 4) as f64 / 1048576.0,
+                values.len()
+            ),
+            _ => panic!("host-to-device copy of {} floats failed: {}", values.len(), err_str(e)),
+        })
     }
 
     pub fn write(&self, dst: &mut CudaSlice<f32>, values: &[f32]) {
         self.stream
             .memcpy_htod(values, dst)
-            .expect("host-to-device copy failed")
+            .unwrap_or_else(|e| panic!("host-to-device copy failed: {}", err_str(e)))
     }
 
     pub fn download(&self, src: &CudaSlice<f32>) -> Vec<f32> {
-        self.stream.clone_dtoh(src).expect("device-to-host copy failed")
+        self.stream
+            .clone_dtoh(src)
+            .unwrap_or_else(|e| panic!("device-to-host copy failed: {}", err_str(e)))
     }
 
     pub fn synchronize(&self) {
-        self.stream.synchronize().expect("CUDA stream synchronisation failed")
+        self.stream
+            .synchronize()
+            .unwrap_or_else(|e| panic!("CUDA stream synchronisation failed: {}", err_str(e)))
+    }
+
+    /// Synchronises and reports a kernel fault as an error (for tests and the end of a step).
+    pub fn check(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| anyhow!("CUDA error: {}", err_str(e)))
+            .context("after queued kernels")
     }
 }
+
+/// The driver's name and description of an error ("CUDA_ERROR_OUT_OF_MEMORY: out of memory").
+pub fn err_str(e: DriverError) -> String {
+    let name = e.error_name().ok().map(|s| s.to_string_lossy().into_owned());
+    let desc = e.error_string().ok().map(|s| s.to_string_lossy().into_owned());
+    match (name, desc) {
+        (Some(n), Some(d)) => format!("{n}: {d}"),
+        _ => format!("{:?}", e.0),
+    }
+}
+
+/// Launches `kernel` of kernels/`family`.cu on the backend's stream:
+/// `launch!(c, "activation", "leaky_relu_fwd", cfg, x, &mut y, &n, &slope)`.
+/// Each argument is something `LaunchArgs::arg` takes: `&CudaSlice`, `&mut CudaSlice`, `&CudaView`,
+/// `&mut CudaViewMut`, or a reference to a `DeviceRepr` scalar or `#[repr(C)]` struct (bind
+/// temporaries to locals first). Panics on a launch error (a bug, or a dead device).
+#[allow(unused_macros)]
+macro_rules! launch {
+    ($c:expr, $family:expr, $kernel:expr, $cfg:expr $(, $arg:expr)* $(,)?) => {{
+        #[allow(unused_imports)]
+        use cudarc::driver::PushKernelArg as _;
+        let backend: &$crate::device::cuda::CudaBackend = $c;
+        let func = backend.func($family, $kernel);
+        let mut builder = backend.stream.launch_builder(&func);
+        $( builder.arg($arg); )*
+        // SAFETY: the argument list matches the kernel's signature in kernels/$family.cu (each
+        // launcher is written against it), and the launcher checks the sizes it passes.
+        unsafe { builder.launch($cfg) }.unwrap_or_else(|e| {
+            panic!("launching {} ({}.cu): {}", $kernel, $family, $crate::device::cuda::err_str(e))
+        });
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use launch;

@@ -5,6 +5,7 @@
 //! Tanh and Sigmoid from the forward *output*.
 
 use crate::device::cpu::{zip2_map, zip_map};
+use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -138,18 +139,83 @@ pub fn mul(dev: &Device, a: &Tensor, b: &Tensor, out: &mut Tensor) {
 // ---------------------------------------------------------------------------------------------
 // CUDA launchers (kernels/activation.cu)
 
-fn cuda_activation_forward(_c: &CudaBackend, _a: Act, _x: &Tensor, _y: &mut Tensor) {
-    unimplemented!("CUDA kernel: activation_forward")
+/// The activation's code and slope in kernels/activation.cu.
+fn act_code(a: Act) -> (i32, f32) {
+    match a {
+        Act::LeakyRelu(s) => (0, s),
+        Act::Relu => (1, 0.0),
+        Act::Tanh => (2, 0.0),
+        Act::Sigmoid => (3, 0.0),
+    }
 }
 
-fn cuda_activation_backward(_c: &CudaBackend, _a: Act, _x: &Tensor, _y: &Tensor, _dy: &Tensor, _dx: &mut Tensor) {
-    unimplemented!("CUDA kernel: activation_backward")
+fn cuda_activation_forward(c: &CudaBackend, a: Act, x: &Tensor, y: &mut Tensor) {
+    let (kind, slope) = act_code(a);
+    let n = x.numel() as i64;
+    let cfg = c.cfg_1d(x.numel());
+    launch!(
+        c,
+        "activation",
+        "act_forward",
+        cfg,
+        x.cuda(),
+        y.cuda_mut(),
+        &n,
+        &kind,
+        &slope
+    );
 }
 
-fn cuda_dropout_forward(_c: &CudaBackend, _p: f32, _seed: u64, _x: &Tensor, _y: &mut Tensor, _mask: &mut Tensor) {
-    unimplemented!("CUDA kernel: dropout_forward")
+fn cuda_activation_backward(c: &CudaBackend, a: Act, x: &Tensor, y: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+    let (kind, slope) = act_code(a);
+    let n = x.numel() as i64;
+    let cfg = c.cfg_1d(x.numel());
+    launch!(
+        c,
+        "activation",
+        "act_backward",
+        cfg,
+        x.cuda(),
+        y.cuda(),
+        dy.cuda(),
+        dx.cuda_mut(),
+        &n,
+        &kind,
+        &slope
+    );
 }
 
-fn cuda_mul(_c: &CudaBackend, _a: &Tensor, _b: &Tensor, _out: &mut Tensor) {
-    unimplemented!("CUDA kernel: mul")
+fn cuda_dropout_forward(c: &CudaBackend, p: f32, seed: u64, x: &Tensor, y: &mut Tensor, mask: &mut Tensor) {
+    // The same f32 expression as the CPU path, so both scale by the identical value.
+    let scale = 1.0 / (1.0 - p);
+    let n = x.numel() as i64;
+    let cfg = c.cfg_1d(x.numel());
+    launch!(
+        c,
+        "activation",
+        "dropout_forward",
+        cfg,
+        x.cuda(),
+        y.cuda_mut(),
+        mask.cuda_mut(),
+        &n,
+        &seed,
+        &p,
+        &scale
+    );
+}
+
+fn cuda_mul(c: &CudaBackend, a: &Tensor, b: &Tensor, out: &mut Tensor) {
+    let n = a.numel() as i64;
+    let cfg = c.cfg_1d(a.numel());
+    launch!(
+        c,
+        "activation",
+        "mul_forward",
+        cfg,
+        a.cuda(),
+        b.cuda(),
+        out.cuda_mut(),
+        &n
+    );
 }

@@ -3,6 +3,7 @@
 //! p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε). The scalar factors are computed in f64 as
 //! PyTorch does in Python, the elementwise part in f32. CUDA twin: kernels/adam.cu (one fused launch).
 
+use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::Storage;
 use rayon::prelude::*;
@@ -75,13 +76,51 @@ pub fn adam_update(dev: &Device, s: &AdamStep, param: &mut Storage, grad: &Stora
 // ---------------------------------------------------------------------------------------------
 // CUDA launcher (kernels/adam.cu)
 
+/// Mirror of `struct AdamArgs` in kernels/adam.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct AdamArgs {
+    n: u64,
+    neg_step: f32,
+    bc2_sqrt: f32,
+    one_m_b1: f32,
+    b2: f32,
+    one_m_b2: f32,
+    eps: f32,
+}
+
+// SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
+unsafe impl cudarc::driver::DeviceRepr for AdamArgs {}
+
 fn cuda_adam_update(
-    _c: &CudaBackend,
-    _s: &AdamStep,
-    _param: &mut Storage,
-    _grad: &Storage,
-    _m: &mut Storage,
-    _v: &mut Storage,
+    c: &CudaBackend,
+    s: &AdamStep,
+    param: &mut Storage,
+    grad: &Storage,
+    m: &mut Storage,
+    v: &mut Storage,
 ) {
-    unimplemented!("CUDA kernel: adam_update")
+    // The same f64 → f32 factors as the CPU path.
+    let (neg_step, bc2_sqrt) = s.factors();
+    let a = AdamArgs {
+        n: param.len() as u64,
+        neg_step,
+        bc2_sqrt,
+        one_m_b1: (1.0 - s.beta1) as f32,
+        b2: s.beta2 as f32,
+        one_m_b2: (1.0 - s.beta2) as f32,
+        eps: s.eps as f32,
+    };
+    let cfg = c.cfg_1d(param.len());
+    launch!(
+        c,
+        "adam",
+        "adam_update",
+        cfg,
+        param.cuda_mut(),
+        grad.cuda(),
+        m.cuda_mut(),
+        v.cuda_mut(),
+        &a
+    );
 }

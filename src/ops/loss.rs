@@ -4,6 +4,7 @@
 //! grad_weight = 0.5·weight (loss_D = 0.5·(fake + real)) while logging the unhalved value.
 //! CUDA twin: kernels/loss.cu (deterministic tree reductions).
 
+use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::{Storage, Tensor};
 
@@ -94,25 +95,118 @@ pub fn l1_loss(dev: &Device, x: &Tensor, y: &Tensor, out: LossOut, losses: &mut 
 // ---------------------------------------------------------------------------------------------
 // CUDA launchers (kernels/loss.cu)
 
-fn cuda_gan_loss(
-    _c: &CudaBackend,
-    _kind: LossKind,
-    _x: &Tensor,
-    _target: f32,
-    _out: LossOut,
-    _losses: &mut Storage,
-    _dx: Option<&mut Tensor>,
-) {
-    unimplemented!("CUDA kernel: gan_loss")
+/// First-stage blocks of the loss reduction: a function of n only (so the summation order, and the
+/// result, do not depend on the GPU), at least 2048 elements per block, at most the f64 scratch.
+fn loss_blocks(n: usize) -> usize {
+    n.div_ceil(2048).clamp(1, crate::device::cuda::SCRATCH64_LEN)
 }
 
-fn cuda_l1_loss(
-    _c: &CudaBackend,
-    _x: &Tensor,
-    _y: &Tensor,
-    _out: LossOut,
-    _losses: &mut Storage,
-    _dx: Option<&mut Tensor>,
+/// kind: 0 BCE-with-logits, 1 MSE (against `target`), 2 L1 (against `y`).
+#[allow(clippy::too_many_arguments)]
+fn cuda_loss(
+    c: &CudaBackend,
+    kind: i32,
+    x: &Tensor,
+    y: Option<&Tensor>,
+    target: f32,
+    out: LossOut,
+    losses: &mut Storage,
+    dx: Option<&mut Tensor>,
 ) {
-    unimplemented!("CUDA kernel: l1_loss")
+    use cudarc::driver::LaunchConfig;
+    let numel = x.numel();
+    assert!(numel > 0, "loss of an empty tensor");
+    assert!(
+        out.slot < losses.len(),
+        "loss slot {} outside the loss buffer",
+        out.slot
+    );
+    let n = numel as i64;
+    // As the CPU: n as f64, then grad_weight / (n as f32).
+    let s = out.grad_weight / (numel as f64) as f32;
+    let blocks = loss_blocks(numel);
+    let cfg = LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (crate::device::cuda::BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let yv = y.unwrap_or(x).cuda();
+    let mut partial = c.scratch64();
+    match dx {
+        Some(dx) => {
+            let has_dx = 1i32;
+            launch!(
+                c,
+                "loss",
+                "loss_partial",
+                cfg,
+                x.cuda(),
+                yv,
+                dx.cuda_mut(),
+                &mut *partial,
+                &n,
+                &kind,
+                &target,
+                &s,
+                &has_dx
+            );
+        }
+        None => {
+            // dx is never written: pass x's buffer as a placeholder.
+            let has_dx = 0i32;
+            launch!(
+                c,
+                "loss",
+                "loss_partial",
+                cfg,
+                x.cuda(),
+                yv,
+                x.cuda(),
+                &mut *partial,
+                &n,
+                &kind,
+                &target,
+                &s,
+                &has_dx
+            );
+        }
+    }
+    let count = blocks as i32;
+    let one = LaunchConfig {
+        grid_dim: (1, 1, 1),
+        block_dim: (crate::device::cuda::BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut slot = losses.cuda_mut().slice_mut(out.slot..out.slot + 1);
+    launch!(
+        c,
+        "loss",
+        "loss_final",
+        one,
+        &*partial,
+        &count,
+        &n,
+        &out.weight,
+        &mut slot
+    );
+}
+
+fn cuda_gan_loss(
+    c: &CudaBackend,
+    kind: LossKind,
+    x: &Tensor,
+    target: f32,
+    out: LossOut,
+    losses: &mut Storage,
+    dx: Option<&mut Tensor>,
+) {
+    let code = match kind {
+        LossKind::BceWithLogits => 0,
+        LossKind::Mse => 1,
+    };
+    cuda_loss(c, code, x, None, target, out, losses, dx)
+}
+
+fn cuda_l1_loss(c: &CudaBackend, x: &Tensor, y: &Tensor, out: LossOut, losses: &mut Storage, dx: Option<&mut Tensor>) {
+    cuda_loss(c, 2, x, Some(y), 0.0, out, losses, dx)
 }

@@ -2,6 +2,7 @@
 //! normalises with the batch mean and *biased* variance and updates the running stats with the
 //! *unbiased* variance; eval mode uses the running stats. CUDA twin: kernels/norm.cu.
 
+use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::{Span, Storage, Tensor};
 use rayon::prelude::*;
@@ -192,39 +193,149 @@ pub fn batch_norm_backward(
 // ---------------------------------------------------------------------------------------------
 // CUDA launchers (kernels/norm.cu)
 
+/// Mirror of `struct BnArgs` in kernels/norm.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BnArgs {
+    hw: i64,
+    n: i32,
+    c: i32,
+    gamma_off: i32,
+    beta_off: i32,
+    rmean_off: i32,
+    rvar_off: i32,
+    eps: f32,
+    momentum: f32,
+    has_grads: i32,
+    pad: i32,
+}
+
+// SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
+unsafe impl cudarc::driver::DeviceRepr for BnArgs {}
+
+fn bn_args(p: &BnParams, x: &Tensor, has_grads: bool) -> BnArgs {
+    let s = x.shape;
+    let off = |sp: Span| i32::try_from(sp.off).expect("parameter offset beyond i32");
+    BnArgs {
+        hw: s.hw() as i64,
+        n: s.n as i32,
+        c: s.c as i32,
+        gamma_off: off(p.weight),
+        beta_off: off(p.bias),
+        rmean_off: off(p.running_mean),
+        rvar_off: off(p.running_var),
+        eps: p.eps,
+        momentum: p.momentum,
+        has_grads: has_grads as i32,
+        pad: 0,
+    }
+}
+
+/// One block per channel.
+fn per_channel(c: usize) -> cudarc::driver::LaunchConfig {
+    cudarc::driver::LaunchConfig {
+        grid_dim: (c as u32, 1, 1),
+        block_dim: (crate::device::cuda::BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 fn cuda_batch_norm_forward_train(
-    _c: &CudaBackend,
-    _p: &BnParams,
-    _params: &Storage,
-    _buffers: &mut Storage,
-    _x: &Tensor,
-    _y: &mut Tensor,
-    _saved: &mut BnSaved,
+    c: &CudaBackend,
+    p: &BnParams,
+    params: &Storage,
+    buffers: &mut Storage,
+    x: &Tensor,
+    y: &mut Tensor,
+    saved: &mut BnSaved,
 ) {
-    unimplemented!("CUDA kernel: batch_norm_forward_train")
+    let a = bn_args(p, x, false);
+    let cfg = per_channel(x.shape.c);
+    launch!(
+        c,
+        "norm",
+        "bn_forward_train",
+        cfg,
+        x.cuda(),
+        y.cuda_mut(),
+        params.cuda(),
+        buffers.cuda_mut(),
+        saved.mean.cuda_mut(),
+        saved.invstd.cuda_mut(),
+        &a
+    );
 }
 
 fn cuda_batch_norm_forward_eval(
-    _c: &CudaBackend,
-    _p: &BnParams,
-    _params: &Storage,
-    _buffers: &Storage,
-    _x: &Tensor,
-    _y: &mut Tensor,
+    c: &CudaBackend,
+    p: &BnParams,
+    params: &Storage,
+    buffers: &Storage,
+    x: &Tensor,
+    y: &mut Tensor,
 ) {
-    unimplemented!("CUDA kernel: batch_norm_forward_eval")
+    let a = bn_args(p, x, false);
+    let cfg = c.cfg_1d(x.numel());
+    launch!(
+        c,
+        "norm",
+        "bn_forward_eval",
+        cfg,
+        x.cuda(),
+        y.cuda_mut(),
+        params.cuda(),
+        buffers.cuda(),
+        &a
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
 fn cuda_batch_norm_backward(
-    _c: &CudaBackend,
-    _p: &BnParams,
-    _params: &Storage,
-    _grads: Option<&mut Storage>,
-    _saved: &BnSaved,
-    _x: &Tensor,
-    _dy: &Tensor,
-    _dx: &mut Tensor,
+    c: &CudaBackend,
+    p: &BnParams,
+    params: &Storage,
+    grads: Option<&mut Storage>,
+    saved: &BnSaved,
+    x: &Tensor,
+    dy: &Tensor,
+    dx: &mut Tensor,
 ) {
-    unimplemented!("CUDA kernel: batch_norm_backward")
+    let cfg = per_channel(x.shape.c);
+    match grads {
+        Some(g) => {
+            let a = bn_args(p, x, true);
+            launch!(
+                c,
+                "norm",
+                "bn_backward",
+                cfg,
+                x.cuda(),
+                dy.cuda(),
+                dx.cuda_mut(),
+                params.cuda(),
+                g.cuda_mut(),
+                saved.mean.cuda(),
+                saved.invstd.cuda(),
+                &a
+            );
+        }
+        None => {
+            // No gradients wanted: the kernel never touches its grads argument (params stands in).
+            let a = bn_args(p, x, false);
+            launch!(
+                c,
+                "norm",
+                "bn_backward",
+                cfg,
+                x.cuda(),
+                dy.cuda(),
+                dx.cuda_mut(),
+                params.cuda(),
+                params.cuda(),
+                saved.mean.cuda(),
+                saved.invstd.cuda(),
+                &a
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! conditional discriminator's input. CUDA twin: kernels/tensor.cu.
 
 use crate::device::cpu::zip_map;
+use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::{Storage, Tensor};
 
@@ -75,19 +76,45 @@ pub fn extract_channels(dev: &Device, src: &Tensor, c0: usize, dst: &mut Tensor,
 // ---------------------------------------------------------------------------------------------
 // CUDA launchers (kernels/tensor.cu)
 
-fn cuda_fill(_c: &CudaBackend, _dst: &mut Storage, _value: f32) {
-    unimplemented!("CUDA kernel: fill")
+fn cuda_fill(c: &CudaBackend, dst: &mut Storage, value: f32) {
+    let n = dst.len() as i64;
+    let cfg = c.cfg_1d(dst.len());
+    launch!(c, "tensor", "tensor_fill", cfg, dst.cuda_mut(), &n, &value);
 }
 
 /// Copies (or adds) `count` channels of each sample from src channel `src_c0` to dst channel `dst_c0`.
 fn cuda_channels(
-    _c: &CudaBackend,
-    _src: &Tensor,
-    _dst: &mut Tensor,
-    _src_c0: usize,
-    _dst_c0: usize,
-    _count: usize,
-    _accumulate: bool,
+    c: &CudaBackend,
+    src: &Tensor,
+    dst: &mut Tensor,
+    src_c0: usize,
+    dst_c0: usize,
+    count: usize,
+    accumulate: bool,
 ) {
-    unimplemented!("CUDA kernel: copy_channels")
+    let (s, d) = (src.shape, dst.shape);
+    let total = s.n * count * s.hw();
+    if total == 0 {
+        return;
+    }
+    let (n, src_c, dst_c) = (s.n as i32, s.c as i32, d.c as i32);
+    let (src_c0, dst_c0, count) = (src_c0 as i32, dst_c0 as i32, count as i32);
+    let (hw, acc) = (s.hw() as i64, accumulate as i32);
+    let cfg = c.cfg_1d(total);
+    launch!(
+        c,
+        "tensor",
+        "copy_channels",
+        cfg,
+        src.cuda(),
+        dst.cuda_mut(),
+        &n,
+        &src_c,
+        &dst_c,
+        &src_c0,
+        &dst_c0,
+        &count,
+        &hw,
+        &acc
+    );
 }

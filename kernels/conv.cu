@@ -1,0 +1,394 @@
+// Conv2d and ConvTranspose2d (NCHW, square k×k kernels, any stride and padding, no groups), twin
+// of src/ops/conv.rs. Everything is phrased in terms of one convolution
+//     y[b, co, oh, ow] = sum_{ci, ki, kj} W[co, ci, ki, kj] * x[b, ci, oh*s - p + ki, ow*s - p + kj]
+// with x: [n, cin, h, w], y: [n, cout, ho, wo], W: [cout, cin, k, k], and three implicit GEMMs:
+//   conv_fwd   (y = W · im2col(x))       M = cout, N = n·ho·wo, K = cin·k²
+//   conv_dgrad (dx = col2im(Wᵀ · dy))    M = cin,  N = n·h·w,   K = cout·k², computed as a gather
+//              split into s² output-parity classes, so that only the taps that hit a pixel of
+//              that class are visited (K per class = cout·⌈k/s⌉², 4× less work for k4 s2)
+//   conv_wgrad (dW += dy · im2col(x)ᵀ)   M = cout, N = cin·k²,  K = n·ho·wo
+// ConvTranspose2d with weight [cin_T, cout_T, k, k] is the same convolution with roles swapped
+// (conv x = convT output): its forward is conv_dgrad, its data gradient conv_fwd, its weight
+// gradient conv_wgrad(x = dy_T, dy = x_T). The Rust launchers do the swapping.
+//
+// Tiling: 64×64 output tile per block of 256 threads, 4×4 per thread, K-steps of 16 through shared
+// memory with the next tile's global loads prefetched into registers during the FMAs. Split-K
+// (gridDim.z) when M·N has too few tiles for the GPU: each split writes a partial result into a
+// workspace and `splitk_reduce` sums them in a fixed order (deterministic; no float atomics).
+// The split count depends only on the shapes (chosen in Rust).
+#include "common.cuh"
+
+#define BM 64
+#define BN 64
+#define BK 16
+#define NT 256
+
+// Mirrored by `ConvArgs` in src/ops/conv.rs (#[repr(C)]). Geometry of the convolution above.
+struct ConvArgs {
+    int n, cin, h, w;   // x
+    int cout, ho, wo;   // y
+    int k, s, p;
+    int splits;         // K splits (for conv_dgrad: per parity class; gridDim.z = s*s*splits)
+    int kchunk;         // GEMM-K per split, a multiple of BK
+    int accumulate;     // out += result instead of out = result (splits == 1 only; else the reduce)
+    int has_bias;       // add bias[channel of out] (splits == 1 only; else the reduce)
+};
+
+struct Tiles {
+    float a[BK][BM + 4];  // rows padded to 68 floats: float4 reads stay 16-byte aligned
+    float b[BK][BN + 4];
+};
+
+__device__ __forceinline__ void mma_tile(const Tiles& t, float (&acc)[4][4], int tx, int ty) {
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+        const float4 a4 = *reinterpret_cast<const float4*>(&t.a[kk][ty * 4]);
+        const float4 b4 = *reinterpret_cast<const float4*>(&t.b[kk][tx * 4]);
+        const float av[4] = {a4.x, a4.y, a4.z, a4.w};
+        const float bv[4] = {b4.x, b4.y, b4.z, b4.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward: y = W · im2col(x) (+ bias). in0 = x, in1 = W.
+template <int KS>
+__device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const float* __restrict__ wt,
+                                              const float* __restrict__ bias, float* __restrict__ out,
+                                              float* __restrict__ ws, const ConvArgs& a) {
+    const int ks = KS ? KS : a.k, kk2 = ks * ks;
+    const int M = a.cout, K = a.cin * kk2, hwo = a.ho * a.wo;
+    const int N = a.n * hwo;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int kbeg = blockIdx.z * a.kchunk, kend = min(K, kbeg + a.kchunk);
+    const int t = threadIdx.x, tx = t & 15, ty = t >> 4;
+    __shared__ Tiles sm;
+
+    // A (W rows): k-fast, 4 rows per thread. B (im2col): one fixed column per thread, 4 k-rows.
+    const int a_kk = t & 15, a_r = t >> 4;
+    const int b_c = t & 63, b_kk = t >> 6;
+    const int j = n0 + b_c;
+    const bool jv = j < N;
+    int ih0 = 0, iw0 = 0;
+    const float* xb = x;
+    if (jv) {
+        const int nb = j / hwo, pix = j - nb * hwo, oh = pix / a.wo, ow = pix - oh * a.wo;
+        ih0 = oh * a.s - a.p;
+        iw0 = ow * a.s - a.p;
+        xb = x + (long long)nb * a.cin * a.h * a.w;
+    }
+    float ra[4], rb[4];
+    auto load = [&](int k0) {
+        const int ka = k0 + a_kk;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int m = m0 + a_r + 16 * i;
+            ra[i] = (m < M && ka < kend) ? wt[(long long)m * K + ka] : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int k = k0 + b_kk + 4 * i;
+            float v = 0.0f;
+            if (jv && k < kend) {
+                const int ci = k / kk2, r = k - ci * kk2, ki = r / ks, kj = r - ki * ks;
+                const int ih = ih0 + ki, iw = iw0 + kj;
+                if ((unsigned)ih < (unsigned)a.h && (unsigned)iw < (unsigned)a.w)
+                    v = xb[((long long)ci * a.h + ih) * a.w + iw];
+            }
+            rb[i] = v;
+        }
+    };
+
+    float acc[4][4] = {};
+    if (kbeg < kend) {
+        load(kbeg);
+        for (int k0 = kbeg; k0 < kend; k0 += BK) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                sm.a[a_kk][a_r + 16 * i] = ra[i];
+                sm.b[b_kk + 4 * i][b_c] = rb[i];
+            }
+            __syncthreads();
+            if (k0 + BK < kend) load(k0 + BK);
+            mma_tile(sm, acc, tx, ty);
+            __syncthreads();
+        }
+    }
+
+    const long long out_numel = (long long)N * M;
+    float* wsz = ws + (long long)blockIdx.z * out_numel;
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+        const int col = n0 + tx * 4 + jj;
+        if (col >= N) continue;
+        const int nb = col / hwo, pix = col - nb * hwo;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int m = m0 + ty * 4 + i;
+            if (m >= M) continue;
+            const long long idx = ((long long)nb * M + m) * hwo + pix;
+            if (a.splits == 1) {
+                float v = acc[i][jj];
+                if (a.has_bias) v = v + bias[m];
+                out[idx] = a.accumulate ? out[idx] + v : v;
+            } else {
+                wsz[idx] = acc[i][jj];
+            }
+        }
+    }
+}
+
+KERNEL void __launch_bounds__(NT) conv_fwd_k4(const float* x, const float* wt, const float* bias, float* out,
+                                             float* ws, ConvArgs a) {
+    conv_fwd_impl<4>(x, wt, bias, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_fwd_kx(const float* x, const float* wt, const float* bias, float* out,
+                                             float* ws, ConvArgs a) {
+    conv_fwd_impl<0>(x, wt, bias, out, ws, a);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Data gradient: dx = col2im(Wᵀ · dy) (+ bias, for a transposed conv's forward), as a gather.
+// in0 = dy, in1 = W. blockIdx.z = split * s² + parity class (rh, rw). For a pixel ih ≡ rh (mod s)
+// the taps ki with (ih + p - ki) divisible by s are ki = ki0 + s·t, ki0 = (rh + p) mod s, and then
+// oh = a + (rh + p) div s - t where ih = rh + s·a. TT = ⌈k/s⌉ when s divides k (compile-time), else 0.
+template <int TT>
+__device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, const float* __restrict__ wt,
+                                                const float* __restrict__ bias, float* __restrict__ out,
+                                                float* __restrict__ ws, const ConvArgs& a) {
+    const int s = a.s, classes = s * s;
+    const int cls = blockIdx.z % classes, split = blockIdx.z / classes;
+    const int rh = cls / s, rw = cls - rh * s;
+    const int ki0 = (rh + a.p) % s, qh = (rh + a.p) / s;
+    const int kj0 = (rw + a.p) % s, qw = (rw + a.p) / s;
+    const int Kh = TT ? TT : (ki0 < a.k ? (a.k - ki0 + s - 1) / s : 0);
+    const int Kw = TT ? TT : (kj0 < a.k ? (a.k - kj0 + s - 1) / s : 0);
+    const int Ah = rh < a.h ? (a.h - rh + s - 1) / s : 0;
+    const int Aw = rw < a.w ? (a.w - rw + s - 1) / s : 0;
+    const int M = a.cin, ahw = Ah * Aw, N = a.n * ahw, khw = Kh * Kw, K = a.cout * khw;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    if (n0 >= N || m0 >= M) return;  // uniform over the block: this class has fewer pixels
+    const int kbeg = split * a.kchunk, kend = min(K, kbeg + a.kchunk);
+    const int t = threadIdx.x, tx = t & 15, ty = t >> 4;
+    const int kk2 = a.k * a.k, hwo = a.ho * a.wo;
+    __shared__ Tiles sm;
+
+    const int a_kk = t & 15, a_r = t >> 4;
+    const int b_c = t & 63, b_kk = t >> 6;
+    const int j = n0 + b_c;
+    const bool jv = j < N;
+    int oh0 = 0, ow0 = 0;
+    const float* dyb = dy;
+    if (jv) {
+        const int nb = j / ahw, rem = j - nb * ahw, aa = rem / Aw, bb = rem - aa * Aw;
+        oh0 = aa + qh;
+        ow0 = bb + qw;
+        dyb = dy + (long long)nb * a.cout * hwo;
+    }
+    float ra[4], rb[4];
+    auto load = [&](int k0) {
+        {
+            const int k = k0 + a_kk;
+            long long base = -1;
+            if (k < kend) {
+                const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
+                base = (long long)co * a.cin * kk2 + (ki0 + s * tt) * a.k + (kj0 + s * u);
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int m = m0 + a_r + 16 * i;
+                ra[i] = (m < M && base >= 0) ? wt[base + (long long)m * kk2] : 0.0f;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int k = k0 + b_kk + 4 * i;
+            float v = 0.0f;
+            if (jv && k < kend) {
+                const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
+                const int oh = oh0 - tt, ow = ow0 - u;
+                if ((unsigned)oh < (unsigned)a.ho && (unsigned)ow < (unsigned)a.wo)
+                    v = dyb[((long long)co * a.ho + oh) * a.wo + ow];
+            }
+            rb[i] = v;
+        }
+    };
+
+    float acc[4][4] = {};
+    if (kbeg < kend) {
+        load(kbeg);
+        for (int k0 = kbeg; k0 < kend; k0 += BK) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                sm.a[a_kk][a_r + 16 * i] = ra[i];
+                sm.b[b_kk + 4 * i][b_c] = rb[i];
+            }
+            __syncthreads();
+            if (k0 + BK < kend) load(k0 + BK);
+            mma_tile(sm, acc, tx, ty);
+            __syncthreads();
+        }
+    }
+
+    const long long out_numel = (long long)a.n * M * a.h * a.w;
+    float* wsz = ws + (long long)split * out_numel;
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+        const int col = n0 + tx * 4 + jj;
+        if (col >= N) continue;
+        const int nb = col / ahw, rem = col - nb * ahw, aa = rem / Aw, bb = rem - aa * Aw;
+        const int ih = rh + s * aa, iw = rw + s * bb;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int m = m0 + ty * 4 + i;
+            if (m >= M) continue;
+            const long long idx = (((long long)nb * M + m) * a.h + ih) * a.w + iw;
+            if (a.splits == 1) {
+                float v = acc[i][jj];
+                if (a.has_bias) v = v + bias[m];
+                out[idx] = a.accumulate ? out[idx] + v : v;
+            } else {
+                wsz[idx] = acc[i][jj];
+            }
+        }
+    }
+}
+
+KERNEL void __launch_bounds__(NT) conv_dgrad_t2(const float* dy, const float* wt, const float* bias, float* out,
+                                               float* ws, ConvArgs a) {
+    conv_dgrad_impl<2>(dy, wt, bias, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_dgrad_t4(const float* dy, const float* wt, const float* bias, float* out,
+                                               float* ws, ConvArgs a) {
+    conv_dgrad_impl<4>(dy, wt, bias, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_dgrad_tx(const float* dy, const float* wt, const float* bias, float* out,
+                                               float* ws, ConvArgs a) {
+    conv_dgrad_impl<0>(dy, wt, bias, out, ws, a);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Weight gradient: dW[co, (ci,ki,kj)] += sum_{b,oh,ow} dy[b,co,oh,ow] · x[b,ci,oh·s-p+ki,ow·s-p+kj].
+// in0 = x, in1 = dy, out = the weight's gradient slice (always accumulated into).
+template <int KS>
+__device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, const float* __restrict__ dy,
+                                                float* __restrict__ out, float* __restrict__ ws,
+                                                const ConvArgs& a) {
+    const int ks = KS ? KS : a.k, kk2 = ks * ks;
+    const int hwo = a.ho * a.wo;
+    const int M = a.cout, N = a.cin * kk2, K = a.n * hwo;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int kbeg = blockIdx.z * a.kchunk, kend = min(K, kbeg + a.kchunk);
+    const int t = threadIdx.x, tx = t & 15, ty = t >> 4;
+    const long long chw = (long long)a.cin * a.h * a.w;
+    __shared__ Tiles sm;
+
+    // Both operands k-fast: the thread's k (a pixel of dy) is the same for its A and B loads.
+    const int kk = t & 15, r0 = t >> 4;
+    int coff[4], cki[4], ckj[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int jn = n0 + r0 + 16 * i;
+        if (jn < N) {
+            const int ci = jn / kk2, r = jn - ci * kk2;
+            cki[i] = r / ks;
+            ckj[i] = r - cki[i] * ks;
+            coff[i] = ci * a.h * a.w;
+        } else {
+            coff[i] = -1;
+            cki[i] = ckj[i] = 0;
+        }
+    }
+    float ra[4], rb[4];
+    auto load = [&](int k0) {
+        const int k = k0 + kk;
+        if (k < kend) {
+            const int nb = k / hwo, pix = k - nb * hwo, oh = pix / a.wo, ow = pix - oh * a.wo;
+            const float* dyb = dy + (long long)nb * a.cout * hwo + pix;
+            const float* xb = x + (long long)nb * chw;
+            const int ih0 = oh * a.s - a.p, iw0 = ow * a.s - a.p;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int m = m0 + r0 + 16 * i;
+                ra[i] = m < M ? dyb[(long long)m * hwo] : 0.0f;
+                const int ih = ih0 + cki[i], iw = iw0 + ckj[i];
+                rb[i] = (coff[i] >= 0 && (unsigned)ih < (unsigned)a.h && (unsigned)iw < (unsigned)a.w)
+                            ? xb[coff[i] + ih * a.w + iw]
+                            : 0.0f;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) ra[i] = rb[i] = 0.0f;
+        }
+    };
+
+    float acc[4][4] = {};
+    if (kbeg < kend) {
+        load(kbeg);
+        for (int k0 = kbeg; k0 < kend; k0 += BK) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                sm.a[kk][r0 + 16 * i] = ra[i];
+                sm.b[kk][r0 + 16 * i] = rb[i];
+            }
+            __syncthreads();
+            if (k0 + BK < kend) load(k0 + BK);
+            mma_tile(sm, acc, tx, ty);
+            __syncthreads();
+        }
+    }
+
+    float* wsz = ws + (long long)blockIdx.z * M * N;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int m = m0 + ty * 4 + i;
+        if (m >= M) continue;
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj) {
+            const int col = n0 + tx * 4 + jj;
+            if (col >= N) continue;
+            const long long idx = (long long)m * N + col;
+            if (a.splits == 1) out[idx] = out[idx] + acc[i][jj];
+            else wsz[idx] = acc[i][jj];
+        }
+    }
+}
+
+KERNEL void __launch_bounds__(NT) conv_wgrad_k4(const float* x, const float* dy, const float* bias_unused,
+                                               float* out, float* ws, ConvArgs a) {
+    conv_wgrad_impl<4>(x, dy, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_wgrad_kx(const float* x, const float* dy, const float* bias_unused,
+                                               float* out, float* ws, ConvArgs a) {
+    conv_wgrad_impl<0>(x, dy, out, ws, a);
+}
+
+// ------------------------------------------------------------------------------------------------
+// out[i] = (accumulate ? out[i] : 0) + sum_z ws[z·numel + i] (+ bias[(i / hw) % c]), z ascending.
+KERNEL void splitk_reduce(const float* __restrict__ ws, int splits, long long numel, float* __restrict__ out,
+                          const float* __restrict__ bias, int c, long long hw, int accumulate, int has_bias) {
+    GRID_STRIDE(i, numel) {
+        float v = 0.0f;
+        for (int z = 0; z < splits; ++z) v += ws[(long long)z * numel + i];
+        if (has_bias) v = v + bias[(i / hw) % c];
+        out[i] = accumulate ? out[i] + v : v;
+    }
+}
+
+// Bias gradient, as the CPU: for each sample b, db[c] += (float)(sum over the plane dy[b, c] in f64).
+// One block per channel; fixed reduction order.
+KERNEL void bias_grad(const float* __restrict__ dy, int n, int c, long long hw, float* __restrict__ db) {
+    const int ch = blockIdx.x;
+    float acc = db[ch];
+    for (int b = 0; b < n; ++b) {
+        const float* plane = dy + ((long long)b * c + ch) * hw;
+        double s = 0.0;
+        for (long long i = threadIdx.x; i < hw; i += blockDim.x) s += (double)plane[i];
+        s = block_sum(s);
+        acc = acc + (float)s;
+    }
+    if (threadIdx.x == 0) db[ch] = acc;
+}

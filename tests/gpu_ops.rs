@@ -1,0 +1,737 @@
+//! Every op on CUDA against the CPU reference, forward and backward, on random non-zero inputs of
+//! several shapes (including real unet_256 / PatchGAN layer shapes). GPU outputs are poisoned with
+//! NaN before each call, so an element a kernel forgets to write fails the test. The relative error
+//! ‖gpu − cpu‖/‖cpu‖ is printed for every comparison (run with --nocapture to see them).
+//!
+//! Without a usable GPU (no driver, no device, or a build without kernels) each test prints
+//! "skipped: <reason>" and passes. `embedded_ptx` checks the build itself and needs no GPU.
+//!
+//! Tolerances: 1e-5 unless noted. Elementwise ops, Adam and the dropout mask are bit-for-bit
+//! identical by construction (-fmad=false, same expressions), so they are held to 0 or to a few
+//! ulps where a libm function (tanh, exp) is involved. Reductions in f64 (batch norm, losses)
+//! differ from the CPU's sequential order only in the last bits of an f64.
+
+mod common;
+
+use common::{rel_err, rng};
+use pix2pix::device::cuda::embedded;
+use pix2pix::device::{CudaBackend, Device};
+use pix2pix::ops::activation::{activation_backward, activation_forward, dropout_forward, mul, Act};
+use pix2pix::ops::adam::{adam_update, AdamStep};
+use pix2pix::ops::conv::{
+    conv2d_backward, conv2d_forward, conv_transpose2d_backward, conv_transpose2d_forward, ConvGeom, ConvParams,
+};
+use pix2pix::ops::loss::{gan_loss, l1_loss, LossKind, LossOut};
+use pix2pix::ops::norm::{batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, BnParams, BnSaved};
+use pix2pix::ops::tensor::{copy, extract_channels, fill, insert_channels};
+use pix2pix::tensor::{Shape, Span, Storage, Tensor};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// The CUDA device, or None after printing why the test is skipped.
+fn gpu() -> Option<Device> {
+    match CudaBackend::new(0) {
+        Ok(c) => {
+            println!("device: {}", c.describe());
+            Some(Device::Cuda(c))
+        }
+        Err(e) => {
+            println!("skipped: {e:#}");
+            None
+        }
+    }
+}
+
+macro_rules! gpu_or_skip {
+    () => {
+        match gpu() {
+            Some(d) => d,
+            None => return,
+        }
+    };
+}
+
+fn rand_vec(r: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
+    common::random_vec(r, len, 0.01)
+}
+
+/// The same values on the CPU and on the GPU.
+fn pair(g: &Device, shape: Shape, v: &[f32]) -> (Tensor, Tensor) {
+    (Device::Cpu.upload_tensor(shape, v), g.upload_tensor(shape, v))
+}
+
+fn rand_pair(g: &Device, r: &mut ChaCha8Rng, shape: Shape) -> (Tensor, Tensor) {
+    let v = rand_vec(r, shape.numel());
+    pair(g, shape, &v)
+}
+
+/// A CPU output (zeros) and a GPU output poisoned with NaN.
+fn outputs(g: &Device, shape: Shape) -> (Tensor, Tensor) {
+    (
+        Device::Cpu.zeros_tensor(shape),
+        g.upload_tensor(shape, &vec![f32::NAN; shape.numel()]),
+    )
+}
+
+fn nan_storage(g: &Device, len: usize) -> Storage {
+    g.upload(&vec![f32::NAN; len])
+}
+
+fn down(g: &Device, s: &Storage, len: usize) -> Vec<f32> {
+    let mut v = g.download(s);
+    v.truncate(len);
+    v
+}
+
+/// Prints and checks ‖gpu − cpu‖/‖cpu‖ ≤ tol (and that the GPU wrote finite values).
+fn check(what: &str, gpu: &[f32], cpu: &[f32], tol: f64) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    if let Some(i) = gpu.iter().position(|v| !v.is_finite()) {
+        panic!("{what}: GPU value {i} is {} (CPU {})", gpu[i], cpu[i]);
+    }
+    let e = rel_err(gpu, cpu);
+    println!("{what:<60} rel err {e:.3e}");
+    assert!(e <= tol, "{what}: relative error {e:.3e} > {tol:e}");
+}
+
+fn check_t(what: &str, g: &Device, gpu: &Tensor, cpu: &Tensor, tol: f64) {
+    assert_eq!(gpu.shape, cpu.shape);
+    check(what, &down(g, &gpu.data, gpu.numel()), cpu.cpu(), tol);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise
+
+#[test]
+fn activations() {
+    let g = gpu_or_skip!();
+    let mut r = rng(1);
+    for shape in [
+        Shape::new(2, 3, 5, 7),
+        Shape::new(1, 64, 128, 128),
+        Shape::new(1, 1024, 2, 2),
+    ] {
+        for a in [Act::LeakyRelu(0.2), Act::Relu, Act::Tanh, Act::Sigmoid] {
+            let (xc, xg) = rand_pair(&g, &mut r, shape);
+            let (mut yc, mut yg) = outputs(&g, shape);
+            activation_forward(&Device::Cpu, a, &xc, &mut yc);
+            activation_forward(&g, a, &xg, &mut yg);
+            // LeakyReLU/ReLU are exact; tanh/sigmoid go through libm vs CUDA's expf/tanhf (≤ 2 ulp).
+            let tol = if matches!(a, Act::Tanh | Act::Sigmoid) {
+                1e-6
+            } else {
+                0.0
+            };
+            check_t(&format!("{a:?} forward {shape}"), &g, &yg, &yc, tol);
+
+            let (dyc, dyg) = rand_pair(&g, &mut r, shape);
+            let (mut dxc, mut dxg) = outputs(&g, shape);
+            activation_backward(&Device::Cpu, a, &xc, &yc, &dyc, &mut dxc);
+            // Backward from the CPU's y so that only the backward kernel is compared.
+            let yg2 = g.upload_tensor(shape, yc.cpu());
+            activation_backward(&g, a, &xg, &yg2, &dyg, &mut dxg);
+            check_t(&format!("{a:?} backward {shape}"), &g, &dxg, &dxc, 0.0);
+        }
+    }
+}
+
+#[test]
+fn dropout_and_mul() {
+    let g = gpu_or_skip!();
+    let mut r = rng(2);
+    for (shape, seed) in [
+        (Shape::new(1, 512, 4, 4), 7u64),
+        (Shape::new(1, 512, 16, 16), 0xDEAD_BEEF_1234_5678),
+        (Shape::new(3, 5, 7, 9), u64::MAX),
+    ] {
+        let (xc, xg) = rand_pair(&g, &mut r, shape);
+        let (mut yc, mut yg) = outputs(&g, shape);
+        let (mut mc, mut mg) = outputs(&g, shape);
+        dropout_forward(&Device::Cpu, 0.5, seed, &xc, &mut yc, &mut mc);
+        dropout_forward(&g, 0.5, seed, &xg, &mut yg, &mut mg);
+        let mask = down(&g, &mg.data, shape.numel());
+        assert_eq!(mask, mc.cpu(), "dropout mask differs from the CPU's (seed {seed})");
+        let kept = mask.iter().filter(|&&m| m != 0.0).count() as f64 / mask.len() as f64;
+        println!("dropout {shape} seed {seed}: kept {kept:.3}");
+        check_t(&format!("dropout forward {shape}"), &g, &yg, &yc, 0.0);
+
+        let (dyc, dyg) = rand_pair(&g, &mut r, shape);
+        let (mut dxc, mut dxg) = outputs(&g, shape);
+        mul(&Device::Cpu, &dyc, &mc, &mut dxc);
+        mul(&g, &dyg, &mg, &mut dxg);
+        check_t(&format!("mul (dropout backward) {shape}"), &g, &dxg, &dxc, 0.0);
+    }
+}
+
+#[test]
+fn fill_copy_concat_split() {
+    let g = gpu_or_skip!();
+    let mut r = rng(3);
+    let mut s = nan_storage(&g, 1001);
+    fill(&g, &mut s, 0.25);
+    assert!(down(&g, &s, 1001).iter().all(|&v| v == 0.25), "fill");
+
+    for (n, c1, c2, h, w) in [(1, 512, 512, 2, 2), (1, 64, 64, 128, 128), (3, 3, 5, 7, 9)] {
+        let (s1, s2, sc) = (
+            Shape::new(n, c1, h, w),
+            Shape::new(n, c2, h, w),
+            Shape::new(n, c1 + c2, h, w),
+        );
+        let (ac, ag) = rand_pair(&g, &mut r, s1);
+        let (bc, bg) = rand_pair(&g, &mut r, s2);
+        let (mut cc, mut cg) = outputs(&g, sc);
+        for dev_is_gpu in [false, true] {
+            let (dev, a, b, c) = if dev_is_gpu {
+                (&g, &ag, &bg, &mut cg)
+            } else {
+                (&Device::Cpu, &ac, &bc, &mut cc)
+            };
+            insert_channels(dev, a, c, 0);
+            insert_channels(dev, b, c, c1);
+        }
+        check_t(&format!("concat {s1} + {s2}"), &g, &cg, &cc, 0.0);
+
+        // split, once written and once accumulated onto random values
+        for acc in [false, true] {
+            let init = rand_vec(&mut r, s2.numel());
+            let (mut dc, mut dg) = if acc { pair(&g, s2, &init) } else { outputs(&g, s2) };
+            extract_channels(&Device::Cpu, &cc, c1, &mut dc, acc);
+            extract_channels(&g, &cg, c1, &mut dg, acc);
+            check_t(&format!("split {sc} at {c1} accumulate={acc}"), &g, &dg, &dc, 0.0);
+        }
+        for acc in [false, true] {
+            let init = rand_vec(&mut r, s1.numel());
+            let (mut dc, mut dg) = if acc { pair(&g, s1, &init) } else { outputs(&g, s1) };
+            copy(&Device::Cpu, &ac, &mut dc, acc);
+            copy(&g, &ag, &mut dg, acc);
+            check_t(&format!("copy {s1} accumulate={acc}"), &g, &dg, &dc, 0.0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adam
+
+#[test]
+fn adam() {
+    let g = gpu_or_skip!();
+    let mut r = rng(4);
+    let len = 100_003;
+    let p0 = rand_vec(&mut r, len);
+    let (mut pc, mut pg) = (Device::Cpu.upload(&p0), g.upload(&p0));
+    let (mut mc, mut mg) = (Device::Cpu.zeros(len), g.zeros(len));
+    let (mut vc, mut vg) = (Device::Cpu.zeros(len), g.zeros(len));
+    for step in 1..=5u64 {
+        let gr: Vec<f32> = rand_vec(&mut r, len).iter().map(|v| v * 1e-2).collect();
+        let (gc, gg) = (Device::Cpu.upload(&gr), g.upload(&gr));
+        let s = AdamStep {
+            lr: 2e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+            eps: 1e-8,
+            step,
+        };
+        adam_update(&Device::Cpu, &s, &mut pc, &gc, &mut mc, &mut vc);
+        adam_update(&g, &s, &mut pg, &gg, &mut mg, &mut vg);
+    }
+    // Identical f32 expressions without contraction: bit-exact.
+    check("adam param after 5 steps", &down(&g, &pg, len), pc.cpu(), 0.0);
+    check("adam m after 5 steps", &down(&g, &mg, len), mc.cpu(), 0.0);
+    check("adam v after 5 steps", &down(&g, &vg, len), vc.cpu(), 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Losses
+
+#[test]
+fn losses() {
+    let g = gpu_or_skip!();
+    let mut r = rng(5);
+    for shape in [
+        Shape::new(1, 1, 30, 30),
+        Shape::new(4, 1, 14, 14),
+        Shape::new(1, 3, 256, 256),
+    ] {
+        let scaled: Vec<f32> = rand_vec(&mut r, shape.numel()).iter().map(|v| v * 4.0).collect();
+        let (xc, xg) = pair(&g, shape, &scaled);
+        for (kind, target) in [
+            (LossKind::BceWithLogits, 0.0),
+            (LossKind::BceWithLogits, 1.0),
+            (LossKind::Mse, 1.0),
+        ] {
+            for with_dx in [true, false] {
+                let out = LossOut {
+                    slot: 2,
+                    weight: 1.0,
+                    grad_weight: 0.5,
+                };
+                let mut lc = Device::Cpu.zeros(4);
+                let mut lg = nan_storage(&g, 4);
+                let (mut dc, mut dg) = outputs(&g, shape);
+                gan_loss(
+                    &Device::Cpu,
+                    kind,
+                    &xc,
+                    target,
+                    out,
+                    &mut lc,
+                    with_dx.then_some(&mut dc),
+                );
+                gan_loss(&g, kind, &xg, target, out, &mut lg, with_dx.then_some(&mut dg));
+                let what = format!("{kind:?} target {target} {shape}");
+                // f64 sums in a different order: the f32 value agrees to an ulp.
+                check(&format!("{what} value"), &down(&g, &lg, 4)[2..3], &lc.cpu()[2..3], 1e-6);
+                if with_dx {
+                    // sigmoid through expf vs libm exp: a few ulps.
+                    check_t(&format!("{what} dx"), &g, &dg, &dc, 1e-6);
+                }
+            }
+        }
+        let (yc, yg) = rand_pair(&g, &mut r, shape);
+        let out = LossOut {
+            slot: 0,
+            weight: 100.0,
+            grad_weight: 100.0,
+        };
+        let mut lc = Device::Cpu.zeros(4);
+        let mut lg = nan_storage(&g, 4);
+        let (mut dc, mut dg) = outputs(&g, shape);
+        l1_loss(&Device::Cpu, &xc, &yc, out, &mut lc, Some(&mut dc));
+        l1_loss(&g, &xg, &yg, out, &mut lg, Some(&mut dg));
+        check(
+            &format!("L1 {shape} value"),
+            &down(&g, &lg, 4)[0..1],
+            &lc.cpu()[0..1],
+            1e-6,
+        );
+        check_t(&format!("L1 {shape} dx"), &g, &dg, &dc, 0.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch norm
+
+#[test]
+fn batch_norm() {
+    let g = gpu_or_skip!();
+    let mut r = rng(6);
+    for shape in [
+        Shape::new(1, 128, 64, 64),
+        Shape::new(1, 512, 16, 16),
+        Shape::new(1, 512, 2, 2),
+        Shape::new(4, 8, 5, 3),
+    ] {
+        let c = shape.c;
+        // Offsets inside larger buffers, as in a network's flat storage.
+        let p = BnParams {
+            weight: Span { off: 3, len: c },
+            bias: Span { off: 3 + c, len: c },
+            running_mean: Span { off: 1, len: c },
+            running_var: Span { off: 1 + c, len: c },
+            eps: 1e-5,
+            momentum: 0.1,
+        };
+        let mut params = rand_vec(&mut r, 3 + 2 * c);
+        for v in &mut params[3..3 + c] {
+            *v += 1.0; // gamma near 1
+        }
+        let mut bufs = rand_vec(&mut r, 1 + 2 * c);
+        for v in &mut bufs[1 + c..] {
+            *v = v.abs() + 0.5; // running var positive
+        }
+        let (pc, pg) = (Device::Cpu.upload(&params), g.upload(&params));
+        let (mut bc, mut bg) = (Device::Cpu.upload(&bufs), g.upload(&bufs));
+        // Inputs with a non-zero mean per channel, to exercise the two-pass variance.
+        let xv: Vec<f32> = rand_vec(&mut r, shape.numel())
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + ((i / shape.hw()) % c) as f32 * 0.1)
+            .collect();
+        let (xc, xg) = pair(&g, shape, &xv);
+        let (mut yc, mut yg) = outputs(&g, shape);
+        let mut sc = BnSaved {
+            mean: Device::Cpu.zeros(c),
+            invstd: Device::Cpu.zeros(c),
+        };
+        let mut sg = BnSaved {
+            mean: nan_storage(&g, c),
+            invstd: nan_storage(&g, c),
+        };
+        batch_norm_forward_train(&Device::Cpu, &p, &pc, &mut bc, &xc, &mut yc, &mut sc);
+        batch_norm_forward_train(&g, &p, &pg, &mut bg, &xg, &mut yg, &mut sg);
+        check_t(&format!("bn train forward {shape} y"), &g, &yg, &yc, 1e-6);
+        check(
+            &format!("bn train forward {shape} mean"),
+            &down(&g, &sg.mean, c),
+            sc.mean.cpu(),
+            1e-6,
+        );
+        check(
+            &format!("bn train forward {shape} invstd"),
+            &down(&g, &sg.invstd, c),
+            sc.invstd.cpu(),
+            1e-6,
+        );
+        check(
+            &format!("bn train forward {shape} running stats"),
+            &down(&g, &bg, bufs.len()),
+            bc.cpu(),
+            1e-6,
+        );
+
+        let (mut ec, mut eg) = outputs(&g, shape);
+        batch_norm_forward_eval(&Device::Cpu, &p, &pc, &bc, &xc, &mut ec);
+        batch_norm_forward_eval(&g, &p, &pg, &bg, &xg, &mut eg);
+        check_t(&format!("bn eval forward {shape}"), &g, &eg, &ec, 1e-6);
+
+        // Backward from the CPU's saved statistics so only the backward kernel is compared.
+        let sg = BnSaved {
+            mean: g.upload(sc.mean.cpu()),
+            invstd: g.upload(sc.invstd.cpu()),
+        };
+        let (dyc, dyg) = rand_pair(&g, &mut r, shape);
+        for with_grads in [true, false] {
+            let g0 = rand_vec(&mut r, params.len());
+            let (mut gc, mut gg) = (Device::Cpu.upload(&g0), g.upload(&g0));
+            let (mut dxc, mut dxg) = outputs(&g, shape);
+            batch_norm_backward(
+                &Device::Cpu,
+                &p,
+                &pc,
+                with_grads.then_some(&mut gc),
+                &sc,
+                &xc,
+                &dyc,
+                &mut dxc,
+            );
+            batch_norm_backward(&g, &p, &pg, with_grads.then_some(&mut gg), &sg, &xg, &dyg, &mut dxg);
+            // dx = k·(M·dy − Σdy − x̂·Σdy·x̂) cancels: f64 sums in another order move the result by
+            // ~1e-16 relative to M·dy, i.e. well below 1e-6 of dx.
+            check_t(
+                &format!("bn backward {shape} dx (grads {with_grads})"),
+                &g,
+                &dxg,
+                &dxc,
+                1e-6,
+            );
+            check(
+                &format!("bn backward {shape} dgamma/dbeta (grads {with_grads})"),
+                &down(&g, &gg, params.len()),
+                gc.cpu(),
+                1e-6,
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conv2d / ConvTranspose2d
+
+struct ConvCase {
+    name: &'static str,
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    op: usize,
+    bias: bool,
+}
+
+const fn case(
+    name: &'static str,
+    n: usize,
+    cin: usize,
+    cout: usize,
+    hw: (usize, usize),
+    ksp: (usize, usize, usize),
+    bias: bool,
+) -> ConvCase {
+    ConvCase {
+        name,
+        n,
+        cin,
+        cout,
+        h: hw.0,
+        w: hw.1,
+        k: ksp.0,
+        s: ksp.1,
+        p: ksp.2,
+        op: 0,
+        bias,
+    }
+}
+
+/// Weight (+ bias) at an offset inside a larger parameter buffer, with matching gradient buffers
+/// pre-filled with random values (the backward adds into them).
+struct ParamSet {
+    p: ConvParams,
+    cpu: Storage,
+    gpu: Storage,
+    grad0: Vec<f32>,
+}
+
+fn conv_params(g: &Device, r: &mut ChaCha8Rng, wlen: usize, blen: Option<usize>) -> ParamSet {
+    let off = 5;
+    let weight = Span { off, len: wlen };
+    let bias = blen.map(|len| Span { off: off + wlen, len });
+    let total = off + wlen + blen.unwrap_or(0) + 2;
+    let mut v = rand_vec(r, total);
+    v[off..off + wlen].iter_mut().for_each(|x| *x *= 0.1);
+    let grad0 = rand_vec(r, total);
+    ParamSet {
+        p: ConvParams { weight, bias },
+        cpu: Device::Cpu.upload(&v),
+        gpu: g.upload(&v),
+        grad0,
+    }
+}
+
+/// Tolerance for an fp32 GEMM reducing over `k` terms. Both sides accumulate in f32 in different
+/// orders (gemm crate blocks vs 16-wide K tiles and split-K on the GPU), so the relative error grows
+/// like sqrt(k)·2⁻²⁴: 1e-5 up to k = 4096, scaled by sqrt(k/4096) beyond (e.g. the weight gradient
+/// of e1, which sums over 128² output pixels, or e5's forward with k = 512·16).
+fn gemm_tol(k: usize) -> f64 {
+    1e-5 * (k as f64 / 4096.0).sqrt().max(1.0)
+}
+
+/// Runs forward and backward (weights + dx written + dx accumulated) on both devices.
+fn run_conv_case(g: &Device, r: &mut ChaCha8Rng, c: &ConvCase, transposed: bool) {
+    let geom = ConvGeom {
+        cin: c.cin,
+        cout: c.cout,
+        k: c.k,
+        stride: c.s,
+        pad: c.p,
+        output_padding: c.op,
+    };
+    let xs = Shape::new(c.n, c.cin, c.h, c.w);
+    let ys = if transposed {
+        Shape::new(c.n, c.cout, geom.convt_out(c.h), geom.convt_out(c.w))
+    } else {
+        Shape::new(c.n, c.cout, geom.conv_out(c.h).unwrap(), geom.conv_out(c.w).unwrap())
+    };
+    let kind = if transposed { "convT" } else { "conv" };
+    let what = format!("{kind} {} {xs}->{ys} k{} s{} p{}", c.name, c.k, c.s, c.p);
+    let ps = conv_params(g, r, geom.weight_len(), c.bias.then_some(c.cout));
+    let (xc, xg) = rand_pair(g, r, xs);
+
+    let (mut yc, mut yg) = outputs(g, ys);
+    if transposed {
+        conv_transpose2d_forward(&Device::Cpu, &geom, &ps.cpu, &ps.p, &xc, &mut yc);
+        conv_transpose2d_forward(g, &geom, &ps.gpu, &ps.p, &xg, &mut yg);
+    } else {
+        conv2d_forward(&Device::Cpu, &geom, &ps.cpu, &ps.p, &xc, &mut yc);
+        conv2d_forward(g, &geom, &ps.gpu, &ps.p, &xg, &mut yg);
+    }
+    // Reduction lengths of the three GEMMs (a transposed conv's forward is a conv data gradient).
+    let taps = c.k.div_ceil(c.s);
+    let (k_fwd, k_dx, k_dw) = if transposed {
+        (c.cin * taps * taps, c.cout * c.k * c.k, c.n * c.h * c.w)
+    } else {
+        (c.cin * c.k * c.k, c.cout * taps * taps, c.n * ys.h * ys.w)
+    };
+    check_t(&format!("{what} forward"), g, &yg, &yc, gemm_tol(k_fwd));
+
+    let (dyc, dyg) = rand_pair(g, r, ys);
+    for accumulate in [false, true] {
+        let dx0 = rand_vec(r, xs.numel());
+        let (mut dxc, mut dxg) = if accumulate { pair(g, xs, &dx0) } else { outputs(g, xs) };
+        let mut gc = Device::Cpu.upload(&ps.grad0);
+        let mut gg = g.upload(&ps.grad0);
+        // Weight gradients only on the first pass (the second checks dx accumulation alone).
+        let (gcr, ggr) = if accumulate {
+            (None, None)
+        } else {
+            (Some(&mut gc), Some(&mut gg))
+        };
+        if transposed {
+            conv_transpose2d_backward(
+                &Device::Cpu,
+                &geom,
+                &ps.cpu,
+                &ps.p,
+                gcr,
+                &xc,
+                &dyc,
+                Some(&mut dxc),
+                accumulate,
+            );
+            conv_transpose2d_backward(g, &geom, &ps.gpu, &ps.p, ggr, &xg, &dyg, Some(&mut dxg), accumulate);
+        } else {
+            conv2d_backward(
+                &Device::Cpu,
+                &geom,
+                &ps.cpu,
+                &ps.p,
+                gcr,
+                &xc,
+                &dyc,
+                Some(&mut dxc),
+                accumulate,
+            );
+            conv2d_backward(g, &geom, &ps.gpu, &ps.p, ggr, &xg, &dyg, Some(&mut dxg), accumulate);
+        }
+        check_t(
+            &format!("{what} dx (accumulate {accumulate})"),
+            g,
+            &dxg,
+            &dxc,
+            gemm_tol(k_dx),
+        );
+        let gdown = down(g, &gg, ps.grad0.len());
+        if accumulate {
+            assert_eq!(gdown, ps.grad0, "{what}: gradients touched when not asked for");
+        } else {
+            let w = ps.p.weight.range();
+            // The weight gradient sums over every output pixel of the batch (k up to 16384).
+            check(&format!("{what} dW"), &gdown[w.clone()], &gc.cpu()[w], gemm_tol(k_dw));
+            if let Some(b) = ps.p.bias {
+                check(&format!("{what} db"), &gdown[b.range()], &gc.cpu()[b.range()], 1e-6);
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_unet_and_patchgan_shapes() {
+    let g = gpu_or_skip!();
+    let mut r = rng(7);
+    for c in [
+        case("e1", 1, 3, 64, (256, 256), (4, 2, 1), false),
+        case("e2", 1, 64, 128, (128, 128), (4, 2, 1), false),
+        case("e5", 1, 512, 512, (16, 16), (4, 2, 1), false),
+        case("e8", 1, 512, 512, (2, 2), (4, 2, 1), false),
+        case("D C1", 1, 6, 64, (256, 256), (4, 2, 1), true),
+        case("D C4", 1, 256, 512, (32, 32), (4, 1, 1), false),
+        case("D C5", 1, 512, 1, (31, 31), (4, 1, 1), true),
+    ] {
+        run_conv_case(&g, &mut r, &c, false);
+    }
+}
+
+#[test]
+fn conv2d_general_geometry() {
+    let g = gpu_or_skip!();
+    let mut r = rng(8);
+    for c in [
+        case("batch2 k4s2", 2, 5, 7, (9, 11), (4, 2, 1), true),
+        case("k3s1p1", 2, 5, 70, (9, 11), (3, 1, 1), true),
+        case("k3s2p0", 3, 17, 9, (10, 7), (3, 2, 0), false),
+        case("k1", 2, 33, 65, (5, 6), (1, 1, 0), true),
+        case("k5s3p2", 2, 4, 6, (13, 8), (5, 3, 2), false),
+        case("k7s1p3", 1, 3, 64, (20, 20), (7, 1, 3), true),
+        case("k2s2", 2, 8, 8, (8, 8), (2, 2, 0), false),
+        case("batch4 unet e3", 4, 128, 256, (64, 64), (4, 2, 1), false),
+    ] {
+        run_conv_case(&g, &mut r, &c, false);
+    }
+}
+
+#[test]
+fn conv_transpose2d_unet_shapes() {
+    let g = gpu_or_skip!();
+    let mut r = rng(9);
+    for c in [
+        case("d8", 1, 512, 512, (1, 1), (4, 2, 1), false),
+        case("d5", 1, 1024, 512, (8, 8), (4, 2, 1), false),
+        case("d3", 1, 512, 128, (32, 32), (4, 2, 1), false),
+        case("d2", 1, 256, 64, (64, 64), (4, 2, 1), false),
+        case("d1", 1, 128, 3, (128, 128), (4, 2, 1), true),
+    ] {
+        run_conv_case(&g, &mut r, &c, true);
+    }
+}
+
+#[test]
+fn conv_transpose2d_general_geometry() {
+    let g = gpu_or_skip!();
+    let mut r = rng(10);
+    let mut with_op = case("k3s2p1 output_padding 1", 2, 6, 5, (5, 7), (3, 2, 1), true);
+    with_op.op = 1;
+    for c in [
+        case("batch3 k4s2p1", 3, 9, 7, (5, 6), (4, 2, 1), true),
+        case("k3s1p1", 2, 70, 5, (9, 11), (3, 1, 1), true),
+        case("k3s2p0", 2, 17, 9, (4, 5), (3, 2, 0), false),
+        case("k5s3p2", 2, 4, 6, (5, 4), (5, 3, 2), false),
+        case("k2s2", 2, 8, 8, (4, 4), (2, 2, 0), true),
+        case("k1", 2, 33, 65, (5, 6), (1, 1, 0), false),
+        with_op,
+    ] {
+        run_conv_case(&g, &mut r, &c, true);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The build itself (no GPU needed)
+
+/// With PIX2PIX_REQUIRE_CUDA=1 at build time the table must hold every family for every arch; when
+/// nvcc was found, ptxas (beside it) must accept each PTX for its own architecture.
+#[test]
+fn embedded_ptx() {
+    let table = embedded::PTX_TABLE;
+    println!(
+        "nvcc: {:?}; {} PTX embedded; archs {:?}",
+        embedded::NVCC,
+        table.len(),
+        embedded::archs()
+    );
+    if embedded::REQUIRED {
+        assert!(!table.is_empty(), "PIX2PIX_REQUIRE_CUDA=1 but no PTX embedded");
+    }
+    if table.is_empty() {
+        println!("skipped: built without nvcc (CPU-only build)");
+        return;
+    }
+    let families: std::collections::BTreeSet<&str> = table.iter().map(|e| e.1).collect();
+    for f in ["activation", "adam", "conv", "loss", "norm", "tensor"] {
+        assert!(families.contains(f), "family {f} missing from the embedded PTX");
+    }
+    for a in embedded::archs() {
+        let n = table.iter().filter(|e| e.0 == a).count();
+        assert_eq!(n, families.len(), "sm_{a} lacks some families");
+    }
+    for &(arch, family, ptx) in table {
+        assert!(ptx.contains(".entry"), "sm_{arch} {family}: no kernel entry in the PTX");
+        assert!(
+            ptx.contains(&format!(".target sm_{arch}")),
+            "sm_{arch} {family}: wrong .target"
+        );
+    }
+    let ptxas = std::path::Path::new(embedded::NVCC_PATH).with_file_name("ptxas");
+    if !ptxas.is_file() {
+        println!("skipped ptxas check: {} not found", ptxas.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for &(arch, family, ptx) in table {
+        let path = dir.path().join(format!("{family}_{arch}.ptx"));
+        std::fs::write(&path, ptx).unwrap();
+        let out = std::process::Command::new(&ptxas)
+            .arg(format!("-arch=sm_{arch}"))
+            .arg("-o")
+            .arg(dir.path().join("out.cubin"))
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ptxas rejected sm_{arch} {family}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!("ptxas accepted all {} PTX", table.len());
+}
+
+/// A random check that the test inputs are what they claim (non-zero), so a kernel that writes
+/// zeros cannot pass against a zero reference.
+#[test]
+fn inputs_are_nonzero() {
+    let mut r = rng(11);
+    let v = rand_vec(&mut r, 1000);
+    assert!(v.iter().all(|x| x.abs() >= 0.01));
+    let _: f32 = r.gen();
+}
