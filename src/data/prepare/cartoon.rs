@@ -25,13 +25,13 @@ pub enum Style {
     /// The OpenCV recipe as published: 2 pyramid levels, 7 bilateral passes (d 9, σc 9, σs 7),
     /// median 7, adaptive mean threshold block 9, C 2.
     Classic,
-    /// Stronger smoothing, fewer and thinner lines: 14 bilateral passes with σc 14, σs 9;
-    /// threshold block 11, C 4 (only strong edges survive).
+    /// Stronger smoothing, fewer lines: 12 bilateral passes with σc 20, σs 9; median 9,
+    /// threshold block 11, C 5 (only strong edges survive).
     Smooth,
     /// Thick ink: median 5, threshold block 7, C 2, black lines thickened by one pixel each side
     /// (3×3 erosion of the mask); classic smoothing.
     Bold,
-    /// Flat poster colours: classic smoothing, then 5 levels per channel and 30 % desaturation
+    /// Flat poster colours: classic smoothing, then 6 levels per channel and 30 % desaturation
     /// (mixed with its own gray); classic edges.
     Posterized,
     /// Pencil sketch: grayscale, invert, Gaussian blur (σ = 2.5 % of the shorter side),
@@ -64,11 +64,12 @@ impl Style {
         match self {
             Style::Classic => Some(classic),
             Style::Smooth => Some(CartoonParams {
-                bilateral_passes: 14,
-                sigma_color: 14.0,
+                bilateral_passes: 12,
+                sigma_color: 20.0,
                 sigma_space: 9.0,
+                median_ksize: 9,
                 threshold_block: 11,
-                threshold_c: 4,
+                threshold_c: 5,
                 ..classic
             }),
             Style::Bold => Some(CartoonParams {
@@ -78,7 +79,7 @@ impl Style {
                 ..classic
             }),
             Style::Posterized => Some(CartoonParams {
-                quantize_levels: 5,
+                quantize_levels: 6,
                 gray_percent: 30,
                 ..classic
             }),

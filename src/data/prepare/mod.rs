@@ -40,8 +40,8 @@ pub struct PrepareArgs {
     /// Cartoon style(s), comma-separated. With several, each kept photo gives one pair per style
     /// (named PHOTO_STYLE.png), all in the same split. classic: the OpenCV recipe (2 pyramid
     /// levels, 7 bilateral passes d 9 σc 9 σs 7, median 7, adaptive threshold block 9 C 2);
-    /// smooth: 14 passes σc 14 σs 9 and only strong edges (block 11, C 4); bold: thick lines
-    /// (median 5, block 7, mask eroded 1 px); posterized: classic + 5 levels per channel and 30 %
+    /// smooth: 12 passes σc 20 σs 9 and only strong edges (median 9, block 11, C 5); bold: thick lines
+    /// (median 5, block 7, mask eroded 1 px); posterized: classic + 6 levels per channel and 30 %
     /// desaturation; sketch: pencil drawing (gray, invert, blur, colour dodge).
     #[arg(
         long = "styles",
