@@ -324,3 +324,50 @@ fn cartoonize_command_file_and_folder() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("no image files"));
 }
+
+#[test]
+fn faces_are_found_framed_and_small_faces_dropped() {
+    let Some(path) = haar::find_cascade(None) else {
+        eprintln!(
+            "skipped: no Haar face cascade (install with `{}`)",
+            haar::CASCADE_INSTALL_HINT
+        );
+        return;
+    };
+    let cascade = haar::Cascade::load(&path).unwrap();
+    let face = procedural_face(192);
+    let found = cascade.detect(&pix2pix::data::prepare::cartoon::to_gray(&face), 24, 3);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = found[0];
+    let (cx, cy) = (f.x + f.w / 2.0, f.y + f.h / 2.0);
+    assert!(
+        (cx - 96.0).abs() < 15.0 && (cy - 96.0).abs() < 20.0,
+        "{f:?}"
+    );
+
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    face.save(input.join("face.png")).unwrap();
+    // The same face, small in a big colourful canvas.
+    let mut wide = RgbImage::from_fn(600, 600, |x, y| Rgb([(x / 3) as u8, 120, (y / 3) as u8]));
+    image::imageops::replace(&mut wide, &procedural_face(96), 250, 250);
+    wide.save(input.join("far.png")).unwrap();
+    let out = t.path().join("out");
+    let mut args = PrepareArgs::new(&input, &out);
+    args.size = 64;
+    let s = prepare(&args).unwrap();
+    assert_eq!(s.kept, 1, "{:?}", s.dropped);
+    assert_eq!(s.dropped.get("small_face"), Some(&1), "{:?}", s.dropped);
+    let m = manifest(&out);
+    let row = m.iter().find(|r| r["file"] == "face.png").unwrap();
+    let ratio: f32 = row["face_ratio"].parse().unwrap();
+    assert!(ratio > 0.2, "{ratio}");
+    let far = m.iter().find(|r| r["file"] == "far.png").unwrap();
+    assert!(far["face_ratio"].parse::<f32>().unwrap() < 0.08);
+    // With the small-face filter off the far face is kept and cropped around the face.
+    args.min_face_ratio = 0.0;
+    args.force = true;
+    let s = prepare(&args).unwrap();
+    assert_eq!(s.kept, 2);
+}

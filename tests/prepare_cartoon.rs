@@ -96,3 +96,39 @@ fn style_names_parse() {
     }
     assert!("watercolour".parse::<Style>().is_err());
 }
+
+#[test]
+fn clap_args_parse() {
+    use clap::{CommandFactory, Parser};
+    use pix2pix::data::prepare::{CartoonizeArgs, PrepareArgs};
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        a: PrepareArgs,
+    }
+    #[derive(Parser)]
+    struct C {
+        #[command(flatten)]
+        a: CartoonizeArgs,
+    }
+    P::command().debug_assert();
+    C::command().debug_assert();
+    let p = P::parse_from([
+        "x",
+        "in",
+        "out",
+        "--styles",
+        "classic,sketch",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(p.a.styles, vec![Style::Classic, Style::Sketch]);
+    assert_eq!((p.a.size, p.a.seed, p.a.min_face_ratio), (256, 3, 0.08));
+    let d = PrepareArgs::new("in", "out");
+    assert_eq!(
+        (d.margin, d.min_size, d.min_colourfulness),
+        (p.a.margin, p.a.min_size, p.a.min_colourfulness)
+    );
+    let c = C::parse_from(["x", "a.jpg", "b.png", "--style", "posterized"]);
+    assert_eq!(c.a.style, Style::Posterized);
+}
