@@ -224,18 +224,18 @@ impl Cascade {
             }
             let win_w_img = (self.win_w as f64 * factor).round() as u32;
             if win_w_img >= min_size {
-                let img = if factor == 1.0 {
-                    eq.clone()
+                let ii = if factor == 1.0 {
+                    Integral::new(&eq)
                 } else {
-                    image::imageops::resize(&eq, sw, sh, image::imageops::FilterType::Triangle)
+                    Integral::new(&resize_linear(&eq, sw, sh))
                 };
-                let ii = Integral::new(&img);
                 let step = if factor > 2.0 { 1 } else { 2 };
+                let opt = self.offsets(ii.w);
                 let mut y = 0;
                 while y + self.win_h <= sh {
                     let mut x = 0;
                     while x + self.win_w <= sw {
-                        if self.classify(&ii, x, y) {
+                        if self.classify(&ii, &opt, x, y) {
                             hits.push(FaceBox {
                                 x: (x as f64 * factor) as f32,
                                 y: (y as f64 * factor) as f32,
@@ -255,7 +255,34 @@ impl Cascade {
         boxes
     }
 
-    fn classify(&self, ii: &Integral, x: u32, y: u32) -> bool {
+    /// Rect corners as offsets into an integral image of row stride `stride` (OpenCV's
+    /// `OptFeature`), so a window's feature is 4 loads per rect.
+    fn offsets(&self, stride: usize) -> Vec<OptFeature> {
+        self.features
+            .iter()
+            .map(|rects| {
+                let mut f = OptFeature {
+                    n: rects.len().min(3),
+                    corners: [[0; 4]; 3],
+                    weights: [0.0; 3],
+                };
+                for (k, r) in rects.iter().take(3).enumerate() {
+                    let (x0, y0) = (r.x as usize, r.y as usize);
+                    let (x1, y1) = (x0 + r.w as usize, y0 + r.h as usize);
+                    f.corners[k] = [
+                        y1 * stride + x1,
+                        y0 * stride + x1,
+                        y1 * stride + x0,
+                        y0 * stride + x0,
+                    ];
+                    f.weights[k] = r.weight;
+                }
+                f
+            })
+            .collect()
+    }
+
+    fn classify(&self, ii: &Integral, opt: &[OptFeature], x: u32, y: u32) -> bool {
         // Variance normalisation over the inner window (OpenCV's normrect = (1, 1, w−2, h−2)).
         let (nx, ny, nw, nh) = (x + 1, y + 1, self.win_w - 2, self.win_h - 2);
         let area = (nw * nh) as f64;
@@ -263,12 +290,17 @@ impl Cascade {
         let sq = ii.sqsum(nx, ny, nw, nh) as f64;
         let nf = area * sq - s * s;
         let nf = if nf > 0.0 { nf.sqrt() } else { 1.0 } as f32;
+        let base = y as usize * ii.w + x as usize;
+        let t = &ii.sum[base..];
         for stage in &self.stages {
             let mut sum = 0f32;
             for n in &stage.stumps {
+                let f = &opt[n.feature];
                 let mut v = 0f32;
-                for r in &self.features[n.feature] {
-                    v += r.weight * ii.sum(x + r.x, y + r.y, r.w, r.h) as f32;
+                for k in 0..f.n {
+                    let c = &f.corners[k];
+                    let rs = t[c[0]] - t[c[1]] - t[c[2]] + t[c[3]];
+                    v += f.weights[k] * rs as f32;
                 }
                 sum += if v < n.threshold * nf {
                     n.left
@@ -282,6 +314,12 @@ impl Cascade {
         }
         true
     }
+}
+
+struct OptFeature {
+    n: usize,
+    corners: [[usize; 4]; 3],
+    weights: [f32; 3],
 }
 
 struct Integral {
@@ -323,6 +361,36 @@ impl Integral {
     fn sqsum(&self, x: u32, y: u32, w: u32, h: u32) -> i64 {
         Self::rect(&self.sq, self.w, x, y, w, h)
     }
+}
+
+/// Bilinear resize with pixel centres aligned (OpenCV's `INTER_LINEAR`, which `detectMultiScale`
+/// uses for its pyramid); much cheaper than `imageops::resize` for the ~20 levels per photo.
+fn resize_linear(src: &GrayImage, w: u32, h: u32) -> GrayImage {
+    let (sw, sh) = (src.width() as usize, src.height() as usize);
+    let fx = sw as f32 / w as f32;
+    let fy = sh as f32 / h as f32;
+    let s = src.as_raw();
+    let xs: Vec<(usize, usize, f32)> = (0..w)
+        .map(|x| {
+            let p = ((x as f32 + 0.5) * fx - 0.5).max(0.0);
+            let x0 = (p as usize).min(sw - 1);
+            (x0, (x0 + 1).min(sw - 1), p - x0 as f32)
+        })
+        .collect();
+    let mut out = Vec::with_capacity((w * h) as usize);
+    for y in 0..h {
+        let p = ((y as f32 + 0.5) * fy - 0.5).max(0.0);
+        let y0 = (p as usize).min(sh - 1);
+        let y1 = (y0 + 1).min(sh - 1);
+        let ty = p - y0 as f32;
+        let (r0, r1) = (&s[y0 * sw..(y0 + 1) * sw], &s[y1 * sw..(y1 + 1) * sw]);
+        for &(x0, x1, tx) in &xs {
+            let a = r0[x0] as f32 * (1.0 - tx) + r0[x1] as f32 * tx;
+            let b = r1[x0] as f32 * (1.0 - tx) + r1[x1] as f32 * tx;
+            out.push((a * (1.0 - ty) + b * ty).round() as u8);
+        }
+    }
+    GrayImage::from_raw(w, h, out).expect("size")
 }
 
 /// OpenCV `equalizeHist`.
@@ -466,8 +534,10 @@ mod tests {
         assert_eq!(c.stages.len(), 1);
         // Right half brighter than left: feature > 0 → right leaf 1 ≥ 0.5 → accepted.
         let img = GrayImage::from_fn(4, 4, |x, _| image::Luma([if x < 2 { 0 } else { 200 }]));
-        assert!(c.classify(&Integral::new(&img), 0, 0));
+        let ii = Integral::new(&img);
+        assert!(c.classify(&ii, &c.offsets(ii.w), 0, 0));
         let img = GrayImage::from_fn(4, 4, |x, _| image::Luma([if x < 2 { 200 } else { 0 }]));
-        assert!(!c.classify(&Integral::new(&img), 0, 0));
+        let ii = Integral::new(&img);
+        assert!(!c.classify(&ii, &c.offsets(ii.w), 0, 0));
     }
 }
