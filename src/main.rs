@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Make a small dataset, train a small model for a few minutes, test it, and show the page.
     Demo(cli::demo::DemoArgs),
+    /// Turn a folder of face photos into a cartoon|photo dataset (filters, framing, 60/20/20 split).
+    Prepare(pix2pix::data::prepare::PrepareArgs),
+    /// Cartoonize one image or a folder in one of the styles.
+    Cartoonize(pix2pix::data::prepare::CartoonizeArgs),
+    /// Draw the style gallery: a face (drawn by the program, or --photo) in every cartoon style.
+    Styles(cli::demo::StylesArgs),
     /// Train pix2pix on DATAROOT/train (A|B images).
     Train(cli::train::TrainArgs),
     /// Generate results for DATAROOT/test with a trained generator (HTML page + PNGs).
@@ -62,6 +68,9 @@ fn main() -> Result<()> {
             let sub = matches.subcommand_matches("train").expect("train matched");
             cli::train::run_train(a, options_text(sub))
         }
+        Command::Prepare(a) => pix2pix::data::prepare::run_prepare(a),
+        Command::Cartoonize(a) => pix2pix::data::prepare::run_cartoonize(a),
+        Command::Styles(a) => pix2pix::data::prepare::style_gallery(&a.out, a.photo.as_deref()),
         Command::Demo(a) => cli::demo::demo(a),
         Command::Test(a) => cli::train::run_test_cmd(a),
         Command::Gradcheck(a) => cli::gradcheck::gradcheck(a),

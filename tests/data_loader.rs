@@ -3,8 +3,8 @@
 use image::{ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 use pix2pix::data::transform::{draw_params, make_sample, SampleParams};
 use pix2pix::data::{
-    load_rgb, make_synthetic_dataset, save_image, save_pair, AlignedDataset, Batch, DataOptions,
-    Direction, Loader, Preprocess,
+    load_rgb, make_synthetic_dataset, save_image, save_pair, AlignedDataset, Batch, DataOptions, Direction, Loader,
+    Preprocess,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -83,10 +83,7 @@ fn listing_is_sorted_recursive_and_filtered() {
         })
         .collect();
     // Python's sorted() on full path strings: '-' (0x2d) sorts before '/' (0x2f).
-    assert_eq!(
-        names,
-        ["a-c.bmp", "a.JPG", "a/b.tif", "b.png", "sub/c.jpeg"]
-    );
+    assert_eq!(names, ["a-c.bmp", "a.JPG", "a/b.tif", "b.png", "sub/c.jpeg"]);
     assert_eq!(ds.len(), 5);
     assert_eq!(ds.path(3), root.join("train/b.png"));
 }
@@ -94,31 +91,18 @@ fn listing_is_sorted_recursive_and_filtered() {
 #[test]
 fn missing_and_empty_folders_are_errors_naming_the_path() {
     let dir = TempDir::new().unwrap();
-    let err = AlignedDataset::open(dir.path(), "train")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains(&dir.path().join("train").display().to_string()),
-        "{err}"
-    );
+    let err = AlignedDataset::open(dir.path(), "train").unwrap_err().to_string();
+    assert!(err.contains(&dir.path().join("train").display().to_string()), "{err}");
     fs::create_dir_all(dir.path().join("val/sub")).unwrap();
     fs::write(dir.path().join("val/readme.txt"), "x").unwrap();
-    let err = AlignedDataset::open(dir.path(), "val")
-        .unwrap_err()
-        .to_string();
+    let err = AlignedDataset::open(dir.path(), "val").unwrap_err().to_string();
     assert!(err.contains("no images") && err.contains("val"), "{err}");
 }
 
 #[test]
 fn split_and_direction_swap() {
     // Left half red-ish, right half blue-ish, a 9-wide image: A = 4 columns, B = 5 (int(W/2)).
-    let img = RgbImage::from_fn(9, 4, |x, _| {
-        if x < 4 {
-            Rgb([200, 10, 0])
-        } else {
-            Rgb([0, 20, 255])
-        }
-    });
+    let img = RgbImage::from_fn(9, 4, |x, _| if x < 4 { Rgb([200, 10, 0]) } else { Rgb([0, 20, 255]) });
     let opts = DataOptions {
         preprocess: Preprocess::Crop,
         crop_size: 4,
@@ -158,20 +142,14 @@ fn crop_offsets_stay_in_bounds_and_cover_the_range() {
         assert!(p.crop_x <= 4 && p.crop_y <= 4, "{p:?}");
         seen[p.crop_x] = true;
     }
-    assert!(
-        seen.iter().all(|&s| s),
-        "every offset 0..=4 should occur: {seen:?}"
-    );
+    assert!(seen.iter().all(|&s| s), "every offset 0..=4 should occur: {seen:?}");
 }
 
 #[test]
 fn crop_and_flip_are_shared_by_a_and_b() {
     let dir = TempDir::new().unwrap();
     for i in 0..6 {
-        save(
-            &twin_pair(40, 30, i),
-            &dir.path().join(format!("train/{i}.png")),
-        );
+        save(&twin_pair(40, 30, i), &dir.path().join(format!("train/{i}.png")));
     }
     let ds = AlignedDataset::open(dir.path(), "train").unwrap();
     let loader = Loader::new(
@@ -204,10 +182,7 @@ fn crop_and_flip_are_shared_by_a_and_b() {
                 for c in 0..3 {
                     for y in 0..32 {
                         for x in 0..32 {
-                            assert_eq!(
-                                s.a[c * 1024 + y * 32 + x],
-                                plain.a[c * 1024 + y * 32 + 31 - x]
-                            );
+                            assert_eq!(s.a[c * 1024 + y * 32 + x], plain.a[c * 1024 + y * 32 + 31 - x]);
                         }
                     }
                 }
@@ -216,10 +191,7 @@ fn crop_and_flip_are_shared_by_a_and_b() {
             }
         }
     }
-    assert!(
-        flips > 0 && flips < 24,
-        "flip should be a coin toss, got {flips}/24"
-    );
+    assert!(flips > 0 && flips < 24, "flip should be a coin toss, got {flips}/24");
 }
 
 #[test]
@@ -247,16 +219,10 @@ fn values_are_normalised_to_minus_one_one() {
         "x".into(),
     )
     .unwrap();
-    let (lo, hi) =
-        s.a.iter()
-            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    let (lo, hi) = s.a.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     assert_eq!((lo, hi), (-1.0, 1.0));
     let dir = synthetic(4, 32, 5);
-    let loader = Loader::new(
-        AlignedDataset::open(dir.path(), "train").unwrap(),
-        small_opts(),
-    )
-    .unwrap();
+    let loader = Loader::new(AlignedDataset::open(dir.path(), "train").unwrap(), small_opts()).unwrap();
     for b in all_batches(&loader, 1) {
         assert!(b.a.iter().chain(&b.b).all(|v| (-1.0..=1.0).contains(v)));
     }
@@ -283,11 +249,7 @@ fn same_seed_same_batches_different_seed_different() {
     let reference = run(7, 3, false);
     assert_eq!(reference.len(), 4);
     assert_eq!(reference, run(7, 1, false), "thread count must not matter");
-    assert_eq!(
-        reference,
-        run(7, 0, false),
-        "loading on the consumer thread must match"
-    );
+    assert_eq!(reference, run(7, 0, false), "loading on the consumer thread must match");
     assert_eq!(reference, run(7, 2, true), "in_memory must match streaming");
     assert_ne!(reference, run(8, 3, false));
     // Shuffled differently per epoch, and serial_batches keeps file order.
@@ -308,10 +270,7 @@ fn same_seed_same_batches_different_seed_different() {
         },
     )
     .unwrap();
-    let paths: Vec<PathBuf> = all_batches(&serial, 1)
-        .into_iter()
-        .flat_map(|b| b.paths)
-        .collect();
+    let paths: Vec<PathBuf> = all_batches(&serial, 1).into_iter().flat_map(|b| b.paths).collect();
     assert_eq!(paths, serial.dataset().paths());
 }
 
@@ -361,10 +320,7 @@ fn bad_files_are_skipped_and_counted_odd_formats_load() {
     fs::write(train.join("02_text.png"), b"this is not a PNG at all\n").unwrap();
     let mut jpeg = Vec::new();
     RgbImage::from_fn(64, 64, |x, y| Rgb([x as u8 * 4, y as u8 * 4, 90]))
-        .write_to(
-            &mut std::io::Cursor::new(&mut jpeg),
-            image::ImageFormat::Jpeg,
-        )
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
         .unwrap();
     fs::write(train.join("03_truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
     // 16-bit gray, 8-bit gray, RGBA and 16-bit RGB all load as RGB.
@@ -387,18 +343,11 @@ fn bad_files_are_skipped_and_counted_odd_formats_load() {
     let gray16 = load_rgb(&train.join("04_gray16.png")).unwrap();
     assert_eq!(gray16.get_pixel(5, 0).0, [(15000u16 >> 8) as u8; 3]);
     let rgba = load_rgb(&train.join("06_rgba.png")).unwrap();
-    assert_eq!(
-        rgba.get_pixel(3, 0).0,
-        [3, 50, 60],
-        "alpha is dropped, not composited"
-    );
+    assert_eq!(rgba.get_pixel(3, 0).0, [3, 50, 60], "alpha is dropped, not composited");
     let rgb16 = load_rgb(&train.join("08_rgb16.png")).unwrap();
     assert_eq!(rgb16.get_pixel(1, 0).0, [(3000u16 >> 8) as u8, 0x12, 0xff]);
     assert_eq!(
-        load_rgb(&train.join("07_graya.png"))
-            .unwrap()
-            .get_pixel(9, 0)
-            .0,
+        load_rgb(&train.join("07_graya.png")).unwrap().get_pixel(9, 0).0,
         [9, 9, 9]
     );
 
@@ -565,8 +514,7 @@ fn every_preprocess_mode_gives_the_reference_shape() {
         };
         for i in 0..8 {
             let mut rng = pix2pix::data::seeding::sample_rng(1, 1, i);
-            let s = pix2pix::data::transform::sample_from_image(&img, &opts, &mut rng, "x".into())
-                .unwrap();
+            let s = pix2pix::data::transform::sample_from_image(&img, &opts, &mut rng, "x".into()).unwrap();
             assert_eq!((s.w, s.h), (w, h), "{preprocess}");
             assert_eq!(s.a, s.b, "{preprocess}: shared params");
         }

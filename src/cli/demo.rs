@@ -17,6 +17,15 @@ use pix2pix::train::{checkpoint_paths, train, TrainConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
+pub struct StylesArgs {
+    /// Output PNG (a strip: photo, classic, smooth, bold, posterized, sketch), or a folder.
+    pub out: PathBuf,
+    /// A photo to use instead of the drawn face.
+    #[arg(long)]
+    pub photo: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Where the generated dataset goes (reused when it exists).
     #[arg(long, default_value = "./datasets/demo")]

@@ -6,6 +6,7 @@ pub mod aligned;
 pub mod image_io;
 pub mod loader;
 pub mod options;
+pub mod prepare;
 pub mod resample;
 pub mod seeding;
 pub mod synthetic;

@@ -96,16 +96,8 @@ pub fn resize_bicubic(img: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
 fn horizontal(src: &[u8], in_w: usize, h: usize, out_w: usize) -> Vec<u8> {
     let taps = precompute(in_w, out_w);
     let mut out = vec![0u8; out_w * h * 3];
-    for (row, orow) in src
-        .chunks_exact(in_w * 3)
-        .zip(out.chunks_exact_mut(out_w * 3))
-    {
-        for ((&x0, k), o) in taps
-            .first
-            .iter()
-            .zip(&taps.weights)
-            .zip(orow.chunks_exact_mut(3))
-        {
+    for (row, orow) in src.chunks_exact(in_w * 3).zip(out.chunks_exact_mut(out_w * 3)) {
+        for ((&x0, k), o) in taps.first.iter().zip(&taps.weights).zip(orow.chunks_exact_mut(3)) {
             // i32 like Pillow: |sum| ≤ 255 · Σ|k| + 2^21 stays far below 2^31 for bicubic.
             let mut acc = [HALF; 3];
             for (p, &kw) in row[x0 * 3..(x0 + k.len()) * 3].chunks_exact(3).zip(k) {
