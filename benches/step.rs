@@ -9,7 +9,7 @@
 
 use pix2pix::device::Device;
 use pix2pix::models::patchgan::PatchGanConfig;
-use pix2pix::models::pix2pix::{Pix2Pix, Pix2PixOptions};
+use pix2pix::models::pix2pix::{PhaseTimes, Pix2Pix, Pix2PixOptions};
 use pix2pix::models::unet::UnetConfig;
 use pix2pix::tensor::Shape;
 use std::time::Instant;
@@ -81,6 +81,19 @@ fn main() -> anyhow::Result<()> {
                 med * 1e3,
                 device.describe()
             );
+            // Per phase, from separate steps with a sync at each boundary.
+            m.phase_times = Some(Default::default());
+            for _ in 0..iters.min(3) {
+                m.step(&device, &a, &b, 2e-4);
+            }
+            let pt = m.phase_times.take().unwrap();
+            let total: f64 = pt.values().iter().sum();
+            let split: Vec<String> = PhaseTimes::NAMES
+                .iter()
+                .zip(pt.values())
+                .map(|(n, v)| format!("{n} {:.1} ms ({:.0}%)", v / pt.steps as f64 * 1e3, 100.0 * v / total))
+                .collect();
+            println!("{:>6}   phases: {}", "", split.join(", "));
             let l = m.losses(&device);
             assert!(l.values().iter().all(|v| v.is_finite()), "non-finite losses {l:?}");
         }

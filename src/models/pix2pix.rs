@@ -89,7 +89,50 @@ struct StepBuffers {
     g_fake: Tensor,
 }
 
+/// Seconds spent per phase of the step, summed over steps, when `Pix2Pix::phase_times` is set.
+/// Measuring synchronises the device at each boundary, so leave it off when timing whole steps.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhaseTimes {
+    pub g_forward: f64,
+    pub d_step: f64,
+    pub d_adam: f64,
+    pub g_step: f64,
+    pub g_adam: f64,
+    pub steps: u64,
+}
+
+impl PhaseTimes {
+    pub const NAMES: [&'static str; 5] = [
+        "G forward",
+        "D step (fwd+bwd ×2)",
+        "Adam D",
+        "G step (D fwd+bwd, G bwd)",
+        "Adam G",
+    ];
+    pub fn values(&self) -> [f64; 5] {
+        [self.g_forward, self.d_step, self.d_adam, self.g_step, self.g_adam]
+    }
+}
+
+/// Marks phase boundaries; a no-op unless phase timing is on.
+struct Clock<'a> {
+    dev: &'a Device,
+    last: Option<std::time::Instant>,
+}
+
+impl Clock<'_> {
+    fn lap(&mut self, slot: Option<&mut f64>) {
+        if let (Some(t), Some(slot)) = (self.last.as_mut(), slot) {
+            self.dev.synchronize();
+            *slot += t.elapsed().as_secs_f64();
+            *t = std::time::Instant::now();
+        }
+    }
+}
+
 pub struct Pix2Pix {
+    /// Per-phase timing (syncs the device between phases); None in normal training.
+    pub phase_times: Option<PhaseTimes>,
     pub g: UnetGenerator,
     pub d: PatchGan,
     pub opt: Pix2PixOptions,
@@ -120,6 +163,7 @@ impl Pix2Pix {
             seed,
             losses: dev.zeros(4),
             bufs: None,
+            phase_times: None,
         })
     }
 
@@ -162,9 +206,18 @@ impl Pix2Pix {
         let (b1, b2) = (self.opt.beta1, self.opt.beta2);
         let bufs = self.bufs.as_mut().expect("buffers allocated");
         let ca = real_a.shape.c;
+        if self.phase_times.is_some() {
+            dev.synchronize();
+        }
+        let mut clock = Clock {
+            dev,
+            last: self.phase_times.is_some().then(std::time::Instant::now),
+        };
+        let mut pt = self.phase_times.take();
 
         // 1. G forward.
         let fake_b = self.g.forward(dev, real_a, true, Some(seed));
+        clock.lap(pt.as_mut().map(|p| &mut p.g_forward));
 
         // 2. D step: fake (detached) then real.
         self.d.params.zero_grad();
@@ -190,7 +243,9 @@ impl Pix2Pix {
             Some(&mut bufs.g_logits),
         );
         self.d.backward(dev, &bufs.d_in, &bufs.g_logits, true, None);
+        clock.lap(pt.as_mut().map(|p| &mut p.d_step));
         self.d.params.adam(lr, b1, b2);
+        clock.lap(pt.as_mut().map(|p| &mut p.d_adam));
 
         // 3. G step through the updated, frozen D.
         self.g.params.zero_grad();
@@ -214,7 +269,13 @@ impl Pix2Pix {
         l1_loss(dev, fake_b, real_b, l1, &mut self.losses, Some(&mut bufs.g_fake));
         extract_channels(dev, &bufs.g_d_in, ca, &mut bufs.g_fake, true);
         self.g.backward(dev, real_a, &bufs.g_fake);
+        clock.lap(pt.as_mut().map(|p| &mut p.g_step));
         self.g.params.adam(lr, b1, b2);
+        clock.lap(pt.as_mut().map(|p| &mut p.g_adam));
+        if let Some(p) = pt.as_mut() {
+            p.steps += 1;
+        }
+        self.phase_times = pt;
     }
 
     /// The last step's losses (a device→host copy: call it when logging, not every step).
