@@ -11,5 +11,6 @@ pub mod nn;
 pub mod nvtx;
 pub mod ops;
 pub mod optim;
+pub mod profile;
 pub mod tensor;
 pub mod train;

@@ -48,6 +48,9 @@ pub struct TrainConfig {
     /// Every option as the CLI saw it, for train_opt.txt.
     pub options_text: String,
     pub progress: bool,
+    /// Time every phase (and, on CUDA, every kernel) from the second iteration on, and print
+    /// the table at the end.
+    pub profile: bool,
 }
 
 impl TrainConfig {
@@ -289,6 +292,8 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
     let mut since_print = 0usize;
     let bpe = loader.batches_per_epoch();
     let mut interrupted = false;
+    let first_iter = pos.total_iters;
+    let mut kernel_times = vec![];
     'epochs: while pos.epoch <= cfg.schedule.last_epoch() {
         let epoch = pos.epoch;
         let lr = cfg.schedule.lr_at(epoch);
@@ -313,10 +318,17 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
                 .with_context(|| format!("batch starting with {}", batch.paths[0].display()))?;
             upload_into(dev, &mut ta, shape, &batch.a);
             upload_into(dev, &mut tb, shape, &batch.b);
+            if cfg.profile && pos.total_iters == first_iter + 1 {
+                // The first iteration allocates and loads modules: profile from the second.
+                crate::profile::start(dev, &mut model);
+            }
             let t0 = Instant::now();
             model.step(dev, ta.as_ref().unwrap(), tb.as_ref().unwrap(), lr);
             // Reading the losses waits for the step: it is also where a diverged run is caught.
             last = model.losses(dev);
+            if model.phase_times.is_some() {
+                kernel_times = crate::profile::collect(dev);
+            }
             let step_s = t0.elapsed().as_secs_f64();
             for (name, v) in Losses::NAMES.iter().zip(last.values()) {
                 if !v.is_finite() {
@@ -392,6 +404,11 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
             epoch_done: false,
             ..pos
         };
+    }
+    if let Some(pt) = model.phase_times.as_ref() {
+        print!("{}", crate::profile::render(pt, &kernel_times));
+    } else if cfg.profile {
+        println!("profile: nothing to report (it starts at the second iteration)");
     }
     Ok(TrainSummary {
         iterations: pos.total_iters,

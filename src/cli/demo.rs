@@ -141,6 +141,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         load_epoch: "latest".into(),
         options_text: format!("demo: {a:?}\n"),
         progress: true,
+        profile: false,
     };
     let s = train(&cfg, &dev)?;
     let mut g = UnetGenerator::new(gcfg, &dev, 0)?;

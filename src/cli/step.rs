@@ -67,6 +67,9 @@ pub struct StepArgs {
     /// Output file (safetensors): fake_B, the four losses, every gradient and the updated state.
     #[arg(long, default_value = "step.safetensors")]
     pub out: PathBuf,
+    /// Print the step's time per phase and, on CUDA, per kernel.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 pub fn step(a: &StepArgs) -> Result<()> {
@@ -104,8 +107,14 @@ pub fn step(a: &StepArgs) -> Result<()> {
     let shape = Shape::new(1, s.c, s.h, s.w);
     m.check_batch(shape, shape)?;
     let (ra, rb) = (dev.upload_tensor(shape, &s.a), dev.upload_tensor(shape, &s.b));
+    if a.profile {
+        pix2pix::profile::start(&dev, &mut m);
+    }
     m.step(&dev, &ra, &rb, a.loss.lr);
     let losses = m.losses(&dev);
+    if let Some(pt) = m.phase_times.as_ref() {
+        print!("{}", pix2pix::profile::render(pt, &pix2pix::profile::collect(&dev)));
+    }
 
     let dims = [1, s.c, s.h, s.w];
     let mut out = vec![

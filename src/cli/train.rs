@@ -58,6 +58,10 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Print where the time goes: per phase of the step and, on CUDA, per kernel (CUDA events),
+    /// from the second iteration on. Adds synchronisations; use with --max-iters.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
@@ -88,6 +92,7 @@ pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
         load_epoch: a.epoch.clone(),
         options_text,
         progress: !a.no_progress,
+        profile: a.profile,
     };
     let s = train(&cfg, &dev)?;
     println!(

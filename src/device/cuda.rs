@@ -4,7 +4,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::sys::CUresult;
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
+};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +51,26 @@ pub struct CudaBackend {
     workspace: Mutex<CudaSlice<f32>>,
     /// f64 scratch for the partial sums of the two-stage reductions (losses).
     scratch64: Mutex<CudaSlice<f64>>,
+    /// Per-kernel timing (`--profile`): None unless switched on.
+    profiler: Mutex<Option<Profiler>>,
+}
+
+/// Time spent in one kernel, summed over its launches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub name: &'static str,
+    pub family: &'static str,
+    pub calls: u64,
+    pub ms: f64,
+}
+
+/// CUDA events around every launch while profiling. Events are recycled after each `collect`, so
+/// a long profiled run creates only as many as one step needs.
+#[derive(Default)]
+struct Profiler {
+    pending: Vec<(&'static str, &'static str, CudaEvent, CudaEvent)>,
+    free: Vec<CudaEvent>,
+    totals: Vec<KernelTime>,
 }
 
 /// Entries of the f64 scratch: the most blocks a two-stage reduction may use in its first stage.
@@ -167,6 +189,7 @@ impl CudaBackend {
             functions: Mutex::new(HashMap::new()),
             workspace: Mutex::new(workspace),
             scratch64: Mutex::new(scratch64),
+            profiler: Mutex::new(None),
         }))
     }
 
@@ -220,6 +243,71 @@ impl CudaBackend {
             *ws = self.alloc_zeros(len + len / 4);
         }
         ws
+    }
+
+    /// Switches per-kernel timing on or off (clearing what was measured). Timing adds two events
+    /// per launch and a synchronisation per `collect_kernel_times`; use it for profiling runs.
+    pub fn set_profiling(&self, on: bool) {
+        *self.profiler.lock().unwrap() = on.then(Profiler::default);
+    }
+
+    fn event(&self, p: &mut Profiler) -> CudaEvent {
+        p.free.pop().unwrap_or_else(|| {
+            self.ctx
+                .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .unwrap_or_else(|e| panic!("creating a CUDA event: {}", err_str(e)))
+        })
+    }
+
+    /// Records a start event when profiling (called by `launch!` before a launch).
+    pub fn profile_start(&self) -> Option<CudaEvent> {
+        let mut guard = self.profiler.lock().unwrap();
+        let p = guard.as_mut()?;
+        let ev = self.event(p);
+        ev.record(&self.stream)
+            .unwrap_or_else(|e| panic!("recording a CUDA event: {}", err_str(e)));
+        Some(ev)
+    }
+
+    /// Records the end event of a launch started with `profile_start`.
+    pub fn profile_end(&self, family: &'static str, name: &'static str, start: Option<CudaEvent>) {
+        let Some(start) = start else { return };
+        let mut guard = self.profiler.lock().unwrap();
+        let Some(p) = guard.as_mut() else { return };
+        let end = self.event(p);
+        end.record(&self.stream)
+            .unwrap_or_else(|e| panic!("recording a CUDA event: {}", err_str(e)));
+        p.pending.push((family, name, start, end));
+    }
+
+    /// Waits for the stream, adds the pending launches' times to the totals and returns the
+    /// totals, largest first (empty when not profiling).
+    pub fn collect_kernel_times(&self) -> Vec<KernelTime> {
+        let mut guard = self.profiler.lock().unwrap();
+        let Some(p) = guard.as_mut() else { return vec![] };
+        self.synchronize();
+        for (family, name, start, end) in std::mem::take(&mut p.pending) {
+            let ms = start
+                .elapsed_ms(&end)
+                .unwrap_or_else(|e| panic!("reading a CUDA event: {}", err_str(e))) as f64;
+            match p.totals.iter_mut().find(|t| t.name == name) {
+                Some(t) => {
+                    t.calls += 1;
+                    t.ms += ms;
+                }
+                None => p.totals.push(KernelTime {
+                    name,
+                    family,
+                    calls: 1,
+                    ms,
+                }),
+            }
+            p.free.push(start);
+            p.free.push(end);
+        }
+        let mut out = p.totals.clone();
+        out.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        out
     }
 
     /// The f64 reduction scratch (`SCRATCH64_LEN` entries).
@@ -313,11 +401,13 @@ macro_rules! launch {
         let func = backend.func($family, $kernel);
         let mut builder = backend.stream.launch_builder(&func);
         $( builder.arg($arg); )*
+        let timing = backend.profile_start();
         // SAFETY: the argument list matches the kernel's signature in kernels/$family.cu (each
         // launcher is written against it), and the launcher checks the sizes it passes.
         unsafe { builder.launch($cfg) }.unwrap_or_else(|e| {
             panic!("launching {} ({}.cu): {}", $kernel, $family, $crate::device::cuda::err_str(e))
         });
+        backend.profile_end($family, $kernel, timing);
     }};
 }
 #[allow(unused_imports)]

@@ -10,6 +10,7 @@
 use super::patchgan::{PatchGan, PatchGanConfig};
 use super::unet::{UnetConfig, UnetGenerator};
 use crate::device::Device;
+use crate::nvtx;
 use crate::ops::activation::splitmix;
 use crate::ops::loss::{gan_loss, l1_loss, LossKind, LossOut};
 use crate::ops::tensor::{extract_channels, insert_channels};
@@ -216,8 +217,11 @@ impl Pix2Pix {
         let mut pt = self.phase_times.take();
 
         // 1. G forward.
+        let r = nvtx::range("G forward");
         let fake_b = self.g.forward(dev, real_a, true, Some(seed));
+        drop(r);
         clock.lap(pt.as_mut().map(|p| &mut p.g_forward));
+        let r = nvtx::range("D step");
 
         // 2. D step: fake (detached) then real.
         self.d.params.zero_grad();
@@ -243,11 +247,15 @@ impl Pix2Pix {
             Some(&mut bufs.g_logits),
         );
         self.d.backward(dev, &bufs.d_in, &bufs.g_logits, true, None);
+        drop(r);
         clock.lap(pt.as_mut().map(|p| &mut p.d_step));
+        let r = nvtx::range("Adam D");
         self.d.params.adam(lr, b1, b2);
+        drop(r);
         clock.lap(pt.as_mut().map(|p| &mut p.d_adam));
 
         // 3. G step through the updated, frozen D.
+        let r = nvtx::range("G step");
         self.g.params.zero_grad();
         let fake_b = self.g.output();
         insert_channels(dev, fake_b, &mut bufs.d_in, ca);
@@ -269,8 +277,11 @@ impl Pix2Pix {
         l1_loss(dev, fake_b, real_b, l1, &mut self.losses, Some(&mut bufs.g_fake));
         extract_channels(dev, &bufs.g_d_in, ca, &mut bufs.g_fake, true);
         self.g.backward(dev, real_a, &bufs.g_fake);
+        drop(r);
         clock.lap(pt.as_mut().map(|p| &mut p.g_step));
+        let r = nvtx::range("Adam G");
         self.g.params.adam(lr, b1, b2);
+        drop(r);
         clock.lap(pt.as_mut().map(|p| &mut p.g_adam));
         if let Some(p) = pt.as_mut() {
             p.steps += 1;

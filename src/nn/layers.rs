@@ -4,9 +4,27 @@
 
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::device::Device;
+use crate::nvtx;
 use crate::ops::conv::{self, ConvGeom, ConvParams};
 use crate::ops::norm::{self, BnParams, BnSaved};
 use crate::tensor::{Shape, Tensor};
+
+/// NVTX range names of a layer's forward and backward ("model.model.1.model.1 conv fwd"), made
+/// once so that profiling costs no formatting per call.
+#[derive(Clone, Debug)]
+pub struct Labels {
+    pub fwd: String,
+    pub bwd: String,
+}
+
+impl Labels {
+    fn new(name: &str, kind: &str) -> Self {
+        Labels {
+            fwd: format!("{name} {kind} fwd"),
+            bwd: format!("{name} {kind} bwd"),
+        }
+    }
+}
 
 /// SPEC.md §4: conv and convT weights ~ N(0, 0.02), biases 0.
 const W_INIT: Init = Init::Normal { mean: 0.0, std: 0.02 };
@@ -14,6 +32,7 @@ const W_INIT: Init = Init::Normal { mean: 0.0, std: 0.02 };
 pub struct Conv2d {
     pub geom: ConvGeom,
     pub p: ConvParams,
+    pub labels: Labels,
 }
 
 impl Conv2d {
@@ -27,6 +46,7 @@ impl Conv2d {
         Conv2d {
             geom,
             p: ConvParams { weight, bias },
+            labels: Labels::new(name, "conv"),
         }
     }
 
@@ -40,6 +60,7 @@ impl Conv2d {
     }
 
     pub fn forward(&self, dev: &Device, ps: &ParamStore, x: &Tensor, y: &mut Tensor) {
+        let _r = nvtx::range(&self.labels.fwd);
         conv::conv2d_forward(dev, &self.geom, &ps.data, &self.p, x, y);
     }
 
@@ -55,6 +76,7 @@ impl Conv2d {
         dx: Option<&mut Tensor>,
         accumulate_dx: bool,
     ) {
+        let _r = nvtx::range(&self.labels.bwd);
         let grads = if param_grads { Some(&mut ps.grad) } else { None };
         conv::conv2d_backward(dev, &self.geom, &ps.data, &self.p, grads, x, dy, dx, accumulate_dx);
     }
@@ -63,6 +85,7 @@ impl Conv2d {
 pub struct ConvTranspose2d {
     pub geom: ConvGeom,
     pub p: ConvParams,
+    pub labels: Labels,
 }
 
 impl ConvTranspose2d {
@@ -77,6 +100,7 @@ impl ConvTranspose2d {
         ConvTranspose2d {
             geom,
             p: ConvParams { weight, bias },
+            labels: Labels::new(name, "convT"),
         }
     }
 
@@ -85,6 +109,7 @@ impl ConvTranspose2d {
     }
 
     pub fn forward(&self, dev: &Device, ps: &ParamStore, x: &Tensor, y: &mut Tensor) {
+        let _r = nvtx::range(&self.labels.fwd);
         conv::conv_transpose2d_forward(dev, &self.geom, &ps.data, &self.p, x, y);
     }
 
@@ -99,6 +124,7 @@ impl ConvTranspose2d {
         dx: Option<&mut Tensor>,
         accumulate_dx: bool,
     ) {
+        let _r = nvtx::range(&self.labels.bwd);
         let grads = if param_grads { Some(&mut ps.grad) } else { None };
         conv::conv_transpose2d_backward(dev, &self.geom, &ps.data, &self.p, grads, x, dy, dx, accumulate_dx);
     }
@@ -110,6 +136,7 @@ pub struct BatchNorm2d {
     pub p: BnParams,
     counter: usize,
     saved: BnSaved,
+    pub labels: Labels,
 }
 
 impl BatchNorm2d {
@@ -134,6 +161,7 @@ impl BatchNorm2d {
                 momentum: 0.1,
             },
             counter,
+            labels: Labels::new(name, "bn"),
             saved: BnSaved {
                 mean: dev.zeros(channels),
                 invstd: dev.zeros(channels),
@@ -143,6 +171,7 @@ impl BatchNorm2d {
 
     /// Train mode (batch statistics, running-stat update) or eval mode (running statistics).
     pub fn forward(&mut self, dev: &Device, ps: &mut ParamStore, train: bool, x: &Tensor, y: &mut Tensor) {
+        let _r = nvtx::range(&self.labels.fwd);
         if train {
             ps.counters[self.counter] += 1;
             norm::batch_norm_forward_train(dev, &self.p, &ps.data, &mut ps.buffers, x, y, &mut self.saved);
@@ -161,6 +190,7 @@ impl BatchNorm2d {
         dy: &Tensor,
         dx: &mut Tensor,
     ) {
+        let _r = nvtx::range(&self.labels.bwd);
         let grads = if param_grads { Some(&mut ps.grad) } else { None };
         norm::batch_norm_backward(dev, &self.p, &ps.data, grads, &self.saved, x, dy, dx);
     }
