@@ -14,11 +14,6 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::path::Path;
 
-/// Quantisation levels per channel for the cartoon side.
-const LEVELS: f32 = 6.0;
-/// Sobel magnitude (on 0..255 luminance) above which the cartoon draws an outline.
-const EDGE_THRESHOLD: f32 = 90.0;
-
 type Color = [f32; 3];
 
 /// Everything random about one face, in units of the image side.
@@ -182,32 +177,6 @@ fn render_photo(face: &Face, size: usize) -> RgbImage {
     })
 }
 
-/// The cartoon (A) of a photo: flat colours plus dark outlines on strong edges.
-fn cartoonize(photo: &RgbImage) -> RgbImage {
-    let (w, h) = (photo.width() as i64, photo.height() as i64);
-    let luma = |x: i64, y: i64| {
-        let p = photo.get_pixel(x.clamp(0, w - 1) as u32, y.clamp(0, h - 1) as u32).0;
-        0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32
-    };
-    let step = 255.0 / (LEVELS - 1.0);
-    RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let (x, y) = (x as i64, y as i64);
-        let gx = luma(x + 1, y - 1) + 2.0 * luma(x + 1, y) + luma(x + 1, y + 1)
-            - luma(x - 1, y - 1)
-            - 2.0 * luma(x - 1, y)
-            - luma(x - 1, y + 1);
-        let gy = luma(x - 1, y + 1) + 2.0 * luma(x, y + 1) + luma(x + 1, y + 1)
-            - luma(x - 1, y - 1)
-            - 2.0 * luma(x, y - 1)
-            - luma(x + 1, y - 1);
-        if (gx * gx + gy * gy).sqrt() > EDGE_THRESHOLD {
-            return Rgb([25, 25, 30]);
-        }
-        let p = photo.get_pixel(x as u32, y as u32).0;
-        Rgb(p.map(|v| ((v as f32 / step).round() * step).clamp(0.0, 255.0) as u8))
-    })
-}
-
 /// One A|B pair (cartoon | photo), (2·size) × size, for dataset item (seed, split, index).
 pub fn synthetic_pair(seed: u64, split: u64, index: u64, size: usize) -> RgbImage {
     let mut key = [0u8; 32];
@@ -218,7 +187,9 @@ pub fn synthetic_pair(seed: u64, split: u64, index: u64, size: usize) -> RgbImag
     let mut rng = ChaCha8Rng::from_seed(key);
     let face = Face::random(&mut rng);
     let photo = render_photo(&face, size);
-    hconcat(&cartoonize(&photo), &photo)
+    // The same cartoonizer `prepare` applies to real photos (the classic OpenCV recipe).
+    let cartoon = crate::data::prepare::cartoonize(&photo, crate::data::prepare::Style::Classic);
+    hconcat(&cartoon, &photo)
 }
 
 /// Write `root/{train,val,test}/NNNN.png` A|B pairs ((2·size) × size). Existing files with the
@@ -262,23 +233,17 @@ mod tests {
     }
 
     #[test]
-    fn cartoon_is_quantised_or_outline() {
+    fn cartoon_side_is_the_classic_cartoon_of_the_photo_side() {
         let pair = synthetic_pair(3, 0, 5, 48);
-        let step = 255.0f32 / (LEVELS - 1.0);
-        let mut outlines = 0;
-        for x in 0..48 {
-            for y in 0..48 {
-                let p = pair.get_pixel(x, y).0;
-                if p == [25, 25, 30] {
-                    outlines += 1;
-                    continue;
-                }
-                for v in p {
-                    let q = v as f32 / step;
-                    assert!((q - q.round()).abs() < 0.01, "{v} is not a level");
-                }
-            }
-        }
-        assert!(outlines > 0, "the cartoon should have outlines");
+        let crop = |x0| image::imageops::crop_imm(&pair, x0, 0, 48, 48).to_image();
+        let (cartoon, photo) = (crop(0), crop(48));
+        assert_eq!(
+            cartoon,
+            crate::data::prepare::cartoonize(&photo, crate::data::prepare::Style::Classic)
+        );
+        assert!(
+            cartoon.pixels().any(|p| p.0 == [0, 0, 0]),
+            "the cartoon should have black outlines"
+        );
     }
 }
