@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod gradcheck;
 pub mod infer;
 pub mod models;
