@@ -110,8 +110,9 @@ pub fn cosine_dissimilarity(x: &[f32], y: &[f32]) -> f64 {
     match (xx == 0.0, yy == 0.0) {
         (true, true) => 0.0,
         (true, false) | (false, true) => 1.0,
-        // Rounding can push cos a hair past ±1; clamp so the result stays in [0, 2].
-        _ => 1.0 - (xy / (xx.sqrt() * yy.sqrt())).clamp(-1.0, 1.0),
+        // sqrt(xx·yy) rather than sqrt(xx)·sqrt(yy): for x = y it is exactly xx, so identical
+        // images give exactly 0. Rounding can push cos a hair past ±1; clamp to keep [0, 2].
+        _ => 1.0 - (xy / (xx * yy).sqrt()).clamp(-1.0, 1.0),
     }
 }
 
