@@ -12,5 +12,6 @@ pub mod nn;
 pub mod nvtx;
 pub mod ops;
 pub mod optim;
+pub mod report;
 pub mod tensor;
 pub mod train;
