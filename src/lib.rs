@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod gradcheck;
 pub mod infer;
 pub mod models;
@@ -12,5 +13,6 @@ pub mod nvtx;
 pub mod ops;
 pub mod optim;
 pub mod profile;
+pub mod report;
 pub mod tensor;
 pub mod train;

@@ -33,6 +33,10 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Generate results for DATAROOT/test with a trained generator (HTML page + PNGs).
     Test(cli::train::TestArgs),
+    /// Metrics of test results (cosine dissimilarity, L1, PSNR, SSIM), a table and a side-by-side page.
+    Eval(cli::eval::EvalArgs),
+    /// Plot a training run's losses (RUN_DIR/loss_log.csv → RUN_DIR/loss.png).
+    Plot(cli::eval::PlotArgs),
     /// Run one training step on a device and on the CPU reference; compare every gradient.
     Gradcheck(cli::gradcheck::GradcheckArgs),
     /// Write freshly initialised G and D checkpoints (PyTorch state_dict names).
@@ -73,6 +77,8 @@ fn main() -> Result<()> {
         Command::Styles(a) => pix2pix::data::prepare::style_gallery(&a.out, a.photo.as_deref()),
         Command::Demo(a) => cli::demo::demo(a),
         Command::Test(a) => cli::train::run_test_cmd(a),
+        Command::Eval(a) => cli::eval::eval(a),
+        Command::Plot(a) => cli::eval::plot(a),
         Command::Gradcheck(a) => cli::gradcheck::gradcheck(a),
         Command::Init(a) => cli::step::init(a),
         Command::Step(a) => cli::step::step(a),

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod demo;
+pub mod eval;
 pub mod gradcheck;
 pub mod step;
 pub mod train;

@@ -1,0 +1,220 @@
+//! The loss plot (the study's Fig. 5): G_GAN, G_L1, D_real and D_fake from `loss_log.csv` against
+//! images seen, raw (thin, light) and smoothed (thick), in two panels because G_L1 (λ·L1, ~10s)
+//! and the GAN losses (~1) do not share a scale.
+
+use crate::checkpoint::write_atomic;
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+/// Plot size in pixels.
+pub const WIDTH: u32 = 1000;
+pub const HEIGHT: u32 = 800;
+
+/// DejaVu Sans cut down to ASCII (14 KB; licence in DejaVuSans-ascii.LICENSE), embedded so that
+/// labels render on machines without fonts and the binary stays self-contained.
+static FONT: &[u8] = include_bytes!("DejaVuSans-ascii.ttf");
+
+/// The loss columns we plot; any other column (lr, timings, later val_cosine …) is ignored.
+const LOSSES: [&str; 4] = ["G_GAN", "G_L1", "D_real", "D_fake"];
+
+/// The series read from a loss log: x = images seen, one y vector per entry of [`LOSSES`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossLog {
+    pub images: Vec<f64>,
+    pub losses: [Vec<f64>; 4],
+    /// Rows that could not be read (a line cut short by a crash or a concurrent write).
+    pub skipped: usize,
+}
+
+/// Reads `loss_log.csv` by column name, so added or reordered columns do not matter.
+pub fn read_loss_log(csv_path: &Path) -> Result<LossLog> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(csv_path)
+        .with_context(|| format!("opening {}", csv_path.display()))?;
+    let headers = rdr
+        .headers()
+        .with_context(|| format!("reading the header of {}", csv_path.display()))?
+        .clone();
+    let col = |name: &str| {
+        headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
+            anyhow!(
+                "{} has no column {name} (header: {})",
+                csv_path.display(),
+                headers.iter().collect::<Vec<_>>().join(",")
+            )
+        })
+    };
+    let x_col = col("images")?;
+    let y_cols = [col(LOSSES[0])?, col(LOSSES[1])?, col(LOSSES[2])?, col(LOSSES[3])?];
+    let mut log = LossLog {
+        images: vec![],
+        losses: Default::default(),
+        skipped: 0,
+    };
+    for rec in rdr.records() {
+        let Ok(rec) = rec else {
+            log.skipped += 1;
+            continue;
+        };
+        let get = |i: usize| rec.get(i).and_then(|v| v.trim().parse::<f64>().ok());
+        match (get(x_col), y_cols.map(get)) {
+            (Some(x), [Some(a), Some(b), Some(c), Some(d)]) => {
+                log.images.push(x);
+                for (series, v) in log.losses.iter_mut().zip([a, b, c, d]) {
+                    series.push(v);
+                }
+            }
+            _ => log.skipped += 1,
+        }
+    }
+    Ok(log)
+}
+
+/// Exponential moving average with bias correction (as TensorBoard's smoothing), so the curve
+/// starts at the first value instead of climbing from 0. The span grows with the number of points
+/// (n/20): about the same visual smoothing for a short test run and a 200-epoch log.
+pub fn smooth(v: &[f64]) -> Vec<f64> {
+    let span = (v.len() as f64 / 20.0).max(1.0);
+    let alpha = 2.0 / (span + 1.0);
+    let (mut avg, mut weight) = (0.0, 0.0);
+    v.iter()
+        .map(|&x| {
+            if x.is_finite() {
+                avg = (1.0 - alpha) * avg + alpha * x;
+                weight = (1.0 - alpha) * weight + alpha;
+            }
+            if weight > 0.0 {
+                avg / weight
+            } else {
+                f64::NAN
+            }
+        })
+        .collect()
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are ours and checked by the tests; a failure would only lose the labels.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Reads `csv` (a `loss_log.csv`) and writes the two-panel loss plot to `png`, WIDTH×HEIGHT.
+/// Cheap enough (a few ms) to call at the end of every epoch.
+pub fn plot_losses(csv: &Path, png: &Path) -> Result<()> {
+    let log = read_loss_log(csv)?;
+    if log.images.is_empty() {
+        bail!("{} has no loss rows to plot yet", csv.display());
+    }
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    let mut buf = vec![255u8; w * h * 3];
+    draw(&log, &mut buf, &csv.display().to_string())
+        .map_err(|e| anyhow!("drawing the loss plot of {}: {e}", csv.display()))?;
+    let mut bytes = vec![];
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut bytes),
+        &buf,
+        WIDTH,
+        HEIGHT,
+        image::ExtendedColorType::Rgb8,
+    )
+    .with_context(|| format!("encoding {}", png.display()))?;
+    write_atomic(png, &bytes)
+}
+
+/// Series colours: D_real green, D_fake red (the pair to watch), G_GAN blue, G_L1 purple.
+fn colour(name: &str) -> RGBColor {
+    match name {
+        "G_GAN" => RGBColor(31, 119, 180),
+        "D_real" => RGBColor(44, 160, 44),
+        "D_fake" => RGBColor(214, 39, 40),
+        _ => RGBColor(148, 103, 189),
+    }
+}
+
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+fn draw(log: &LossLog, buf: &mut [u8], title: &str) -> DrawResult {
+    register_font();
+    let root = BitMapBackend::with_buffer(buf, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(&format!("losses: {title}"), ("sans-serif", 18))?;
+    let panels = root.split_evenly((2, 1));
+    panel(&panels[0], log, &[0, 2, 3], "GAN losses")?;
+    panel(&panels[1], log, &[1], "G_L1 (lambda * L1)")?;
+    root.present()?;
+    Ok(())
+}
+
+/// Finite (min, max) of the given series, padded 5% so lines do not sit on the frame.
+fn y_range(log: &LossLog, which: &[usize]) -> (f64, f64) {
+    let vals = which
+        .iter()
+        .flat_map(|&i| log.losses[i].iter())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = if hi > lo { 0.05 * (hi - lo) } else { 0.5 };
+    (lo - pad, hi + pad)
+}
+
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    log: &LossLog,
+    which: &[usize],
+    caption: &str,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let finite_x = log.images.iter().copied().filter(|v| v.is_finite());
+    let x0 = finite_x.clone().fold(f64::INFINITY, f64::min);
+    let x1 = finite_x.fold(f64::NEG_INFINITY, f64::max);
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let (y0, y1) = y_range(log, which);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc("images seen")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("loss")
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    for &i in which {
+        let name = LOSSES[i];
+        let c = colour(name);
+        let points = |ys: &[f64]| -> Vec<(f64, f64)> {
+            log.images
+                .iter()
+                .zip(ys)
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .map(|(&x, &y)| (x, y))
+                .collect()
+        };
+        chart.draw_series(LineSeries::new(points(&log.losses[i]), c.mix(0.3).stroke_width(1)))?;
+        chart
+            .draw_series(LineSeries::new(points(&smooth(&log.losses[i])), c.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
