@@ -39,6 +39,11 @@ pub fn write_safetensors(
     tensors: &[NamedTensor],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
+    write_atomic(path, &serialize(tensors, metadata)?)
+}
+
+/// The safetensors bytes of `tensors` (and optional string metadata).
+pub fn serialize(tensors: &[NamedTensor], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|t| match &t.values {
@@ -58,33 +63,40 @@ pub fn write_safetensors(
             bail!("tensor {} written twice", t.name);
         }
     }
-    let data = safetensors::serialize(views, &metadata).context("serialising safetensors")?;
-    write_atomic(path, &data)
+    safetensors::serialize(views, &metadata).context("serialising safetensors")
 }
 
 /// Replaces `path` with `data` so that a crash leaves either the old file or the new one.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("checkpoint path has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+    write_atomic_group(&[(path, data)])
+}
+
+/// Replaces several files together: every new file is written and synced under a temporary
+/// name first, then all are renamed. A crash while writing leaves the old set whole; only a
+/// crash between the renames (microseconds) can mix old and new files.
+pub fn write_atomic_group(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut tmps = vec![];
+    let result = (|| -> Result<()> {
+        for (path, data) in files {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let name = path.file_name().context("output path has no file name")?.to_string_lossy();
+            let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+            tmps.push(tmp.clone());
+            let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+            f.write_all(data).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+        }
+        for ((path, _), tmp) in files.iter().zip(&tmps) {
+            std::fs::rename(tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
+    if result.is_err() {
+        for tmp in &tmps {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
-    Ok(())
+    result
 }
 
 /// Reads every tensor of a safetensors file (F32, I64; F16/BF16/F64/I32 are converted).

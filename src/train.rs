@@ -116,8 +116,8 @@ fn adam_tensors(ps: &ParamStore, net: &str) -> Vec<NamedTensor> {
 
 fn save_state(dir: &Path, prefix: &str, m: &Pix2Pix, pos: Position) -> Result<()> {
     let [g, d, st] = checkpoint_paths(dir, prefix);
-    checkpoint::save_network(&g, &m.g.params)?;
-    checkpoint::save_network(&d, &m.d.params)?;
+    let g_bytes = checkpoint::serialize(&checkpoint::state_tensors(&m.g.params, "", true, false), None)?;
+    let d_bytes = checkpoint::serialize(&checkpoint::state_tensors(&m.d.params, "", true, false), None)?;
     let mut tensors = adam_tensors(&m.g.params, "netG");
     tensors.extend(adam_tensors(&m.d.params, "netD"));
     let meta: HashMap<String, String> = [
@@ -134,7 +134,9 @@ fn save_state(dir: &Path, prefix: &str, m: &Pix2Pix, pos: Position) -> Result<()
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    checkpoint::write_safetensors(&st, &tensors, Some(meta))
+    let st_bytes = checkpoint::serialize(&tensors, Some(meta))?;
+    // G, D and the loop state are replaced together, so a resume never mixes iterations.
+    checkpoint::write_atomic_group(&[(&g, &g_bytes), (&d, &d_bytes), (&st, &st_bytes)])
 }
 
 fn load_state(dir: &Path, prefix: &str, m: &mut Pix2Pix) -> Result<Option<Position>> {
@@ -332,11 +334,12 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
             let step_s = t0.elapsed().as_secs_f64();
             for (name, v) in Losses::NAMES.iter().zip(last.values()) {
                 if !v.is_finite() {
-                    bail!(
-                        "loss {name} became {v} at epoch {epoch}, iteration {}; stopping. The last good checkpoint in {} was kept",
-                        pos.total_iters + 1,
-                        dir.display()
-                    );
+                    let kept = if checkpoint_paths(&dir, "latest")[0].exists() {
+                        format!("the last good checkpoint in {} was kept", dir.display())
+                    } else {
+                        "no checkpoint had been written yet".to_string()
+                    };
+                    bail!("loss {name} became {v} at epoch {epoch}, iteration {}; stopping: {kept}", pos.total_iters + 1);
                 }
             }
             pos.batches_done += 1;

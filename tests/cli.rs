@@ -272,6 +272,9 @@ fn bad_input_gets_a_clear_error() {
         ),
     );
     assert!(step.contains("pix2pix init"), "{step}");
+    // A diverging run stops at the first non-finite loss and names it.
+    let nan = fails(d, &with(&["train", "--dataroot", "data", "--name", "nan", "--crop-size", "128", "--load-size", "128", "--lr", "1e38", "--max-iters", "5"], SMALL));
+    assert!(nan.contains("became NaN") && nan.contains("iteration 1"), "{nan}");
     let dev = fails(d, &["train", "--dataroot", "data", "--device", "tpu"]);
     assert!(dev.contains("tpu"), "{dev}");
 }
