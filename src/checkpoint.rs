@@ -78,13 +78,21 @@ pub fn write_atomic_group(files: &[(&Path, &[u8])]) -> Result<()> {
     let mut tmps = vec![];
     let result = (|| -> Result<()> {
         for (path, data) in files {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let name = path.file_name().context("output path has no file name")?.to_string_lossy();
+            let name = path
+                .file_name()
+                .context("output path has no file name")?
+                .to_string_lossy();
             let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
             tmps.push(tmp.clone());
             let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-            f.write_all(data).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+            f.write_all(data)
+                .and_then(|_| f.sync_all())
+                .with_context(|| format!("writing {}", tmp.display()))?;
         }
         for ((path, _), tmp) in files.iter().zip(&tmps) {
             std::fs::rename(tmp, path).with_context(|| format!("writing {}", path.display()))?;

@@ -16,3 +16,4 @@ pub mod profile;
 pub mod report;
 pub mod tensor;
 pub mod train;
+pub mod validate;

@@ -51,6 +51,10 @@ pub struct TrainConfig {
     /// Time every phase (and, on CUDA, every kernel) from the second iteration on, and print
     /// the table at the end.
     pub profile: bool,
+    /// Validate on DATAROOT/val every this many epochs (0: never).
+    pub val_freq: usize,
+    /// At most this many validation images per validation.
+    pub val_images: usize,
 }
 
 impl TrainConfig {
@@ -275,6 +279,14 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
     }
     checkpoint::write_atomic(&dir.join("train_opt.txt"), cfg.options_text.as_bytes())?;
     let mut logs = Logs::open(&dir)?;
+    let val = if cfg.val_freq > 0 {
+        crate::validate::val_loader(&cfg.dataroot, &cfg.data)?
+    } else {
+        None
+    };
+    if cfg.val_freq > 0 && val.is_none() {
+        println!("note: no images in {}/val: validation is off", cfg.dataroot.display());
+    }
     install_ctrlc();
     INTERRUPTED.store(false, Ordering::SeqCst);
 
@@ -339,7 +351,10 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
                     } else {
                         "no checkpoint had been written yet".to_string()
                     };
-                    bail!("loss {name} became {v} at epoch {epoch}, iteration {}; stopping: {kept}", pos.total_iters + 1);
+                    bail!(
+                        "loss {name} became {v} at epoch {epoch}, iteration {}; stopping: {kept}",
+                        pos.total_iters + 1
+                    );
                 }
             }
             pos.batches_done += 1;
@@ -352,19 +367,21 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
                 "G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}",
                 last.g_gan, last.g_l1, last.d_real, last.d_fake
             ));
+            // The CSV gets every iteration (the plot's raw curve); the text log every
+            // --print-freq images, as the reference's loss_log.txt.
+            let iters_in_epoch = pos.batches_done * cfg.data.batch_size;
+            writeln!(
+                logs.csv,
+                "{epoch},{iters_in_epoch},{},{},{},{},{},{lr:e},{step_s:.5},{:.5}",
+                pos.total_images, last.g_gan, last.g_l1, last.d_real, last.d_fake, batch.wait_s
+            )?;
             if since_print >= cfg.print_freq {
                 since_print = 0;
                 let per_img = step_s / batch.n as f64;
-                let iters_in_epoch = pos.batches_done * cfg.data.batch_size;
                 writeln!(
                     logs.txt,
                     "(epoch: {epoch}, iters: {iters_in_epoch}, time: {per_img:.3}, data: {:.3}) , G_GAN: {:.3}, G_L1: {:.3}, D_real: {:.3}, D_fake: {:.3}",
                     batch.wait_s, last.g_gan, last.g_l1, last.d_real, last.d_fake
-                )?;
-                writeln!(
-                    logs.csv,
-                    "{epoch},{iters_in_epoch},{},{},{},{},{},{lr:e},{step_s:.5},{:.5}",
-                    pos.total_images, last.g_gan, last.g_l1, last.d_real, last.d_fake, batch.wait_s
                 )?;
             }
             let stop_iters = cfg.max_iters.is_some_and(|m| pos.total_iters >= m);
@@ -392,6 +409,7 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         if cfg.save_epoch_freq > 0 && epoch.is_multiple_of(cfg.save_epoch_freq) {
             save_state(&dir, &epoch.to_string(), &model, pos)?;
         }
+        epoch_report(cfg, dev, &mut model, val.as_ref(), epoch, pos.total_images)?;
         println!(
             "End of epoch {epoch} / {} \t Time Taken: {:.1} sec \t lr {lr:.7}  G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}",
             cfg.schedule.last_epoch(),
@@ -408,6 +426,10 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
             ..pos
         };
     }
+    if interrupted || pos.batches_done > 0 {
+        // Stopped mid-epoch: the loss plot still shows everything logged.
+        let _ = crate::report::plot_losses(&dir.join("loss_log.csv"), &dir.join("loss.png"));
+    }
     if let Some(pt) = model.phase_times.as_ref() {
         print!("{}", crate::profile::render(pt, &kernel_times));
     } else if cfg.profile {
@@ -421,4 +443,82 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         interrupted,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// End-of-epoch outputs: loss.png, and when due, validation (val_log.csv, val.png, a sample strip)
+/// and the run's web page (web/index.html).
+fn epoch_report(
+    cfg: &TrainConfig,
+    dev: &Device,
+    m: &mut Pix2Pix,
+    val: Option<&Loader>,
+    epoch: usize,
+    images: usize,
+) -> Result<()> {
+    let dir = cfg.run_dir();
+    // A plot that cannot be drawn (no rows yet) is not worth stopping a run for.
+    if let Err(e) = crate::report::plot_losses(&dir.join("loss_log.csv"), &dir.join("loss.png")) {
+        eprintln!("note: loss plot not written: {e:#}");
+    }
+    let Some(loader) = val.filter(|_| cfg.val_freq > 0 && epoch.is_multiple_of(cfg.val_freq)) else {
+        return Ok(());
+    };
+    let v = crate::validate::validate(&mut m.g, dev, loader, cfg.val_images, cfg.seed ^ epoch as u64)?;
+    let csv = dir.join("val_log.csv");
+    let new = !csv.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&csv)
+        .with_context(|| format!("opening {}", csv.display()))?;
+    if new {
+        writeln!(f, "epoch,images,val_cosine,val_l1,val_images")?;
+    }
+    writeln!(f, "{epoch},{images},{},{},{}", v.cosine, v.l1, v.images)?;
+    println!(
+        "validation after epoch {epoch}: cosine dissimilarity {:.4}, L1 {:.4} ({} images)",
+        v.cosine, v.l1, v.images
+    );
+    let title = format!("validation: {}", dir.display());
+    if let Err(e) =
+        crate::report::plot::plot_columns(&csv, "images", &["val_cosine", "val_l1"], &dir.join("val.png"), &title)
+    {
+        eprintln!("note: validation plot not written: {e:#}");
+    }
+    let web = dir.join("web");
+    crate::validate::save_strip(&web, epoch, &v)?;
+    write_web_page(&web, &cfg.name)
+}
+
+/// web/index.html: the loss and validation plots, then each epoch's validation strip, newest first.
+fn write_web_page(web: &Path, name: &str) -> Result<()> {
+    let mut strips: Vec<String> = std::fs::read_dir(web.join("images"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    strips.retain(|f| f.starts_with("epoch") && f.ends_with("_val.png"));
+    strips.sort();
+    strips.reverse();
+    let esc = crate::report::html::esc;
+    let mut h = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{0}</title></head><body>\n<h2>{0}</h2>\n\
+         <p><img src=\"../loss.png\" width=\"800\"></p>\n<p><img src=\"../val.png\" width=\"800\"></p>\n",
+        esc(name)
+    );
+    for f in strips {
+        let epoch = f
+            .trim_start_matches("epoch")
+            .trim_end_matches("_val.png")
+            .trim_start_matches('0');
+        h += &format!(
+            "<h3>epoch {}</h3>\n<p>real_A | fake_B | real_B</p><img src=\"images/{}\">\n",
+            esc(epoch),
+            esc(&f)
+        );
+    }
+    h += "</body></html>\n";
+    checkpoint::write_atomic(&web.join("index.html"), h.as_bytes())
 }

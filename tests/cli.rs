@@ -126,7 +126,7 @@ fn init_then_step_dumps_losses_gradients_and_updated_state() {
 fn train_resume_and_test() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    make_synthetic_dataset(&d.join("data"), 6, 0, 3, 128, 2).unwrap();
+    make_synthetic_dataset(&d.join("data"), 6, 2, 3, 128, 2).unwrap();
     let train = with(
         &[
             "train",
@@ -273,7 +273,27 @@ fn bad_input_gets_a_clear_error() {
     );
     assert!(step.contains("pix2pix init"), "{step}");
     // A diverging run stops at the first non-finite loss and names it.
-    let nan = fails(d, &with(&["train", "--dataroot", "data", "--name", "nan", "--crop-size", "128", "--load-size", "128", "--lr", "1e38", "--max-iters", "5"], SMALL));
+    let nan = fails(
+        d,
+        &with(
+            &[
+                "train",
+                "--dataroot",
+                "data",
+                "--name",
+                "nan",
+                "--crop-size",
+                "128",
+                "--load-size",
+                "128",
+                "--lr",
+                "1e38",
+                "--max-iters",
+                "5",
+            ],
+            SMALL,
+        ),
+    );
     assert!(nan.contains("became NaN") && nan.contains("iteration 1"), "{nan}");
     let dev = fails(d, &["train", "--dataroot", "data", "--device", "tpu"]);
     assert!(dev.contains("tpu"), "{dev}");

@@ -142,6 +142,8 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         options_text: format!("demo: {a:?}\n"),
         progress: true,
         profile: false,
+        val_freq: 1,
+        val_images: 20,
     };
     let s = train(&cfg, &dev)?;
     let mut g = UnetGenerator::new(gcfg, &dev, 0)?;
@@ -179,7 +181,12 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         imgs.len(),
         results.join("index.html").display()
     );
-    println!("loss log: {}", dir.join("loss_log.csv").display());
+    println!(
+        "loss plot: {}   validation: {}",
+        dir.join("loss.png").display(),
+        dir.join("val.png").display()
+    );
+    println!("training page: {}", dir.join("web/index.html").display());
     println!("total time {:.0} s", t0.elapsed().as_secs_f64());
     if l1_after >= l1_before {
         bail!("the demo did not learn: held-out L1 {l1_after:.4} is not below the untrained {l1_before:.4}");

@@ -62,6 +62,13 @@ pub struct TrainArgs {
     /// from the second iteration on. Adds synchronisations; use with --max-iters.
     #[arg(long)]
     pub profile: bool,
+    /// Validate on DATAROOT/val every this many epochs: mean cosine dissimilarity and L1 into
+    /// val_log.csv and val.png, sample images into web/index.html (0: never).
+    #[arg(long, default_value_t = 1)]
+    pub val_freq: usize,
+    /// At most this many validation images each time.
+    #[arg(long, default_value_t = 50)]
+    pub val_images: usize,
 }
 
 pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
@@ -93,6 +100,8 @@ pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
         options_text,
         progress: !a.no_progress,
         profile: a.profile,
+        val_freq: a.val_freq,
+        val_images: a.val_images,
     };
     let s = train(&cfg, &dev)?;
     println!(

@@ -203,6 +203,17 @@ impl ParamStore {
         Ok(())
     }
 
+    /// A copy of the BN running statistics and counters, so that a forward pass made for
+    /// inspection (validation in train-mode BN) can leave the training state as it was.
+    pub fn snapshot_running_stats(&self) -> (Vec<f32>, Vec<i64>) {
+        (self.device.download(&self.buffers), self.counters.clone())
+    }
+
+    pub fn restore_running_stats(&mut self, saved: (Vec<f32>, Vec<i64>)) {
+        self.device.write(&mut self.buffers, &saved.0);
+        self.counters = saved.1;
+    }
+
     /// Moves everything (values, gradients, moments, running stats) to another device.
     pub fn to_device(&self, dev: &Device) -> ParamStore {
         let mv = |s: &Storage| dev.upload(&self.device.download(s));

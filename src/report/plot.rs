@@ -218,3 +218,93 @@ where
         .draw()?;
     Ok(())
 }
+
+/// Plots columns of a CSV against `x_col`, one panel per column, points joined by lines (the
+/// validation curves of the study's Fig. 10). Rows that do not parse are skipped.
+pub fn plot_columns(csv_path: &Path, x_col: &str, cols: &[&str], png: &Path, title: &str) -> Result<()> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(csv_path)
+        .with_context(|| format!("opening {}", csv_path.display()))?;
+    let headers = rdr
+        .headers()
+        .with_context(|| format!("reading {}", csv_path.display()))?
+        .clone();
+    let find = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| anyhow!("{} has no column {name}", csv_path.display()))
+    };
+    let xi = find(x_col)?;
+    let yi: Vec<usize> = cols.iter().map(|c| find(c)).collect::<Result<_>>()?;
+    let mut series: Vec<Vec<(f64, f64)>> = vec![vec![]; cols.len()];
+    for rec in rdr.records().flatten() {
+        let get = |i: usize| {
+            rec.get(i)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+        };
+        if let Some(x) = get(xi) {
+            for (s, &i) in series.iter_mut().zip(&yi) {
+                if let Some(y) = get(i) {
+                    s.push((x, y));
+                }
+            }
+        }
+    }
+    if series.iter().all(|s| s.is_empty()) {
+        bail!("{} has no rows to plot yet", csv_path.display());
+    }
+    let (w, h) = (WIDTH, 300 * cols.len() as u32 + 40);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    (|| -> DrawResult {
+        register_font();
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(title, ("sans-serif", 18))?;
+        for ((area, pts), name) in root.split_evenly((cols.len(), 1)).iter().zip(&series).zip(cols) {
+            let (x0, x1) = pts
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+            let (y0, y1) = pts
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+            let (x0, x1) = if x0 < x1 { (x0, x1) } else { (x0 - 1.0, x0 + 1.0) };
+            let pad = if y1 > y0 { 0.05 * (y1 - y0) } else { 0.5 };
+            let (y0, y1) = if y0.is_finite() {
+                (y0 - pad, y1 + pad)
+            } else {
+                (0.0, 1.0)
+            };
+            let mut chart = ChartBuilder::on(area)
+                .caption(*name, ("sans-serif", 16))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(x0..x1, y0..y1)?;
+            chart
+                .configure_mesh()
+                .x_desc(x_col)
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()?;
+            let c = colour(name);
+            chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))?;
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+        }
+        root.present()?;
+        Ok(())
+    })()
+    .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
+    let mut bytes = vec![];
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut bytes),
+        &buf,
+        w,
+        h,
+        image::ExtendedColorType::Rgb8,
+    )
+    .with_context(|| format!("encoding {}", png.display()))?;
+    write_atomic(png, &bytes)
+}
