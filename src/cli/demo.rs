@@ -27,6 +27,10 @@ pub struct StylesArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
+    /// Real face photos to use instead of drawn faces: `prepare` cartoonizes them (classic style,
+    /// face and grayscale filters, 60/20/20 split) into DATAROOT first.
+    #[arg(long)]
+    pub photos: Option<PathBuf>,
     /// Where the generated dataset goes (reused when it exists).
     #[arg(long, default_value = "./datasets/demo")]
     pub dataroot: PathBuf,
