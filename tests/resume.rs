@@ -133,3 +133,36 @@ fn sigkill_leaves_the_last_checkpoint_loadable() {
     let out = pix2pix(d, &train_args("killed", &["--continue-train", "--max-iters", "1"]));
     assert!(out.contains("resuming"), "{out}");
 }
+
+#[test]
+fn ctrl_c_saves_latest_and_exits_cleanly() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    make_synthetic_dataset(&d.join("data"), 4, 0, 0, 128, 6).unwrap();
+    let mut args = train_args("int", &[]);
+    let at = args.iter().position(|a| *a == "--n-epochs").unwrap();
+    args[at + 1] = "1000";
+    let child = Command::new(env!("CARGO_BIN_EXE_pix2pix"))
+        .current_dir(d)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's checkpoint, so training is under way.
+    let g = d.join("checkpoints/int/latest_net_G.safetensors");
+    let start = std::time::Instant::now();
+    while !g.exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit status {:?}: {text}", out.status);
+    assert!(text.contains("interrupted: saved"), "{text}");
+    read_safetensors(&g).unwrap();
+}
