@@ -6,6 +6,10 @@
 //!
 //!   cargo bench --bench step                      # unet_128 @128² and unet_256 @256², batch 1, CPU
 //!   cargo bench --bench step -- --device cuda --batch 1,8,64 --size 256
+//!
+//! Beside each figure: the work floor of SPEC.md §8 — the step's FLOP at the device's peak and the
+//! ~2.3 GB of weight and Adam traffic at its bandwidth (`--peak-tflops`, `--peak-gbs`; defaults
+//! are the H200's fp32 SIMT ~60 TFLOP/s and ~4.8 TB/s) — so the gap to the limit is visible.
 
 use pix2pix::device::Device;
 use pix2pix::models::patchgan::PatchGanConfig;
@@ -43,6 +47,8 @@ fn main() -> anyhow::Result<()> {
     let sizes: Vec<usize> =
         get("--size").map_or(vec![128, 256], |s| s.split(',').map(|s| s.parse().unwrap()).collect());
     let iters: usize = get("--iters").map_or(5, |s| s.parse().unwrap());
+    let peak_tflops: f64 = get("--peak-tflops").map_or(60.0, |s| s.parse().unwrap());
+    let peak_gbs: f64 = get("--peak-gbs").map_or(4800.0, |s| s.parse().unwrap());
     println!("device: {}", device.describe());
     println!(
         "{:>6} {:>5} {:>10} {:>10} {:>9} {:>10}",
@@ -94,6 +100,21 @@ fn main() -> anyhow::Result<()> {
                 .map(|(n, v)| format!("{n} {:.1} ms ({:.0}%)", v / pt.steps as f64 * 1e3, 100.0 * v / total))
                 .collect();
             println!("{:>6}   phases: {}", "", split.join(", "));
+            // The floor: compute at peak, or weights read ~3× plus Adam's 28 B per parameter.
+            let params = (m.g.params.num_params() + m.d.params.num_params()) as f64;
+            let floor_compute = flop / (peak_tflops * 1e3);
+            let floor_bytes = (3.0 * 4.0 + 28.0) * params / (peak_gbs * 1e9);
+            let mem = match &device {
+                Device::Cuda(c) => format!(", GPU memory in use {:.0} MiB", c.memory_used() as f64 / 1048576.0),
+                Device::Cpu => String::new(),
+            };
+            println!(
+                "{:>6}   floor: {:.3} ms compute at {peak_tflops} TFLOP/s, {:.3} ms traffic at {peak_gbs} GB/s → {:.1}× above{mem}",
+                "",
+                floor_compute * 1e3,
+                floor_bytes * 1e3,
+                med / floor_compute.max(floor_bytes)
+            );
             let l = m.losses(&device);
             assert!(l.values().iter().all(|v| v.is_finite()), "non-finite losses {l:?}");
         }

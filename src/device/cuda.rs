@@ -245,6 +245,11 @@ impl CudaBackend {
         ws
     }
 
+    /// Bytes of device memory in use (total − free, all processes), for the benchmarks.
+    pub fn memory_used(&self) -> usize {
+        self.ctx.mem_get_info().map(|(free, total)| total - free).unwrap_or(0)
+    }
+
     /// Switches per-kernel timing on or off (clearing what was measured). Timing adds two events
     /// per launch and a synchronisation per `collect_kernel_times`; use it for profiling runs.
     pub fn set_profiling(&self, on: bool) {
