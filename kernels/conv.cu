@@ -34,7 +34,8 @@ struct ConvArgs {
     int has_bias;       // add bias[channel of out] (splits == 1 only; else the reduce)
 };
 
-struct Tiles {
+// 16-byte aligned: mma_tile reads the tiles with float4 loads.
+struct __align__(16) Tiles {
     float a[BK][BM + 4];  // rows padded to 68 floats: float4 reads stay 16-byte aligned
     float b[BK][BN + 4];
 };

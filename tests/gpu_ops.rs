@@ -28,7 +28,8 @@ use pix2pix::tensor::{Shape, Span, Storage, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// The CUDA device, or None after printing why the test is skipped.
+/// The CUDA device, or None after printing why the test is skipped. With PIX2PIX_REQUIRE_GPU set
+/// (on a GPU machine) a missing or unusable GPU fails instead, so a broken setup cannot pass.
 fn gpu() -> Option<Device> {
     match CudaBackend::new(0) {
         Ok(c) => {
@@ -36,6 +37,9 @@ fn gpu() -> Option<Device> {
             Some(Device::Cuda(c))
         }
         Err(e) => {
+            if std::env::var_os("PIX2PIX_REQUIRE_GPU").is_some() {
+                panic!("PIX2PIX_REQUIRE_GPU is set but no GPU is usable: {e:#}");
+            }
             println!("skipped: {e:#}");
             None
         }

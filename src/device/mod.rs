@@ -90,6 +90,10 @@ impl Device {
 
     /// Overwrites existing storage with host values (same length), without reallocating.
     pub fn write(&self, dst: &mut Storage, values: &[f32]) {
+        if values.is_empty() {
+            // An empty CUDA storage holds one unused element (a zero-size allocation is refused).
+            return;
+        }
         assert_eq!(dst.len(), values.len());
         match dst {
             Storage::Cpu(v) => v.copy_from_slice(values),

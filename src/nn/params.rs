@@ -193,7 +193,9 @@ impl ParamStore {
 
     /// Replaces all values from host copies of the flat buffers (same layout).
     pub fn load_host(&mut self, data: &[f32], buffers: &[f32], counters: &[i64]) -> Result<()> {
-        if data.len() != self.data.len() || buffers.len() != self.buffers.len() || counters.len() != self.counters.len()
+        // An empty CUDA storage holds one unused element, so compare with the logical lengths.
+        let fits = |s: &Storage, want: usize| want == s.len() || (want == 0 && s.len() <= 1);
+        if !fits(&self.data, data.len()) || !fits(&self.buffers, buffers.len()) || counters.len() != self.counters.len()
         {
             bail!("parameter layout differs from this network's");
         }

@@ -9,13 +9,12 @@
 //!
 //! CUDA twin: kernels/conv.cu.
 
+use super::im2col::{add_bias, bias_grad_add, col2im_add, im2col, with_col, Patches};
 use crate::device::cpu::sgemm;
 use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::{Span, Storage, Tensor};
 use cudarc::driver::{CudaView, CudaViewMut};
-use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// Geometry of one conv or transposed conv. For a transposed conv `cin`/`cout` are its own input and
 /// output channels (the weight is [cin, cout, k, k]); `output_padding` adds rows/cols at the end.
@@ -58,121 +57,6 @@ impl ConvGeom {
 pub struct ConvParams {
     pub weight: Span,
     pub bias: Option<Span>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// im2col / col2im: the patch matrix of a C×H×W image for a k×k window with stride s and padding p
-// is [C·k², Ho·Wo], row (c·k + ki)·k + kj, column oh·Wo + ow, value x[c, oh·s−p+ki, ow·s−p+kj].
-
-#[derive(Clone, Copy)]
-struct Patches {
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-    ho: usize,
-    wo: usize,
-}
-
-impl Patches {
-    fn rows(&self) -> usize {
-        self.c * self.k * self.k
-    }
-    fn cols(&self) -> usize {
-        self.ho * self.wo
-    }
-}
-
-fn im2col(g: Patches, x: &[f32], col: &mut [f32]) {
-    let kk = g.k * g.k;
-    let cols = g.cols();
-    col[..g.rows() * cols]
-        .par_chunks_mut(kk * cols)
-        .enumerate()
-        .for_each(|(c, rows)| {
-            let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-            for ki in 0..g.k {
-                for kj in 0..g.k {
-                    let row = &mut rows[(ki * g.k + kj) * cols..(ki * g.k + kj + 1) * cols];
-                    for oh in 0..g.ho {
-                        let ih = (oh * g.s + ki) as isize - g.p as isize;
-                        let out = &mut row[oh * g.wo..(oh + 1) * g.wo];
-                        if ih < 0 || ih >= g.h as isize {
-                            out.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[ih as usize * g.w..(ih as usize + 1) * g.w];
-                        for (ow, o) in out.iter_mut().enumerate() {
-                            let iw = (ow * g.s + kj) as isize - g.p as isize;
-                            *o = if iw >= 0 && iw < g.w as isize {
-                                src[iw as usize]
-                            } else {
-                                0.0
-                            };
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// Scatter-adds the patch matrix back into the image (the adjoint of im2col). Adds into `x`.
-fn col2im_add(g: Patches, col: &[f32], x: &mut [f32]) {
-    let kk = g.k * g.k;
-    let cols = g.cols();
-    x[..g.c * g.h * g.w]
-        .par_chunks_mut(g.h * g.w)
-        .enumerate()
-        .for_each(|(c, plane)| {
-            let rows = &col[c * kk * cols..(c + 1) * kk * cols];
-            for ki in 0..g.k {
-                for kj in 0..g.k {
-                    let row = &rows[(ki * g.k + kj) * cols..(ki * g.k + kj + 1) * cols];
-                    for oh in 0..g.ho {
-                        let ih = (oh * g.s + ki) as isize - g.p as isize;
-                        if ih < 0 || ih >= g.h as isize {
-                            continue;
-                        }
-                        let dst = &mut plane[ih as usize * g.w..(ih as usize + 1) * g.w];
-                        for (ow, &v) in row[oh * g.wo..(oh + 1) * g.wo].iter().enumerate() {
-                            let iw = (ow * g.s + kj) as isize - g.p as isize;
-                            if iw >= 0 && iw < g.w as isize {
-                                dst[iw as usize] += v;
-                            }
-                        }
-                    }
-                }
-            }
-        });
-}
-
-thread_local! {
-    // The patch matrix is scratch: one growable buffer per thread instead of one per layer.
-    static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COL.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() < len {
-            c.resize(len, 0.0);
-        }
-        f(&mut c[..len])
-    })
-}
-
-fn add_bias(y: &mut [f32], bias: &[f32], hw: usize) {
-    for (plane, &b) in y.chunks_mut(hw).zip(bias.iter().cycle()) {
-        plane.iter_mut().for_each(|v| *v += b);
-    }
-}
-
-fn bias_grad_add(dy: &[f32], db: &mut [f32], c: usize, hw: usize) {
-    for (i, plane) in dy.chunks(hw).enumerate() {
-        db[i % c] += plane.iter().map(|&v| v as f64).sum::<f64>() as f32;
-    }
 }
 
 fn check_conv_shapes(g: &ConvGeom, x: &Tensor, y: &Tensor, transposed: bool) {
