@@ -3,35 +3,8 @@
 
 use pix2pix::checkpoint::{read_safetensors, Values};
 use pix2pix::data::make_synthetic_dataset;
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pix2pix"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run pix2pix")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = run(dir, args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "pix2pix {args:?} failed:\n{text}");
-    text
-}
-
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let o = run(dir, args);
-    let text = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "pix2pix {args:?} should fail");
-    assert!(!text.contains("panicked"), "pix2pix {args:?} panicked:\n{text}");
-    text
-}
+mod cli_common;
+use cli_common::{fails, ok};
 
 const SMALL: &[&str] = &["--netG", "unet_128", "--ngf", "8", "--ndf", "8", "--device", "cpu"];
 

@@ -1,32 +1,8 @@
 //! `pix2pix eval` end to end on result folders the test writes, and the errors a user meets.
 
+mod cli_common;
+use cli_common::{fails, ok};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pix2pix"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run pix2pix")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = run(dir, args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "pix2pix {args:?} failed:\n{text}");
-    text
-}
-
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let o = run(dir, args);
-    assert!(!o.status.success(), "pix2pix {args:?} should fail");
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A w×h RGB PNG whose pixels depend on `seed`.
 fn png(path: &Path, w: u32, h: u32, seed: u32) {

@@ -4,23 +4,10 @@
 
 use pix2pix::checkpoint::read_safetensors;
 use pix2pix::data::make_synthetic_dataset;
+mod cli_common;
+use cli_common::ok;
 use std::path::Path;
 use std::process::Command;
-
-fn pix2pix(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_pix2pix"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "pix2pix {args:?} failed:\n{text}");
-    text
-}
 
 fn train_args<'a>(name: &'a str, more: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
@@ -79,15 +66,15 @@ fn resume_reproduces_an_unbroken_run() {
     // With a val split: validation runs at every epoch end and must not disturb the state.
     make_synthetic_dataset(&d.join("data"), 5, 2, 0, 128, 4).unwrap();
     // 5 images at batch 2: 3 iterations per epoch (the last one partial), 3 epochs, lr decaying in epoch 3.
-    pix2pix(d, &train_args("full", &[]));
+    ok(d, &train_args("full", &[]));
     // Stopped mid-epoch 2 (after 4 iterations), then continued.
-    pix2pix(d, &train_args("broken", &["--max-iters", "4"]));
-    let out = pix2pix(d, &train_args("broken", &["--continue-train"]));
+    ok(d, &train_args("broken", &["--max-iters", "4"]));
+    let out = ok(d, &train_args("broken", &["--continue-train"]));
     assert!(out.contains("resuming") && out.contains("epoch 2, batch 1"), "{out}");
     assert_same_state(d, "full", "broken");
     // Stopped at the end of epoch 1, then continued.
-    pix2pix(d, &train_args("edge", &["--max-iters", "3"]));
-    let out = pix2pix(d, &train_args("edge", &["--continue-train"]));
+    ok(d, &train_args("edge", &["--max-iters", "3"]));
+    let out = ok(d, &train_args("edge", &["--continue-train"]));
     assert!(
         out.contains("epoch 2, batch 0") && !out.contains("End of epoch 1 "),
         "{out}"
@@ -130,7 +117,7 @@ fn sigkill_leaves_the_last_checkpoint_loadable() {
         read_safetensors(&d.join("checkpoints/killed").join(f))
             .unwrap_or_else(|e| panic!("{f} unreadable after kill: {e:#}"));
     }
-    let out = pix2pix(d, &train_args("killed", &["--continue-train", "--max-iters", "1"]));
+    let out = ok(d, &train_args("killed", &["--continue-train", "--max-iters", "1"]));
     assert!(out.contains("resuming"), "{out}");
 }
 
