@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One GPU session in one call. A GPU machine may have the driver, nvcc and PyTorch but no Rust:
+#   here:   benches/gpu_session.sh build    # builds with the kernels, strips the binaries into .dev/
+#   there:  benches/gpu_session.sh run      # (carry .dev) validates, times, prints a table last
+# Outputs of `run` go to ${OUT:-.dev/out}: a log per step; copy the figures into benches/RESULTS.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-}"
+BIN=.dev
+
+if [ "$mode" = build ]; then
+    set -e
+    eval "$(.ci/install-cuda.sh)"
+    export PIX2PIX_REQUIRE_CUDA=1
+    cargo build --release
+    cargo test --release --test gpu_ops --no-run 2>&1 | tee /tmp/gpu_ops_build.log
+    cargo bench --no-run 2>&1 | tee /tmp/bench_build.log
+    mkdir -p "$BIN"
+    newest() { ls -t target/release/deps/$1-* 2>/dev/null | grep -v '\.d$' | head -n1; }
+    cp target/release/pix2pix "$BIN/pix2pix"
+    cp "$(newest gpu_ops)" "$BIN/gpu_ops"
+    cp "$(newest step)" "$BIN/bench_step"
+    cp "$(newest kernels)" "$BIN/bench_kernels"
+    strip "$BIN"/pix2pix "$BIN"/gpu_ops "$BIN"/bench_step "$BIN"/bench_kernels
+    du -sh "$BIN"
+    echo "carry $BIN and run: benches/gpu_session.sh run"
+    exit 0
+fi
+[ "$mode" = run ] || { echo "usage: $0 build|run" >&2; exit 2; }
+
+OUT="${OUT:-$BIN/out}"
+mkdir -p "$OUT"
+status=()
+step() { # name, command...
+    local name="$1"; shift
+    echo "=== $name: $*"
+    local t0=$SECONDS
+    if "$@" >"$OUT/$name.log" 2>&1; then status+=("$name ok $((SECONDS - t0))s"); else status+=("$name FAILED $((SECONDS - t0))s"); fi
+    tail -n 25 "$OUT/$name.log"
+}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+export PIX2PIX_REQUIRE_GPU=1
+step gpu_ops "$BIN/gpu_ops" --nocapture --test-threads=1
+step gradcheck_small "$BIN/pix2pix" gradcheck --device cuda --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
+step gradcheck_256 "$BIN/pix2pix" gradcheck --device cuda --failures-only
+step kernels "$BIN/bench_kernels" --device cuda
+step kernels_b8 "$BIN/bench_kernels" --device cuda --batch 8
+step step_gpu "$BIN/bench_step" --device cuda --size 256 --batch 1,8,64 --iters 20
+step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 3
+step pytorch python3 benches/pytorch_reference.py --device cuda --size 256 --batch 1,8,64 --configs eager,bench,bf16cl
+(cd "$OUT" && "../../$BIN/pix2pix" demo --device cuda --minutes 1 --n-train 200 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
+echo
+echo "================ summary ================"
+printf '%s\n' "${status[@]}"
+grep -h -E "^ +256 +[0-9]+ " "$OUT/step_gpu.log" "$OUT/step_cpu.log" 2>/dev/null
+grep -h -E "^ *(eager|bench|bf16cl) " "$OUT/pytorch.log" 2>/dev/null
+grep -h "worst rel err" "$OUT"/gradcheck_*.log 2>/dev/null
