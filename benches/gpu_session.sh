@@ -29,6 +29,7 @@ fi
 [ "$mode" = run ] || { echo "usage: $0 build|run" >&2; exit 2; }
 
 OUT="${OUT:-$BIN/out}"
+OLDPWD_BIN="$PWD/$BIN"
 mkdir -p "$OUT"
 status=()
 step() { # name, command...
@@ -48,7 +49,7 @@ step kernels_b8 "$BIN/bench_kernels" --device cuda --batch 8
 step step_gpu "$BIN/bench_step" --device cuda --size 256 --batch 1,8,64 --iters 20
 step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 3
 step pytorch python3 benches/pytorch_reference.py --device cuda --size 256 --batch 1,8,64 --configs eager,bench,bf16cl
-(cd "$OUT" && "../../$BIN/pix2pix" demo --device cuda --minutes 1 --n-train 200 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
+(cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device cuda --minutes 1 --n-train 200 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
 echo
 echo "================ summary ================"
 printf '%s\n' "${status[@]}"
