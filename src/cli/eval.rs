@@ -35,7 +35,12 @@ pub struct PlotArgs {
 pub fn eval(a: &EvalArgs) -> Result<()> {
     let mut runs = vec![];
     for dir in &a.dirs {
-        let run = evaluate_run(dir)?;
+        let mut run = evaluate_run(dir)?;
+        // Two folders with the same NAME/test_EPOCH (e.g. a default and an --eval test in
+        // different results dirs) would be indistinguishable in the table: use the path given.
+        if a.dirs.iter().filter(|d| pix2pix::eval::run_name(d) == run.name).count() > 1 {
+            run.name = dir.display().to_string();
+        }
         let csv = write_metrics_csv(&run)?;
         println!("{}: {} images → {}", run.name, run.images.len(), csv.display());
         runs.push(run);
