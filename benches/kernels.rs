@@ -21,7 +21,9 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn values(len: usize, seed: u64) -> Vec<f32> {
-    (0..len).map(|i| (pix2pix::ops::activation::uniform(seed, i as u64) - 0.5) * 2.0).collect()
+    (0..len)
+        .map(|i| (pix2pix::ops::activation::uniform(seed, i as u64) - 0.5) * 2.0)
+        .collect()
 }
 
 fn rel_err(a: &[f32], b: &[f32]) -> f64 {
@@ -62,7 +64,16 @@ enum Which {
 }
 
 /// One conv (or convT) pass at a real layer shape, on `dev` and (for the check) on the CPU.
-fn conv_row(dev: &Device, name: &str, g: ConvGeom, n: usize, h: usize, transposed: bool, which: Which, reps: usize) -> Row {
+fn conv_row(
+    dev: &Device,
+    name: &str,
+    g: ConvGeom,
+    n: usize,
+    h: usize,
+    transposed: bool,
+    which: Which,
+    reps: usize,
+) -> Row {
     let xs = Shape::new(n, g.cin, h, h);
     let ys = if transposed {
         Shape::new(n, g.cout, g.convt_out(h), g.convt_out(h))
@@ -70,7 +81,13 @@ fn conv_row(dev: &Device, name: &str, g: ConvGeom, n: usize, h: usize, transpose
         let o = g.conv_out(h).unwrap();
         Shape::new(n, g.cout, o, o)
     };
-    let p = ConvParams { weight: Span { off: 0, len: g.weight_len() }, bias: None };
+    let p = ConvParams {
+        weight: Span {
+            off: 0,
+            len: g.weight_len(),
+        },
+        bias: None,
+    };
     let (xv, yv, wv) = (values(xs.numel(), 1), values(ys.numel(), 2), values(g.weight_len(), 3));
     let run = |d: &Device| -> (Vec<f32>, f64) {
         let (x, dy, w) = (d.upload_tensor(xs, &xv), d.upload_tensor(ys, &yv), d.upload(&wv));
@@ -81,7 +98,9 @@ fn conv_row(dev: &Device, name: &str, g: ConvGeom, n: usize, h: usize, transpose
             (Which::Fwd, false) => conv::conv2d_forward(d, &g, &w, &p, &x, &mut out_t),
             (Which::Fwd, true) => conv::conv_transpose2d_forward(d, &g, &w, &p, &x, &mut out_t),
             (Which::Dgrad, false) => conv::conv2d_backward(d, &g, &w, &p, None, &x, &dy, Some(&mut out_t), false),
-            (Which::Dgrad, true) => conv::conv_transpose2d_backward(d, &g, &w, &p, None, &x, &dy, Some(&mut out_t), false),
+            (Which::Dgrad, true) => {
+                conv::conv_transpose2d_backward(d, &g, &w, &p, None, &x, &dy, Some(&mut out_t), false)
+            }
             (Which::Wgrad, false) => {
                 pix2pix::ops::tensor::fill(d, &mut grads, 0.0);
                 conv::conv2d_backward(d, &g, &w, &p, Some(&mut grads), &x, &dy, None, false)
@@ -100,14 +119,23 @@ fn conv_row(dev: &Device, name: &str, g: ConvGeom, n: usize, h: usize, transpose
     let (out, secs) = run(dev);
     let err = dev.is_cuda().then(|| rel_err(&out, &run(&Device::Cpu).0));
     // MACs: conv per output pixel, convT per input pixel (SPEC.md §8's true count).
-    let pixels = if transposed { xs.numel() / g.cin } else { ys.numel() / g.cout };
+    let pixels = if transposed {
+        xs.numel() / g.cin
+    } else {
+        ys.numel() / g.cout
+    };
     let flop = 2.0 * (pixels * g.cin * g.cout * g.k * g.k) as f64;
     let w = match which {
         Which::Fwd => "fwd",
         Which::Dgrad => "dgrad",
         Which::Wgrad => "wgrad",
     };
-    Row { name: format!("{name} {w} v1"), err, secs, work: (flop, "TFLOP/s") }
+    Row {
+        name: format!("{name} {w} v1"),
+        err,
+        secs,
+        work: (flop, "TFLOP/s"),
+    }
 }
 
 fn bn_row(dev: &Device, c: usize, n: usize, h: usize, reps: usize) -> Row {
@@ -124,7 +152,10 @@ fn bn_row(dev: &Device, c: usize, n: usize, h: usize, reps: usize) -> Row {
     let run = |d: &Device| -> (Vec<f32>, f64) {
         let (x, dy, params) = (d.upload_tensor(s, &xv), d.upload_tensor(s, &gv), d.upload(&pv));
         let mut bufs = d.upload(&[vec![0.0; c], vec![1.0; c]].concat());
-        let mut saved = BnSaved { mean: d.zeros(c), invstd: d.zeros(c) };
+        let mut saved = BnSaved {
+            mean: d.zeros(c),
+            invstd: d.zeros(c),
+        };
         let (mut y, mut dx) = (d.zeros_tensor(s), d.zeros_tensor(s));
         let r = if d.is_cuda() { reps } else { reps.min(3) };
         let secs = time(d, r, || {
@@ -137,14 +168,25 @@ fn bn_row(dev: &Device, c: usize, n: usize, h: usize, reps: usize) -> Row {
     let err = dev.is_cuda().then(|| rel_err(&out, &run(&Device::Cpu).0));
     // Forward reads x twice (stats, normalise) and writes y; backward reads x and dy twice, writes dx.
     let bytes = 4.0 * s.numel() as f64 * 8.0;
-    Row { name: format!("batchnorm fwd+bwd {c}ch {n}x{h}² v1"), err, secs, work: (bytes, "GB/s") }
+    Row {
+        name: format!("batchnorm fwd+bwd {c}ch {n}x{h}² v1"),
+        err,
+        secs,
+        work: (bytes, "GB/s"),
+    }
 }
 
 fn adam_row(dev: &Device, len: usize, reps: usize) -> Row {
     let (pv, gv) = (values(len, 7), values(len, 8));
     let run = |d: &Device| -> (Vec<f32>, f64) {
         let (mut p, g, mut m, mut v) = (d.upload(&pv), d.upload(&gv), d.zeros(len), d.zeros(len));
-        let s = AdamStep { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, step: 1 };
+        let s = AdamStep {
+            lr: 2e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+            eps: 1e-8,
+            step: 1,
+        };
         // The check compares one update from the same state; the timing repeats it.
         adam_update(d, &s, &mut p, &g, &mut m, &mut v);
         let out = d.download(&p);
@@ -154,24 +196,82 @@ fn adam_row(dev: &Device, len: usize, reps: usize) -> Row {
     };
     let (out, secs) = run(dev);
     let err = dev.is_cuda().then(|| rel_err(&out, &run(&Device::Cpu).0));
-    Row { name: format!("adam fused, {len} params v1"), err, secs, work: (28.0 * len as f64, "GB/s") }
+    Row {
+        name: format!("adam fused, {len} params v1"),
+        err,
+        secs,
+        work: (28.0 * len as f64, "GB/s"),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let get = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let dev = Device::parse(&get("--device").unwrap_or_else(|| "cpu".into()))?;
     let n: usize = get("--batch").map_or(1, |s| s.parse().unwrap());
     let reps: usize = get("--reps").map_or(20, |s| s.parse().unwrap());
-    println!("device: {}; batch {n}; ceilings (H200): ~60 TFLOP/s fp32 SIMT, ~4.8 TB/s HBM", dev.describe());
+    println!(
+        "device: {}; batch {n}; ceilings (H200): ~60 TFLOP/s fp32 SIMT, ~4.8 TB/s HBM",
+        dev.describe()
+    );
     let g = |cin, cout, stride| ConvGeom::new(cin, cout, 4, stride, 1);
     let mut rows = vec![];
     for which in [Which::Fwd, Which::Dgrad, Which::Wgrad] {
-        rows.push(conv_row(&dev, "e2 conv 64→128 @128²", g(64, 128, 2), n, 128, false, which, reps));
-        rows.push(conv_row(&dev, "D C4 conv 256→512 s1 @32²", g(256, 512, 1), n, 32, false, which, reps));
-        rows.push(conv_row(&dev, "e6 conv 512→512 @8²", g(512, 512, 2), n, 8, false, which, reps));
-        rows.push(conv_row(&dev, "d3 convT 512→128 @32²", g(512, 128, 2), n, 32, true, which, reps));
-        rows.push(conv_row(&dev, "d7 convT 1024→512 @2²", g(1024, 512, 2), n, 2, true, which, reps));
+        rows.push(conv_row(
+            &dev,
+            "e2 conv 64→128 @128²",
+            g(64, 128, 2),
+            n,
+            128,
+            false,
+            which,
+            reps,
+        ));
+        rows.push(conv_row(
+            &dev,
+            "D C4 conv 256→512 s1 @32²",
+            g(256, 512, 1),
+            n,
+            32,
+            false,
+            which,
+            reps,
+        ));
+        rows.push(conv_row(
+            &dev,
+            "e6 conv 512→512 @8²",
+            g(512, 512, 2),
+            n,
+            8,
+            false,
+            which,
+            reps,
+        ));
+        rows.push(conv_row(
+            &dev,
+            "d3 convT 512→128 @32²",
+            g(512, 128, 2),
+            n,
+            32,
+            true,
+            which,
+            reps,
+        ));
+        rows.push(conv_row(
+            &dev,
+            "d7 convT 1024→512 @2²",
+            g(1024, 512, 2),
+            n,
+            2,
+            true,
+            which,
+            reps,
+        ));
     }
     rows.push(bn_row(&dev, 128, n, 64, reps));
     rows.push(bn_row(&dev, 512, n, 16, reps));
@@ -180,7 +280,14 @@ fn main() -> anyhow::Result<()> {
     for r in &rows {
         let err = r.err.map_or("-".into(), |e| format!("{e:.1e}"));
         let rate = r.work.0 / r.secs / if r.work.1 == "TFLOP/s" { 1e12 } else { 1e9 };
-        println!("{:<40} {:>10} {:>12.4} {:>9.2} {}", r.name, err, r.secs * 1e3, rate, r.work.1);
+        println!(
+            "{:<40} {:>10} {:>12.4} {:>9.2} {}",
+            r.name,
+            err,
+            r.secs * 1e3,
+            rate,
+            r.work.1
+        );
     }
     Ok(())
 }
