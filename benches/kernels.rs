@@ -64,6 +64,7 @@ enum Which {
 }
 
 /// One conv (or convT) pass at a real layer shape, on `dev` and (for the check) on the CPU.
+#[allow(clippy::too_many_arguments)]
 fn conv_row(
     dev: &Device,
     name: &str,

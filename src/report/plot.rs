@@ -28,25 +28,34 @@ pub struct LossLog {
     pub skipped: usize,
 }
 
-/// Reads `loss_log.csv` by column name, so added or reordered columns do not matter.
-pub fn read_loss_log(csv_path: &Path) -> Result<LossLog> {
+/// A CSV reader (rows may be cut short: a crash or a concurrent append) and its header.
+fn open_csv(path: &Path) -> Result<(csv::Reader<std::fs::File>, csv::StringRecord)> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_path(csv_path)
-        .with_context(|| format!("opening {}", csv_path.display()))?;
+        .from_path(path)
+        .with_context(|| format!("opening {}", path.display()))?;
     let headers = rdr
         .headers()
-        .with_context(|| format!("reading the header of {}", csv_path.display()))?
+        .with_context(|| format!("reading the header of {}", path.display()))?
         .clone();
-    let col = |name: &str| {
-        headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            anyhow!(
-                "{} has no column {name} (header: {})",
-                csv_path.display(),
-                headers.iter().collect::<Vec<_>>().join(",")
-            )
-        })
-    };
+    Ok((rdr, headers))
+}
+
+/// The index of column `name`, or an error naming the file and its header.
+fn column(headers: &csv::StringRecord, name: &str, path: &Path) -> Result<usize> {
+    headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
+        anyhow!(
+            "{} has no column {name} (header: {})",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(",")
+        )
+    })
+}
+
+/// Reads `loss_log.csv` by column name, so added or reordered columns do not matter.
+pub fn read_loss_log(csv_path: &Path) -> Result<LossLog> {
+    let (mut rdr, headers) = open_csv(csv_path)?;
+    let col = |name: &str| column(&headers, name, csv_path);
     let x_col = col("images")?;
     let y_cols = [col(LOSSES[0])?, col(LOSSES[1])?, col(LOSSES[2])?, col(LOSSES[3])?];
     let mut log = LossLog {
@@ -222,20 +231,8 @@ where
 /// Plots columns of a CSV against `x_col`, one panel per column, points joined by lines (the
 /// validation curves of the study's Fig. 10). Rows that do not parse are skipped.
 pub fn plot_columns(csv_path: &Path, x_col: &str, cols: &[&str], png: &Path, title: &str) -> Result<()> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(csv_path)
-        .with_context(|| format!("opening {}", csv_path.display()))?;
-    let headers = rdr
-        .headers()
-        .with_context(|| format!("reading {}", csv_path.display()))?
-        .clone();
-    let find = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| anyhow!("{} has no column {name}", csv_path.display()))
-    };
+    let (mut rdr, headers) = open_csv(csv_path)?;
+    let find = |name: &str| column(&headers, name, csv_path);
     let xi = find(x_col)?;
     let yi: Vec<usize> = cols.iter().map(|c| find(c)).collect::<Result<_>>()?;
     let mut series: Vec<Vec<(f64, f64)>> = vec![vec![]; cols.len()];
