@@ -13,7 +13,7 @@ use super::im2col::{add_bias, bias_grad_add, col2im_add, im2col, with_col, Patch
 use crate::device::cpu::sgemm;
 use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
-use crate::tensor::{Span, Storage, Tensor};
+use crate::tensor::{Shape, Span, Storage, Tensor};
 use cudarc::driver::{CudaView, CudaViewMut};
 
 /// Geometry of one conv or transposed conv. For a transposed conv `cin`/`cout` are its own input and
@@ -47,6 +47,27 @@ impl ConvGeom {
     pub fn convt_out(&self, len: usize) -> usize {
         (len - 1) * self.stride + self.k + self.output_padding - 2 * self.pad
     }
+    /// The CPU patch matrix for this layer with input shape `x` and output shape `y`: conv's
+    /// patches are windows of x on y's grid; a transposed conv swaps the roles (windows of y on
+    /// x's grid), which is why one im2col/col2im pair serves both.
+    fn patches(&self, transposed: bool, x: Shape, y: Shape) -> Patches {
+        let (c, image, grid) = if transposed {
+            (self.cout, y, x)
+        } else {
+            (self.cin, x, y)
+        };
+        Patches {
+            c,
+            h: image.h,
+            w: image.w,
+            k: self.k,
+            s: self.stride,
+            p: self.pad,
+            ho: grid.h,
+            wo: grid.w,
+        }
+    }
+
     pub fn weight_len(&self) -> usize {
         self.cin * self.cout * self.k * self.k
     }
@@ -86,16 +107,7 @@ pub fn conv2d_forward(dev: &Device, g: &ConvGeom, params: &Storage, p: &ConvPara
     check_conv_shapes(g, x, y, false);
     match dev {
         Device::Cpu => {
-            let pt = Patches {
-                c: g.cin,
-                h: x.shape.h,
-                w: x.shape.w,
-                k: g.k,
-                s: g.stride,
-                p: g.pad,
-                ho: y.shape.h,
-                wo: y.shape.w,
-            };
+            let pt = g.patches(false, x.shape, y.shape);
             let w = &params.cpu()[p.weight.range()];
             let (xs, ys) = (x.shape.chw(), y.shape.chw());
             let (x, yv) = (x.cpu(), y.data.cpu_mut());
@@ -147,16 +159,7 @@ pub fn conv2d_backward(
     }
     match dev {
         Device::Cpu => {
-            let pt = Patches {
-                c: g.cin,
-                h: x.shape.h,
-                w: x.shape.w,
-                k: g.k,
-                s: g.stride,
-                p: g.pad,
-                ho: dy.shape.h,
-                wo: dy.shape.w,
-            };
+            let pt = g.patches(false, x.shape, dy.shape);
             let (xs, ys) = (x.shape.chw(), dy.shape.chw());
             let (xv, dyv) = (x.cpu(), dy.cpu());
             if let Some(grads) = grads {
@@ -234,16 +237,7 @@ pub fn conv_transpose2d_forward(
     match dev {
         Device::Cpu => {
             // The output plays the role of conv's input: patches of y line up with pixels of x.
-            let pt = Patches {
-                c: g.cout,
-                h: y.shape.h,
-                w: y.shape.w,
-                k: g.k,
-                s: g.stride,
-                p: g.pad,
-                ho: x.shape.h,
-                wo: x.shape.w,
-            };
+            let pt = g.patches(true, x.shape, y.shape);
             let w = &params.cpu()[p.weight.range()];
             let (xs, ys) = (x.shape.chw(), y.shape.chw());
             let (xv, yv) = (x.cpu(), y.data.cpu_mut());
@@ -295,16 +289,7 @@ pub fn conv_transpose2d_backward(
     }
     match dev {
         Device::Cpu => {
-            let pt = Patches {
-                c: g.cout,
-                h: dy.shape.h,
-                w: dy.shape.w,
-                k: g.k,
-                s: g.stride,
-                p: g.pad,
-                ho: x.shape.h,
-                wo: x.shape.w,
-            };
+            let pt = g.patches(true, x.shape, dy.shape);
             let (xs, ys) = (x.shape.chw(), dy.shape.chw());
             let (xv, dyv) = (x.cpu(), dy.cpu());
             let w = &params.cpu()[p.weight.range()];
@@ -682,7 +667,7 @@ fn cuda_conv2d_backward(
 
 /// The convolution whose data gradient is this transposed conv: conv x = convT output (cout_T
 /// channels at the large size), conv y = convT input (cin_T channels), conv W[cout=cin_T, cin=cout_T].
-fn transposed_problem(g: &ConvGeom, x: &Tensor, y_shape: crate::tensor::Shape) -> ConvProblem {
+fn transposed_problem(g: &ConvGeom, x: &Tensor, y_shape: Shape) -> ConvProblem {
     ConvProblem {
         n: x.shape.n,
         cin: g.cout,
