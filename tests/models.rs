@@ -12,6 +12,20 @@ use pix2pix::tensor::{Shape, Storage};
 
 const CPU: Device = Device::Cpu;
 
+/// The basic (70×70) PatchGAN for pix2pix: 6 input channels, 3 layers.
+fn basic_d(ndf: usize, seed: u64) -> PatchGan {
+    PatchGan::new(
+        PatchGanConfig {
+            input_nc: 6,
+            ndf,
+            n_layers: 3,
+        },
+        &CPU,
+        seed,
+    )
+    .unwrap()
+}
+
 fn unet(name: &str) -> UnetGenerator {
     UnetGenerator::new(UnetConfig::named(name, 64, true).unwrap(), &CPU, 0).unwrap()
 }
@@ -27,16 +41,7 @@ fn parameter_counts_match_the_reference() {
     assert_eq!(params, 16 + 1 + 2 * 13, "learnable tensors");
     drop(g);
     assert_eq!(unet("unet_128").params.num_params(), 41_828_995);
-    let d = PatchGan::new(
-        PatchGanConfig {
-            input_nc: 6,
-            ndf: 64,
-            n_layers: 3,
-        },
-        &CPU,
-        0,
-    )
-    .unwrap();
+    let d = basic_d(64, 0);
     assert_eq!(d.params.num_params(), 2_768_705);
     assert_eq!(d.params.entries.len(), 22);
 }
@@ -69,16 +74,7 @@ fn tensor_names_follow_the_state_dict() {
         g.params.entry("model.model.0.bias").is_none(),
         "e1 has no bias with BatchNorm"
     );
-    let d = PatchGan::new(
-        PatchGanConfig {
-            input_nc: 6,
-            ndf: 64,
-            n_layers: 3,
-        },
-        &CPU,
-        0,
-    )
-    .unwrap();
+    let d = basic_d(64, 0);
     let names: Vec<&str> = d
         .params
         .entries
@@ -169,16 +165,7 @@ fn tiny_unet_backward_matches_finite_differences() {
 
 #[test]
 fn tiny_patchgan_backward_matches_finite_differences() {
-    let mut d = PatchGan::new(
-        PatchGanConfig {
-            input_nc: 6,
-            ndf: 4,
-            n_layers: 3,
-        },
-        &CPU,
-        80,
-    )
-    .unwrap();
+    let mut d = basic_d(4, 80);
     let mut r = rng(80);
     let xs = Shape::new(2, 6, 32, 32);
     let mut xv = random_vec(&mut r, xs.numel(), 0.0);
