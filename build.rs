@@ -7,6 +7,11 @@
 //! - Without nvcc the build warns and embeds an empty table (the binary then runs on the CPU only).
 //! - `PIX2PIX_REQUIRE_CUDA=1` turns a missing nvcc or a compile error into a build failure.
 //!
+//! The emulated CUDA device (src/device/emu/): the same kernels/*.cu compiled for the host with the C++
+//! compiler (`$CXX`, else g++) under src/device/emu/cuda_host.h and linked with the emulated driver into
+//! a libcuda.so of our own, embedded in the binary: `plain`, and where the compiler has the runtimes,
+//! `memcheck` (AddressSanitizer) and `racecheck` (ThreadSanitizer) builds. `PIX2PIX_EMU=0` skips them.
+//!
 //! No `--use_fast_math`, and `-fmad=false`: the kernels are compared against the fp32 CPU reference
 //! (which never contracts a*b+c), so plain expressions round as on the CPU; hot loops use fmaf().
 
@@ -19,11 +24,19 @@ use std::process::Command;
 const DEFAULT_ARCHS: [u32; 6] = [70, 75, 80, 86, 89, 90];
 
 fn main() {
-    for var in ["NVCC", "CUDA_HOME", "PIX2PIX_CUDA_ARCHS", "PIX2PIX_REQUIRE_CUDA"] {
+    for var in [
+        "NVCC",
+        "CUDA_HOME",
+        "PIX2PIX_CUDA_ARCHS",
+        "PIX2PIX_REQUIRE_CUDA",
+        "CXX",
+        "PIX2PIX_EMU",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/device/emu");
 
     let require = env::var("PIX2PIX_REQUIRE_CUDA").map(|v| v == "1").unwrap_or(false);
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
@@ -69,7 +82,226 @@ fn main() {
     writeln!(src, "pub const NVCC_PATH: &str = {nvcc_path:?};").unwrap();
     writeln!(src, "/// Whether the build ran with PIX2PIX_REQUIRE_CUDA=1.").unwrap();
     writeln!(src, "pub const REQUIRED: bool = {require};").unwrap();
+
+    let emu = if env::var("PIX2PIX_EMU").is_ok_and(|v| v == "0") {
+        Err("PIX2PIX_EMU=0".to_string())
+    } else {
+        build_emu(&kernels_dir, &manifest.join("src/device/emu"), &out_dir)
+    };
+    let emu = match emu {
+        Ok(e) => e,
+        Err(msg) => {
+            if require {
+                panic!("PIX2PIX_REQUIRE_CUDA=1 but the emulated CUDA device could not be built:\n{msg}");
+            }
+            for line in msg.lines().take(20) {
+                println!("cargo:warning={line}");
+            }
+            println!("cargo:warning=building without the emulated CUDA device (cuda-emu)");
+            Emu::default()
+        }
+    };
+    src.push_str("/// The emulated driver builds (libcuda.so of our own): (mode, library bytes).\n");
+    src.push_str("pub static EMU_LIBS: &[(&str, &[u8])] = &[\n");
+    for (mode, path) in &emu.libs {
+        writeln!(src, "    ({mode:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
+    }
+    src.push_str("];\n");
+    writeln!(
+        src,
+        "/// Sanitizer runtimes to preload for the memcheck / racecheck builds (empty if none)."
+    )
+    .unwrap();
+    writeln!(src, "pub const EMU_ASAN_RUNTIME: &str = {:?};", emu.asan_runtime).unwrap();
+    writeln!(src, "pub const EMU_TSAN_RUNTIME: &str = {:?};", emu.tsan_runtime).unwrap();
+    writeln!(
+        src,
+        "/// The host compile of a kernel (for tests that build scratch kernels the same way)."
+    )
+    .unwrap();
+    writeln!(src, "pub const EMU_CXX: &str = {:?};", emu.cxx).unwrap();
+    writeln!(src, "pub const EMU_CXXFLAGS: &[&str] = &{:?};", emu.flags).unwrap();
     fs::write(out_dir.join("kernels.rs"), src).unwrap();
+}
+
+#[derive(Default)]
+struct Emu {
+    libs: Vec<(&'static str, PathBuf)>,
+    asan_runtime: String,
+    tsan_runtime: String,
+    cxx: String,
+    flags: Vec<String>,
+}
+
+/// The `KERNEL` entry points of a .cu source, in order (`KERNEL void [__launch_bounds__(..)] name(`).
+fn kernel_names(src: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = src;
+    while let Some(i) = rest.find("KERNEL") {
+        rest = &rest[i + 6..];
+        let Some(after) = rest.trim_start().strip_prefix("void") else {
+            continue;
+        };
+        let mut head = after.trim_start();
+        if let Some(lb) = head.strip_prefix("__launch_bounds__") {
+            head = lb.split_once(')').map(|x| x.1).unwrap_or("").trim_start();
+        }
+        let name: String = head.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if !name.is_empty() {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// A runtime library the compiler knows (`-print-file-name`), or None.
+fn compiler_lib(cxx: &str, lib: &str) -> Option<String> {
+    let o = Command::new(cxx).arg(format!("-print-file-name={lib}")).output().ok()?;
+    let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    Path::new(&p)
+        .is_absolute()
+        .then_some(p)
+        .filter(|p| Path::new(p).exists())
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let o = cmd.output().map_err(|e| format!("could not run {cmd:?}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    }
+}
+
+fn build_emu(kernels_dir: &Path, emu_dir: &Path, out_dir: &Path) -> Result<Emu, String> {
+    if !cfg!(target_arch = "x86_64") || !cfg!(target_os = "linux") {
+        return Err("the emulated CUDA device is built for x86-64 Linux only".into());
+    }
+    let cxx = env::var("CXX").unwrap_or_else(|_| "g++".into());
+    let dir = out_dir.join("emu");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // One registration file per family: the .cu itself, then its KERNELs by name.
+    let mut units = Vec::new();
+    let mut sources: Vec<PathBuf> = fs::read_dir(kernels_dir)
+        .map_err(|e| format!("cannot read {}: {e}", kernels_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .collect();
+    sources.sort();
+    for cu in &sources {
+        let family = cu.file_stem().unwrap().to_string_lossy().to_string();
+        let text = fs::read_to_string(cu).map_err(|e| format!("cannot read {}: {e}", cu.display()))?;
+        let mut reg = format!("#include {:?}\n#include \"emu_register.h\"\n", cu.display().to_string());
+        for name in kernel_names(&text) {
+            writeln!(reg, "EMU_KERNEL({family:?}, {name})").unwrap();
+        }
+        let path = dir.join(format!("kernels_{family}.cpp"));
+        fs::write(&path, reg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        units.push((path, true));
+    }
+    units.push((emu_dir.join("scheduler.cpp"), false));
+    units.push((emu_dir.join("driver.cpp"), false));
+
+    let fma = fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.split_whitespace().any(|w| w == "fma"));
+    let mut flags: Vec<String> = [
+        "-std=c++20",
+        "-O2",
+        "-fPIC",
+        "-ffp-contract=off",
+        "-fno-strict-aliasing",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    flags.extend(["-fvisibility=hidden", "-w"].map(String::from));
+    if fma {
+        flags.push("-mfma".into());
+    }
+    flags.push(format!("-I{}", emu_dir.display()));
+    flags.push(format!("-I{}", kernels_dir.display()));
+    let kernel_flags = vec!["-include".to_string(), "cuda_host.h".to_string()];
+
+    let asan = compiler_lib(&cxx, "libasan.so");
+    let tsan = compiler_lib(&cxx, "libtsan.so");
+    let mut variants: Vec<(&'static str, Vec<&str>, Vec<&str>)> = vec![("plain", vec![], vec![])];
+    if asan.is_some() {
+        let defs = vec!["-DEMU_ASAN", "-DEMU_SHARED_STATIC", "-g1"];
+        variants.push(("memcheck", defs, vec!["-fsanitize=address", "-fno-omit-frame-pointer"]));
+    }
+    if tsan.is_some() {
+        let defs = vec!["-DEMU_TSAN", "-DEMU_SHARED_STATIC", "-g1"];
+        variants.push(("racecheck", defs, vec!["-fsanitize=thread"]));
+    }
+
+    // Compile every (variant, unit) on a few threads, then link each variant.
+    let mut jobs = Vec::new();
+    for (vi, (mode, defs, san)) in variants.iter().enumerate() {
+        for (ui, (src, is_kernel)) in units.iter().enumerate() {
+            let obj = dir.join(format!("{mode}-{ui}.o"));
+            let mut cmd = Command::new(&cxx);
+            cmd.args(&flags).args(defs);
+            if *is_kernel {
+                cmd.args(&kernel_flags).args(san);
+            }
+            cmd.arg("-c").arg(src).arg("-o").arg(&obj);
+            jobs.push((vi, cmd, obj));
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::<String>::new());
+    let jobs = std::sync::Mutex::new(jobs.into_iter().map(Some).collect::<Vec<_>>());
+    let n_jobs = jobs.lock().unwrap().len();
+    let mut objs: Vec<Vec<PathBuf>> = vec![Vec::new(); variants.len()];
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n_jobs {
+                    break;
+                }
+                let (vi, mut cmd, obj) = jobs.lock().unwrap()[i].take().unwrap();
+                match run(&mut cmd) {
+                    Ok(()) => done.lock().unwrap().push((vi, obj)),
+                    Err(e) => errors.lock().unwrap().push(e),
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap();
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    for (vi, obj) in done.into_inner().unwrap() {
+        objs[vi].push(obj);
+    }
+    let mut libs = Vec::new();
+    for (vi, (mode, _, san)) in variants.iter().enumerate() {
+        let lib = dir.join(format!("libcuda-{mode}.so"));
+        let mut cmd = Command::new(&cxx);
+        cmd.args(["-shared", "-Wl,-soname,libcuda.so", "-o"]).arg(&lib);
+        objs[vi].sort();
+        cmd.args(&objs[vi]).args(san).args(["-ldl", "-lpthread"]);
+        run(&mut cmd)?;
+        libs.push((*mode, lib));
+    }
+    let mut test_flags = flags.clone();
+    test_flags.extend(kernel_flags);
+    Ok(Emu {
+        libs,
+        asan_runtime: asan.unwrap_or_default(),
+        tsan_runtime: tsan.unwrap_or_default(),
+        cxx,
+        flags: test_flags,
+    })
 }
 
 type Entries = Vec<(u32, String, PathBuf)>;

@@ -65,6 +65,8 @@ fn options_text(m: &clap::ArgMatches) -> String {
 }
 
 fn main() -> Result<()> {
+    // `--device cuda-emu:memcheck|racecheck` restarts the program with the sanitizer runtime first.
+    pix2pix::device::emu::reexec_for_sanitizer()?;
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
     match &cli.command {

@@ -3,8 +3,10 @@
 //! NaN before each call, so an element a kernel forgets to write fails the test. The relative error
 //! ‖gpu − cpu‖/‖cpu‖ is printed for every comparison (run with --nocapture to see them).
 //!
-//! Without a usable GPU (no driver, no device, or a build without kernels) each test prints
-//! "skipped: <reason>" and passes. `embedded_ptx` checks the build itself and needs no GPU.
+//! They run on the real GPU when a CUDA driver is installed and otherwise on the emulated CUDA
+//! device (`cuda-emu`: the same kernels, launchers and driver calls, on the CPU); PIX2PIX_TEST_DEVICE
+//! picks one (e.g. `cuda-emu:memcheck`). A test skips, printing why, only when its device cannot
+//! be had and the build did not require CUDA. `embedded_ptx` checks the build itself.
 //!
 //! Tolerances: 1e-5 unless noted. Elementwise ops, Adam and the dropout mask are bit-for-bit
 //! identical by construction (-fmad=false, same expressions), so they are held to 0 or to a few
@@ -15,7 +17,7 @@ mod common;
 
 use common::{rel_err, rng};
 use pix2pix::device::cuda::embedded;
-use pix2pix::device::{CudaBackend, Device};
+use pix2pix::device::Device;
 use pix2pix::ops::activation::{activation_backward, activation_forward, dropout_forward, mul, Act};
 use pix2pix::ops::adam::{adam_update, AdamStep};
 use pix2pix::ops::conv::{
@@ -28,22 +30,9 @@ use pix2pix::tensor::{Shape, Span, Storage, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// The CUDA device, or None after printing why the test is skipped. With PIX2PIX_REQUIRE_GPU set
-/// (on a GPU machine) a missing or unusable GPU fails instead, so a broken setup cannot pass.
+/// The CUDA device under test (a real GPU, else the emulated one; see common::cuda_device).
 fn gpu() -> Option<Device> {
-    match CudaBackend::new(0) {
-        Ok(c) => {
-            println!("device: {}", c.describe());
-            Some(Device::Cuda(c))
-        }
-        Err(e) => {
-            if std::env::var_os("PIX2PIX_REQUIRE_GPU").is_some() {
-                panic!("PIX2PIX_REQUIRE_GPU is set but no GPU is usable: {e:#}");
-            }
-            println!("skipped: {e:#}");
-            None
-        }
-    }
+    common::cuda_device()
 }
 
 macro_rules! gpu_or_skip {

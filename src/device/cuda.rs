@@ -38,12 +38,17 @@ pub struct CudaBackend {
     name: String,
     /// Compute capability ×10 (e.g. 90).
     pub cc: u32,
+    /// Whether the driver is the emulated one (device/emu): launches run on the CPU, and no time
+    /// measured here is a GPU figure.
+    pub emulated: bool,
     /// The embedded PTX architecture loaded (e.g. 90).
     pub ptx_arch: u32,
     /// CUDA version the driver supports, as cuDriverGetVersion reports it (e.g. 13000).
     pub driver_version: i32,
     pub sm_count: u32,
     modules: HashMap<&'static str, Arc<CudaModule>>,
+    /// Parameter count of every `.entry` of the loaded PTX, by kernel name (checked at each launch).
+    arity: HashMap<String, usize>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
     /// f32 workspace shared by kernels that need scratch (split-K partial sums). It grows to the
     /// largest size asked for and is then reused, so the steady state allocates nothing. The
@@ -150,7 +155,9 @@ impl CudaBackend {
         };
 
         let mut modules = HashMap::new();
+        let mut arity = HashMap::new();
         for &(arch, family, ptx) in embedded::PTX_TABLE.iter().filter(|e| e.0 == ptx_arch) {
+            arity.extend(ptx_entries(ptx));
             let m = ctx.load_module(Ptx::from_src(ptx)).map_err(|e| {
                 let base = format!("loading the {family} kernels (PTX sm_{arch}) on {name}");
                 match e.0 {
@@ -182,10 +189,12 @@ impl CudaBackend {
             stream,
             name,
             cc,
+            emulated: super::emu::active().is_some(),
             ptx_arch,
             driver_version,
             sm_count,
             modules,
+            arity,
             functions: Mutex::new(HashMap::new()),
             workspace: Mutex::new(workspace),
             scratch64: Mutex::new(scratch64),
@@ -204,6 +213,16 @@ impl CudaBackend {
             cuda_version_str(self.driver_version),
             self.ptx_arch
         )
+    }
+
+    /// Panics unless the PTX's `.entry name` takes exactly `nargs` parameters: a launch with the
+    /// wrong argument count would read garbage on a GPU.
+    pub fn check_arity(&self, family: &str, name: &str, nargs: usize) {
+        match self.arity.get(name) {
+            Some(&n) if n == nargs => {}
+            Some(&n) => panic!("launching {name} ({family}.cu) with {nargs} arguments; the kernel takes {n}"),
+            None => panic!("kernel {name} is not an .entry of the embedded PTX ({family}.cu)"),
+        }
     }
 
     /// The kernel `name` of kernels/`family`.cu, loaded once and cached.
@@ -382,14 +401,39 @@ impl CudaBackend {
     }
 }
 
-/// The driver's name and description of an error ("CUDA_ERROR_OUT_OF_MEMORY: out of memory").
+/// The driver's name and description of an error ("CUDA_ERROR_OUT_OF_MEMORY: out of memory"),
+/// with the emulated driver's detail when it has one.
 pub fn err_str(e: DriverError) -> String {
     let name = e.error_name().ok().map(|s| s.to_string_lossy().into_owned());
     let desc = e.error_string().ok().map(|s| s.to_string_lossy().into_owned());
-    match (name, desc) {
+    let base = match (name, desc) {
         (Some(n), Some(d)) => format!("{n}: {d}"),
         _ => format!("{:?}", e.0),
+    };
+    match super::emu::last_error() {
+        Some(detail) => format!("{base} (cuda-emu: {detail})"),
+        None => base,
     }
+}
+
+/// The `.entry` names of a PTX module and their parameter counts.
+pub fn ptx_entries(ptx: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let mut rest = ptx;
+    while let Some(i) = rest.find(".entry") {
+        rest = &rest[i + 6..];
+        let name: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+            .collect();
+        let params = match (rest.find('('), rest.find(')'), rest.find('{')) {
+            (Some(o), Some(c), b) if b.is_none_or(|b| o < b) => rest[o..c].matches(".param").count(),
+            _ => 0,
+        };
+        out.push((name, params));
+    }
+    out
 }
 
 /// Launches `kernel` of kernels/`family`.cu on the backend's stream:
@@ -403,6 +447,7 @@ macro_rules! launch {
         #[allow(unused_imports)]
         use cudarc::driver::PushKernelArg as _;
         let backend: &$crate::device::cuda::CudaBackend = $c;
+        backend.check_arity($family, $kernel, 0usize $(+ { stringify!($arg); 1 })*);
         let func = backend.func($family, $kernel);
         let mut builder = backend.stream.launch_builder(&func);
         $( builder.arg($arg); )*

@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod emu;
 
 use crate::tensor::{Shape, Storage, Tensor};
 use anyhow::{bail, Result};
@@ -17,9 +18,18 @@ pub enum Device {
 }
 
 impl Device {
-    /// `auto | cpu | cuda | cuda:N`. `auto` takes GPU 0 when it can and otherwise falls back to
-    /// the CPU, printing one line that says why; `cuda` fails with that reason instead.
+    /// `auto | cpu | cuda | cuda:N | cuda-emu[:memcheck|:racecheck]`. `auto` takes GPU 0 when it
+    /// can and otherwise falls back to the CPU, printing one line that says why; `cuda` fails with
+    /// that reason instead. `cuda-emu` is the emulated CUDA device (device/emu): our kernels run on
+    /// the CPU through the same driver calls, for testing without a GPU.
     pub fn parse(spec: &str) -> Result<Device> {
+        if let Some(mode) = emu::Mode::from_device(spec) {
+            emu::activate(mode)?;
+            return Ok(Device::Cuda(CudaBackend::new(0)?));
+        }
+        if spec.starts_with("cuda-emu") {
+            bail!("unknown emulated device {spec:?}: expected cuda-emu, cuda-emu:memcheck or cuda-emu:racecheck");
+        }
         match spec {
             "cpu" => Ok(Device::Cpu),
             "auto" => match CudaBackend::new(0) {
@@ -36,7 +46,7 @@ impl Device {
                     .map_err(|_| anyhow::anyhow!("bad device {s:?}: expected cuda:N with N a GPU index"))?;
                 Ok(Device::Cuda(CudaBackend::new(n)?))
             }
-            _ => bail!("unknown device {spec:?}: expected auto, cpu, cuda or cuda:N"),
+            _ => bail!("unknown device {spec:?}: expected auto, cpu, cuda, cuda:N or cuda-emu"),
         }
     }
 

@@ -94,3 +94,36 @@ pub fn sample_indices(r: &mut ChaCha8Rng, len: usize, n: usize) -> Vec<usize> {
 pub fn dot(w: &[f32], y: &[f32]) -> f64 {
     w.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum()
 }
+
+/// The CUDA device the GPU tests run on, the same test bodies for every device:
+/// `PIX2PIX_TEST_DEVICE` when set (`cuda`, `cuda:N`, `cuda-emu`, `cuda-emu:memcheck`, ...); else the
+/// real GPU when a CUDA driver is installed; else the emulated CUDA device (device/emu). None (the
+/// test prints why and passes) only when that device cannot be had and nothing requires it: a
+/// build with PIX2PIX_REQUIRE_CUDA=1 (CI) or PIX2PIX_REQUIRE_GPU set fails instead.
+pub fn cuda_device() -> Option<Device> {
+    use pix2pix::device::cuda::embedded;
+    let spec = std::env::var("PIX2PIX_TEST_DEVICE").ok().unwrap_or_else(|| {
+        // SAFETY: only tries to dlopen libcuda and reports whether it could.
+        if unsafe { cudarc::driver::sys::is_culib_present() } {
+            "cuda".into()
+        } else {
+            "cuda-emu".into()
+        }
+    });
+    match Device::parse(&spec) {
+        Ok(d) => {
+            println!("device: {}", d.describe());
+            Some(d)
+        }
+        Err(e) => {
+            let required = std::env::var_os("PIX2PIX_REQUIRE_GPU").is_some()
+                || (embedded::REQUIRED && spec.starts_with("cuda-emu"))
+                || std::env::var_os("PIX2PIX_TEST_DEVICE").is_some();
+            if required {
+                panic!("device {spec} is required but unusable: {e:#}");
+            }
+            println!("skipped: {spec}: {e:#}");
+            None
+        }
+    }
+}
