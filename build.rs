@@ -121,6 +121,18 @@ fn main() {
     .unwrap();
     writeln!(src, "pub const EMU_CXX: &str = {:?};", emu.cxx).unwrap();
     writeln!(src, "pub const EMU_CXXFLAGS: &[&str] = &{:?};", emu.flags).unwrap();
+    writeln!(
+        src,
+        "/// The extra flags of each sanitizer build (mode, flags), for the same tests."
+    )
+    .unwrap();
+    let mode_flags: Vec<String> = emu.mode_flags.iter().map(|(m, f)| format!("({m:?}, &{f:?})")).collect();
+    writeln!(
+        src,
+        "pub const EMU_MODE_FLAGS: &[(&str, &[&str])] = &[{}];",
+        mode_flags.join(", ")
+    )
+    .unwrap();
     fs::write(out_dir.join("kernels.rs"), src).unwrap();
 }
 
@@ -131,6 +143,7 @@ struct Emu {
     tsan_runtime: String,
     cxx: String,
     flags: Vec<String>,
+    mode_flags: Vec<(&'static str, Vec<String>)>,
 }
 
 /// The `KERNEL` entry points of a .cu source, in order (`KERNEL void [__launch_bounds__(..)] name(`).
@@ -295,7 +308,12 @@ fn build_emu(kernels_dir: &Path, emu_dir: &Path, out_dir: &Path) -> Result<Emu, 
     }
     let mut test_flags = flags.clone();
     test_flags.extend(kernel_flags);
+    let mode_flags = variants
+        .iter()
+        .map(|(mode, defs, san)| (*mode, defs.iter().chain(san).map(|s| s.to_string()).collect()))
+        .collect();
     Ok(Emu {
+        mode_flags,
         libs,
         asan_runtime: asan.unwrap_or_default(),
         tsan_runtime: tsan.unwrap_or_default(),

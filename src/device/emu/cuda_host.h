@@ -64,30 +64,32 @@ inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
 #define __threadfence_block() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #define __trap() ::emu::trap(__FILE__, __LINE__)
 
+// The call site's file and line come in through default arguments (evaluated where called).
+#define EMU_SITE const char *file = __builtin_FILE(), int line = __builtin_LINE()
 template <class T>
-inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-    return ::emu::shfl(::emu::ShflKind::Idx, mask, v, src, width, __builtin_FILE(), __builtin_LINE());
-}
-template <class T>
-inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-    return ::emu::shfl(::emu::ShflKind::Xor, mask, v, lane_mask, width, __builtin_FILE(), __builtin_LINE());
+inline T __shfl_sync(unsigned mask, T v, int src, int width = 32, EMU_SITE) {
+    return ::emu::shfl(::emu::ShflKind::Idx, mask, v, src, width, file, line);
 }
 template <class T>
-inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    return ::emu::shfl(::emu::ShflKind::Down, mask, v, (int)delta, width, __builtin_FILE(), __builtin_LINE());
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32, EMU_SITE) {
+    return ::emu::shfl(::emu::ShflKind::Xor, mask, v, lane_mask, width, file, line);
 }
 template <class T>
-inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    return ::emu::shfl(::emu::ShflKind::Up, mask, v, (int)delta, width, __builtin_FILE(), __builtin_LINE());
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32, EMU_SITE) {
+    return ::emu::shfl(::emu::ShflKind::Down, mask, v, (int)delta, width, file, line);
 }
-inline unsigned __ballot_sync(unsigned mask, int pred) {
-    return ::emu::vote(::emu::VoteKind::Ballot, mask, pred, __builtin_FILE(), __builtin_LINE());
+template <class T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32, EMU_SITE) {
+    return ::emu::shfl(::emu::ShflKind::Up, mask, v, (int)delta, width, file, line);
 }
-inline int __any_sync(unsigned mask, int pred) {
-    return (int)::emu::vote(::emu::VoteKind::Any, mask, pred, __builtin_FILE(), __builtin_LINE());
+inline unsigned __ballot_sync(unsigned mask, int pred, EMU_SITE) {
+    return ::emu::vote(::emu::VoteKind::Ballot, mask, pred, file, line);
 }
-inline int __all_sync(unsigned mask, int pred) {
-    return (int)::emu::vote(::emu::VoteKind::All, mask, pred, __builtin_FILE(), __builtin_LINE());
+inline int __any_sync(unsigned mask, int pred, EMU_SITE) {
+    return (int)::emu::vote(::emu::VoteKind::Any, mask, pred, file, line);
+}
+inline int __all_sync(unsigned mask, int pred, EMU_SITE) {
+    return (int)::emu::vote(::emu::VoteKind::All, mask, pred, file, line);
 }
 inline unsigned __activemask() { return ::emu::activemask(); }
 

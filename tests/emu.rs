@@ -1,0 +1,509 @@
+//! Tests of the emulated CUDA device itself (device/emu): that it runs exactly the kernels the
+//! Rust code launches, that it refuses what a GPU refuses, and that the bugs it exists to catch are
+//! caught. Planted bugs are scratch copies of our kernels with one change, compiled here the way
+//! build.rs compiles the real ones and loaded over them (PIX2PIX_EMU_OVERRIDE) in a child process
+//! (a kernel fault is sticky for the process's context, as on a GPU, and the sanitizer builds need
+//! their runtime preloaded):
+//! - an out-of-bounds read  → memcheck (AddressSanitizer) reports a heap-buffer-overflow at its line;
+//! - a missing __syncthreads → racecheck (ThreadSanitizer) reports a data race in block_sum;
+//! - a wrong index          → the GPU-vs-CPU comparison fails;
+//! - threads of one block at different __syncthreads, a shuffle naming an exited lane → the
+//!   emulator's own checks report them, naming the kernel, block, thread and line.
+
+mod common;
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::Ptx;
+use pix2pix::device::cuda::{embedded, err_str, ptx_entries};
+use pix2pix::device::{emu, CudaBackend, Device};
+use pix2pix::tensor::Shape;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// The emulated device (plain), or None when this build has no emulator or no PTX.
+fn emu_backend() -> Option<Arc<CudaBackend>> {
+    match Device::parse(&child_device()) {
+        Ok(Device::Cuda(c)) => {
+            assert!(c.emulated, "{} is not the emulated device", c.describe());
+            Some(c)
+        }
+        Ok(Device::Cpu) => unreachable!(),
+        Err(e) => {
+            if embedded::REQUIRED {
+                panic!("the emulated CUDA device is required (PIX2PIX_REQUIRE_CUDA=1) but unusable: {e:#}");
+            }
+            println!("skipped: {e:#}");
+            None
+        }
+    }
+}
+
+/// The device a child process uses (its parent sets PIX2PIX_TEST_DEVICE), else plain cuda-emu.
+fn child_device() -> String {
+    std::env::var("PIX2PIX_TEST_DEVICE").unwrap_or_else(|_| "cuda-emu".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernel tables agree: the Rust launch sites, the PTX .entry names, the emulator's host builds.
+
+/// Every `"..."` literal in the Rust files under `dir`, and the (family, kernel) of every
+/// `launch!(c, "family", "kernel", ...)` whose kernel is a literal.
+fn rust_literals(dir: &Path, lits: &mut BTreeSet<String>, launches: &mut Vec<(String, String)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_literals(&p, lits, launches);
+            continue;
+        }
+        if p.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (i, part) in text.split('"').enumerate() {
+            if i % 2 == 1 && !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                lits.insert(part.to_string());
+            }
+        }
+        for site in text.split("launch!(").skip(1) {
+            let args: Vec<&str> = site.splitn(4, ',').map(str::trim).collect();
+            if args.len() == 4 && args[1].starts_with('"') && args[2].starts_with('"') {
+                launches.push((args[1].trim_matches('"').into(), args[2].trim_matches('"').into()));
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_tables_agree() {
+    assert!(
+        !embedded::PTX_TABLE.is_empty() || !embedded::REQUIRED,
+        "no PTX embedded"
+    );
+    let Some(_c) = emu_backend() else { return };
+    let arch = embedded::archs()[0];
+    let mut ptx: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for &(a, family, text) in embedded::PTX_TABLE {
+        if a == arch {
+            for (name, n) in ptx_entries(text) {
+                ptx.insert(name, (family.to_string(), n));
+            }
+        }
+    }
+    let host: BTreeMap<String, (String, usize)> = emu::kernels()
+        .into_iter()
+        .map(|(family, name, n)| (name, (family, n)))
+        .collect();
+    assert_eq!(
+        ptx, host,
+        "PTX .entry table (left) vs the emulator's host builds (right)"
+    );
+
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (mut lits, mut launches) = (BTreeSet::new(), Vec::new());
+    rust_literals(&src.join("ops"), &mut lits, &mut launches);
+    assert!(launches.len() >= 10, "found only {} launch! sites", launches.len());
+    for (family, name) in &launches {
+        let entry = ptx
+            .get(name)
+            .unwrap_or_else(|| panic!("launch!(.., {family:?}, {name:?}) has no PTX .entry"));
+        assert_eq!(
+            &entry.0, family,
+            "{name} is launched as {family}.cu but lives in {}.cu",
+            entry.0
+        );
+    }
+    for name in ptx.keys() {
+        assert!(
+            lits.contains(name),
+            "kernel {name} is never named by src/ops: dead, or launched by a computed name"
+        );
+    }
+    println!("{} kernels, {} launch! sites checked", ptx.len(), launches.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a GPU refuses, the emulator refuses.
+
+#[test]
+fn launch_limits_are_cuda_errors_naming_the_kernel() {
+    let Some(c) = emu_backend() else { return };
+    let f = c.func("tensor", "tensor_fill");
+    let mut y = c.alloc_zeros(64);
+    let (n, v) = (64i64, 1.0f32);
+    let try_launch = |cfg: LaunchConfig, y: &mut cudarc::driver::CudaSlice<f32>| {
+        let mut b = c.stream.launch_builder(&f);
+        b.arg(y).arg(&n).arg(&v);
+        // SAFETY: the arguments match tensor_fill(float*, long long, float).
+        unsafe { b.launch(cfg) }.map(|_| ()).map_err(err_str)
+    };
+    let cases = [
+        ((1, 1, 1), (2048, 1, 1), 0, "over the limits"),
+        ((1, 70000, 1), (32, 1, 1), 0, "over the limits"),
+        ((1, 1, 1), (32, 1, 1), 100_000, "dynamic shared memory"),
+        ((0, 1, 1), (32, 1, 1), 0, "zero grid"),
+    ];
+    for (grid, block, smem, want) in cases {
+        let cfg = LaunchConfig {
+            grid_dim: grid,
+            block_dim: block,
+            shared_mem_bytes: smem,
+        };
+        let e = try_launch(cfg, &mut y).expect_err("the launch should be refused");
+        println!("{e}");
+        assert!(
+            e.contains("CUDA_ERROR_INVALID_VALUE") && e.contains("tensor_fill") && e.contains(want),
+            "{e}"
+        );
+    }
+    // A good launch still works afterwards (launch errors are not sticky).
+    try_launch(LaunchConfig::for_num_elems(64), &mut y).unwrap();
+    c.check().unwrap();
+    assert_eq!(c.download(&y), vec![1.0; 64]);
+}
+
+#[test]
+fn host_pointers_and_unknown_kernels_are_refused() {
+    let Some(c) = emu_backend() else { return };
+    let f = c.func("tensor", "tensor_fill");
+    let mut host = vec![0.0f32; 8];
+    let p = host.as_mut_ptr() as u64;
+    let (n, v) = (8i64, 1.0f32);
+    let mut b = c.stream.launch_builder(&f);
+    b.arg(&p).arg(&n).arg(&v);
+    // SAFETY: deliberately wrong (a host pointer); the emulator must refuse it before running.
+    let e = unsafe { b.launch(LaunchConfig::for_num_elems(8)) }
+        .map(|_| ())
+        .map_err(err_str)
+        .unwrap_err();
+    assert!(e.contains("argument 0") && e.contains("device allocation"), "{e}");
+    assert_eq!(host, vec![0.0; 8]);
+
+    let ptx = embedded::PTX_TABLE
+        .iter()
+        .find(|e| e.1 == "tensor" && e.0 == c.ptx_arch)
+        .unwrap()
+        .2;
+    let m = c.ctx.load_module(Ptx::from_src(ptx)).unwrap();
+    let e = m
+        .load_function("no_such_kernel")
+        .map(|_| ())
+        .map_err(err_str)
+        .unwrap_err();
+    assert!(
+        e.contains("CUDA_ERROR_NOT_FOUND") && e.contains("no_such_kernel"),
+        "{e}"
+    );
+
+    let r = std::panic::catch_unwind(|| c.check_arity("tensor", "tensor_fill", 2));
+    let msg = *r.unwrap_err().downcast::<String>().unwrap();
+    assert!(msg.contains("tensor_fill") && msg.contains("takes 3"), "{msg}");
+}
+
+#[test]
+fn fresh_allocations_are_nan_and_the_device_looks_like_a_gpu() {
+    let Some(c) = emu_backend() else { return };
+    // SAFETY: read back without writing, on purpose: the emulator fills fresh memory with NaN.
+    let s = unsafe { c.stream.alloc::<f32>(100) }.unwrap();
+    assert!(c.stream.clone_dtoh(&s).unwrap().iter().all(|v| v.is_nan()));
+    assert!(c.sm_count >= 100, "SM count {} is not an A100/H100's", c.sm_count);
+    assert!(c.cc == 90 || c.cc == 80, "compute capability {}", c.cc);
+    assert!(c.describe().contains("emulated"), "{}", c.describe());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planted bugs, each in a child process.
+
+/// Compiles scratch kernel sources (file name → text; `main` is the .cu to register) into an
+/// override library for `mode`, exactly as build.rs compiles kernels/*.cu.
+fn build_override(dir: &Path, mode: &str, files: &[(&str, String)], main: &str) -> PathBuf {
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let main_path = dir.join(main);
+    let mut reg = format!(
+        "#include {:?}\n#include \"emu_register.h\"\n",
+        main_path.display().to_string()
+    );
+    let text = &files.iter().find(|f| f.0 == main).unwrap().1;
+    for name in text.split("KERNEL void").skip(1) {
+        let head = name.trim_start();
+        let head = head.strip_prefix("__launch_bounds__(NT)").unwrap_or(head).trim_start();
+        let n: String = head.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        reg.push_str(&format!("EMU_KERNEL(\"planted\", {n})\n"));
+    }
+    let reg_path = dir.join(format!("reg-{mode}.cpp"));
+    std::fs::write(&reg_path, reg).unwrap();
+    let lib = dir.join(format!("planted-{mode}.so"));
+    let mode_flags = embedded::EMU_MODE_FLAGS
+        .iter()
+        .find(|m| m.0 == mode)
+        .map(|m| m.1)
+        .unwrap_or(&[]);
+    let out = Command::new(embedded::EMU_CXX)
+        .args(embedded::EMU_CXXFLAGS)
+        .args(mode_flags)
+        .arg(format!("-I{}", dir.display()))
+        .args(["-g", "-shared", "-o"])
+        .arg(&lib)
+        .arg(&reg_path)
+        .output()
+        .expect("running the C++ compiler");
+    assert!(
+        out.status.success(),
+        "compiling the planted kernel:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lib
+}
+
+fn kernel_source(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels").join(name)).unwrap()
+}
+
+/// `text` with `from` replaced by `to` exactly once (so a plant cannot silently miss).
+fn plant(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "the plant site {from:?} must occur exactly once"
+    );
+    text.replace(from, to)
+}
+
+/// Runs the ignored test `child` of this binary in a child process on `device` with the override
+/// library; returns (succeeded, stdout + stderr).
+fn run_child(child: &str, device: &str, lib: &Path, extra: &[(&str, &str)]) -> (bool, String) {
+    let mode = emu::Mode::from_device(device).unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([child, "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env("PIX2PIX_TEST_DEVICE", device)
+        .env("PIX2PIX_EMU_OVERRIDE", lib)
+        .env("RUST_BACKTRACE", "0");
+    if let Some(rt) = emu::sanitizer_runtime(mode) {
+        cmd.env("LD_PRELOAD", rt);
+        for (k, v) in emu::sanitizer_env() {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn sanitizer_available(mode: emu::Mode) -> bool {
+    let ok = emu::available(mode) && emu::sanitizer_runtime(mode).is_some();
+    if !ok {
+        assert!(
+            !embedded::REQUIRED,
+            "PIX2PIX_REQUIRE_CUDA=1 but this build has no cuda-emu:{mode:?}"
+        );
+        println!("skipped: no cuda-emu:{mode:?} build");
+    }
+    ok
+}
+
+#[test]
+fn memcheck_reports_an_out_of_bounds_read() {
+    if emu_backend().is_none() || !sanitizer_available(emu::Mode::Memcheck) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = plant(
+        &kernel_source("activation.cu"),
+        "GRID_STRIDE(i, n) y[i] = act_fwd(kind, slope, x[i]);",
+        "GRID_STRIDE(i, n) y[i] = act_fwd(kind, slope, x[i + 1]);",
+    );
+    let lib = build_override(dir.path(), "memcheck", &[("activation.cu", src)], "activation.cu");
+    let (ok, out) = run_child("child_activation_forward", "cuda-emu:memcheck", &lib, &[]);
+    println!("{out}");
+    assert!(!ok, "the out-of-bounds read went unnoticed");
+    assert!(
+        out.contains("heap-buffer-overflow") && out.contains("activation.cu"),
+        "no ASan report:\n{out}"
+    );
+}
+
+#[test]
+fn racecheck_reports_a_missing_syncthreads() {
+    if emu_backend().is_none() || !sanitizer_available(emu::Mode::Racecheck) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let common = plant(
+        &kernel_source("common.cuh"),
+        "    if (lane == 0) partial[warp] = v;\n    __syncthreads();\n",
+        "    if (lane == 0) partial[warp] = v;\n",
+    );
+    let files = [("common.cuh", common), ("loss.cu", kernel_source("loss.cu"))];
+    let lib = build_override(dir.path(), "racecheck", &files, "loss.cu");
+    let (ok, out) = run_child("child_l1_loss", "cuda-emu:racecheck", &lib, &[]);
+    println!("{out}");
+    assert!(!ok, "the missing __syncthreads went unnoticed");
+    assert!(
+        out.contains("data race") && out.contains("block_sum"),
+        "no TSan report:\n{out}"
+    );
+}
+
+#[test]
+fn a_wrong_index_fails_the_gpu_vs_cpu_comparison() {
+    if emu_backend().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = plant(
+        &kernel_source("conv.cu"),
+        "const int ih = ih0 + ki, iw = iw0 + kj;",
+        "const int ih = ih0 + ki, iw = iw0 + ki;",
+    );
+    let lib = build_override(dir.path(), "plain", &[("conv.cu", src)], "conv.cu");
+    let (ok, out) = run_child("child_conv_forward", "cuda-emu", &lib, &[]);
+    println!("{out}");
+    assert!(
+        !ok && out.contains("relative error"),
+        "the wrong index went unnoticed:\n{out}"
+    );
+}
+
+const SCRATCH: &str = r#"
+#include "common.cuh"
+KERNEL void planted_divergent_barrier(float* y) {
+    if (threadIdx.x < 16) {
+        __syncthreads();
+    } else {
+        __syncthreads();
+    }
+    y[threadIdx.x] = 1.0f;
+}
+KERNEL void planted_shfl_exited(float* y) {
+    if (threadIdx.x >= 16) return;
+    y[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+"#;
+
+#[test]
+fn barrier_divergence_and_bad_warp_masks_are_kernel_faults() {
+    if emu_backend().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("scratch.cu", SCRATCH.to_string()),
+        ("common.cuh", kernel_source("common.cuh")),
+    ];
+    let lib = build_override(dir.path(), "plain", &files, "scratch.cu");
+    for (kernel, want) in [
+        ("planted_divergent_barrier", "different __syncthreads"),
+        ("planted_shfl_exited", "which has exited"),
+    ] {
+        let (ok, out) = run_child("child_scratch_kernel", "cuda-emu", &lib, &[("PLANTED_KERNEL", kernel)]);
+        println!("{out}");
+        assert!(!ok, "{kernel}: the fault went unnoticed");
+        assert!(
+            out.contains("kernel fault") && out.contains(kernel) && out.contains(want) && out.contains("scratch.cu:"),
+            "{kernel}: expected a fault naming the kernel, the line and {want:?}:\n{out}"
+        );
+    }
+}
+
+// ---- the children ----------------------------------------------------------------------------------
+
+fn child_devices() -> (Device, Arc<CudaBackend>) {
+    let c = emu_backend().expect("child: no emulated device");
+    (Device::Cuda(c.clone()), c)
+}
+
+#[test]
+#[ignore = "run in a child process by memcheck_reports_an_out_of_bounds_read"]
+fn child_activation_forward() {
+    use pix2pix::ops::activation::{activation_forward, Act};
+    let (g, _) = child_devices();
+    let shape = Shape::new(1, 1, 10, 100);
+    let x = g.upload_tensor(shape, &vec![0.5; shape.numel()]);
+    let mut y = g.zeros_tensor(shape);
+    activation_forward(&g, Act::Relu, &x, &mut y);
+    g.download(&y.data);
+}
+
+#[test]
+#[ignore = "run in a child process by racecheck_reports_a_missing_syncthreads"]
+fn child_l1_loss() {
+    use pix2pix::ops::loss::{l1_loss, LossOut};
+    let (g, _) = child_devices();
+    let shape = Shape::new(1, 3, 32, 32);
+    let mut r = common::rng(3);
+    let x = g.upload_tensor(shape, &common::random_vec(&mut r, shape.numel(), 0.01));
+    let y = g.upload_tensor(shape, &common::random_vec(&mut r, shape.numel(), 0.01));
+    let out = LossOut {
+        slot: 0,
+        weight: 1.0,
+        grad_weight: 1.0,
+    };
+    let mut losses = g.zeros(4);
+    l1_loss(&g, &x, &y, out, &mut losses, None);
+    g.download(&losses);
+}
+
+#[test]
+#[ignore = "run in a child process by a_wrong_index_fails_the_gpu_vs_cpu_comparison"]
+fn child_conv_forward() {
+    use pix2pix::ops::conv::{conv2d_forward, ConvGeom, ConvParams};
+    use pix2pix::tensor::Span;
+    let (g, _) = child_devices();
+    let geom = ConvGeom::new(3, 8, 4, 2, 1);
+    let xs = Shape::new(1, 3, 16, 16);
+    let ws = Shape::new(8, 3, 4, 4);
+    let ys = Shape::new(1, 8, 8, 8);
+    let mut r = common::rng(5);
+    let xv = common::random_vec(&mut r, xs.numel(), 0.01);
+    let wv = common::random_vec(&mut r, ws.numel(), 0.01);
+    let p = ConvParams {
+        weight: Span {
+            off: 0,
+            len: ws.numel(),
+        },
+        bias: None,
+    };
+    let mut outs = vec![];
+    for d in [&Device::Cpu, &g] {
+        let (x, w) = (d.upload_tensor(xs, &xv), d.upload(&wv));
+        let mut y = d.zeros_tensor(ys);
+        conv2d_forward(d, &geom, &w, &p, &x, &mut y);
+        outs.push(d.download(&y.data));
+    }
+    let e = common::rel_err(&outs[1], &outs[0]);
+    assert!(e <= 1e-5, "conv forward: relative error {e:.3e} > 1e-5");
+}
+
+#[test]
+#[ignore = "run in a child process by barrier_divergence_and_bad_warp_masks_are_kernel_faults"]
+fn child_scratch_kernel() {
+    let (_, c) = child_devices();
+    let kernel = std::env::var("PLANTED_KERNEL").unwrap();
+    let ptx =
+        format!(".version 9.0\n.target sm_80\n.visible .entry {kernel}(\n.param .u64 {kernel}_param_0\n)\n{{\n}}\n");
+    let m = c.ctx.load_module(Ptx::from_src(ptx)).unwrap();
+    let f = m.load_function(&kernel).unwrap();
+    let mut y = c.alloc_zeros(64);
+    let mut b = c.stream.launch_builder(&f);
+    b.arg(&mut y);
+    // SAFETY: the scratch kernels take one float* of at least 32 elements.
+    unsafe {
+        b.launch(LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (32, 1, 1),
+            shared_mem_bytes: 0,
+        })
+    }
+    .unwrap();
+    c.check().unwrap();
+}
