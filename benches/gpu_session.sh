@@ -2,7 +2,11 @@
 # One GPU session in one call. A GPU machine may have the driver, nvcc and PyTorch but no Rust:
 #   here:   benches/gpu_session.sh build    # builds with the kernels, strips the binaries into .dev/
 #   there:  benches/gpu_session.sh run      # (carry .dev) validates, times, prints a table last
+#   here:   benches/gpu_session.sh run --emulated   # the dry run: every step of `run` on the
+#           emulated CUDA device (cuda-emu) at small shapes, PyTorch only syntax-checked; CI runs it,
+#           so the first GPU minutes cannot be lost to a script error, a missing binary or a bad flag.
 # Outputs of `run` go to ${OUT:-.dev/out}: a log per step; copy the figures into benches/RESULTS.md.
+# Emulated figures are host times of the CPU emulation and never go into RESULTS.md as GPU figures.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
@@ -26,7 +30,9 @@ if [ "$mode" = build ]; then
     echo "carry $BIN and run: benches/gpu_session.sh run"
     exit 0
 fi
-[ "$mode" = run ] || { echo "usage: $0 build|run" >&2; exit 2; }
+[ "$mode" = run ] || { echo "usage: $0 build | run [--emulated]" >&2; exit 2; }
+emulated=0
+[ "${2:-}" = --emulated ] && emulated=1
 
 OUT="${OUT:-$BIN/out}"
 OLDPWD_BIN="$PWD/$BIN"
@@ -39,20 +45,37 @@ step() { # name, command...
     if "$@" >"$OUT/$name.log" 2>&1; then status+=("$name ok $((SECONDS - t0))s"); else status+=("$name FAILED $((SECONDS - t0))s"); fi
     tail -n 25 "$OUT/$name.log"
 }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-export PIX2PIX_REQUIRE_GPU=1
-step gpu_ops "$BIN/gpu_ops" --nocapture --test-threads=1
-step gradcheck_small "$BIN/pix2pix" gradcheck --device cuda --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
-step gradcheck_256 "$BIN/pix2pix" gradcheck --device cuda --failures-only
-step kernels "$BIN/bench_kernels" --device cuda
-step kernels_b8 "$BIN/bench_kernels" --device cuda --batch 8
-step step_gpu "$BIN/bench_step" --device cuda --size 256 --batch 1,8,64 --iters 20
-step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 3
-step pytorch python3 benches/pytorch_reference.py --device cuda --size 256 --batch 1,8,64 --configs eager,bench,bf16cl
-(cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device cuda --minutes 1 --n-train 200 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
+if [ $emulated = 1 ]; then
+    DEV=cuda-emu
+    echo "DRY RUN on the emulated CUDA device: times are host times, not GPU figures" | tee "$OUT/gpu.txt"
+    step gpu_ops "$BIN/gpu_ops" --test-threads=2 embedded_ptx adam  # the whole suite runs in cargo test
+    step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
+    step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --ngf 8 --ndf 8 --failures-only
+    step kernels "$BIN/bench_kernels" --device $DEV --reps 1
+    step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 2 --reps 1
+    step step_gpu "$BIN/bench_step" --device $DEV --size 256 --batch 1,2 --iters 1 --ngf 8
+    step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 1 --ngf 8
+    step pytorch python3 -m py_compile benches/pytorch_reference.py
+    (cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 0.2 --n-train 20 --ngf 8 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
+else
+    DEV=cuda
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+    export PIX2PIX_REQUIRE_GPU=1
+    step gpu_ops "$BIN/gpu_ops" --nocapture --test-threads=1
+    step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
+    step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --failures-only
+    step kernels "$BIN/bench_kernels" --device $DEV
+    step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 8
+    step step_gpu "$BIN/bench_step" --device $DEV --size 256 --batch 1,8,64 --iters 20
+    step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 3
+    step pytorch python3 benches/pytorch_reference.py --device cuda --size 256 --batch 1,8,64 --configs eager,bench,bf16cl
+    (cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 1 --n-train 200 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
+fi
 echo
 echo "================ summary ================"
 printf '%s\n' "${status[@]}"
 grep -h -E "^ +256 +[0-9]+ " "$OUT/step_gpu.log" "$OUT/step_cpu.log" 2>/dev/null
 grep -h -E "^ *(eager|bench|bf16cl) " "$OUT/pytorch.log" 2>/dev/null
 grep -h "worst rel err" "$OUT"/gradcheck_*.log 2>/dev/null
+# A failed step fails the session (the dry run in CI relies on it).
+for st in "${status[@]}"; do case "$st" in *FAILED*) exit 1 ;; esac; done

@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     let sizes: Vec<usize> =
         get("--size").map_or(vec![128, 256], |s| s.split(',').map(|s| s.parse().unwrap()).collect());
     let iters: usize = get("--iters").map_or(5, |s| s.parse().unwrap());
+    let ngf: usize = get("--ngf").map_or(64, |s| s.parse().unwrap());
     let peak_tflops: f64 = get("--peak-tflops").map_or(60.0, |s| s.parse().unwrap());
     let peak_gbs: f64 = get("--peak-gbs").map_or(4800.0, |s| s.parse().unwrap());
     println!("device: {}", device.describe());
@@ -57,10 +58,10 @@ fn main() -> anyhow::Result<()> {
     for &size in &sizes {
         let net = if size % 256 == 0 { "unet_256" } else { "unet_128" };
         for &batch in &batches {
-            let gcfg = UnetConfig::named(net, 64, true)?;
+            let gcfg = UnetConfig::named(net, ngf, true)?;
             let dcfg = PatchGanConfig {
                 input_nc: 6,
-                ndf: 64,
+                ndf: ngf,
                 n_layers: 3,
             };
             let mut m = Pix2Pix::new(gcfg, dcfg, Pix2PixOptions::default(), &device, 0)?;
@@ -79,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let med = times[times.len() / 2];
-            let flop = gflop_per_image(size) * batch as f64;
+            let flop = gflop_per_image(size) * batch as f64 * (ngf as f64 / 64.0).powi(2);
             println!(
                 "{size:>6} {batch:>5} {med:>10.4} {:>10.2} {:>9.1} {:>10.2}   ({net}, median of {iters}, {})",
                 batch as f64 / med,

@@ -41,6 +41,11 @@ pub fn render(phases: &PhaseTimes, kernels: &[KernelTime]) -> String {
     }
     if !kernels.is_empty() {
         let ktotal: f64 = kernels.iter().map(|k| k.ms).sum();
+        let emulated = kernels.iter().any(|k| k.emulated);
+        if emulated {
+            s += "\nEMULATED device (cuda-emu): the times below are host time of the CPU emulation, not GPU \
+                  figures; the launch counts are those of the GPU path\n";
+        }
         s += &format!(
             "\n{:<22} {:<11} {:>8} {:>11} {:>10} {:>7}\n",
             "kernel", "family", "calls", "total ms", "ms/step", "share"
@@ -57,8 +62,9 @@ pub fn render(phases: &PhaseTimes, kernels: &[KernelTime]) -> String {
             );
         }
         s += &format!(
-            "kernels: {:.3} ms per step in {} launches per step\n",
+            "kernels: {:.3} ms{} per step in {} launches per step\n",
             ktotal / steps,
+            if emulated { " of emulated (host) time" } else { "" },
             (kernels.iter().map(|k| k.calls).sum::<u64>() as f64 / steps).round()
         );
     }
@@ -84,11 +90,22 @@ mod tests {
             family: "conv",
             calls: 40,
             ms: 12.0,
+            emulated: false,
         }];
         let r = render(&p, &k);
         assert!(r.contains("31.500 ms per step"), "{r}");
         assert!(
             r.contains("conv_fwd_k4") && r.contains("100.0%") && r.contains("20 launches per step"),
+            "{r}"
+        );
+        assert!(!r.contains("EMULATED"), "{r}");
+        let k = vec![KernelTime {
+            emulated: true,
+            ..k[0].clone()
+        }];
+        let r = render(&p, &k);
+        assert!(
+            r.contains("EMULATED") && r.contains("not GPU") && r.contains("emulated (host) time"),
             "{r}"
         );
     }

@@ -67,6 +67,8 @@ pub struct KernelTime {
     pub family: &'static str,
     pub calls: u64,
     pub ms: f64,
+    /// Measured on the emulated device: host time of the CPU emulation, never a GPU figure.
+    pub emulated: bool,
 }
 
 /// CUDA events around every launch while profiling. Events are recycled after each `collect`, so
@@ -324,6 +326,7 @@ impl CudaBackend {
                     family,
                     calls: 1,
                     ms,
+                    emulated: self.emulated,
                 }),
             }
             p.free.push(start);

@@ -358,7 +358,9 @@ void run_block(Exec& e) {
         f->file = nullptr;
         f->line = 0;
 #if defined(EMU_TSAN)
-        f->tsan = __tsan_create_fiber(0);
+        // Made once and reused: blocks are ordered through exec_sync anyway (shared memory is
+        // reused block after block, so racecheck covers races within a block, as compute-sanitizer's).
+        if (!f->tsan) f->tsan = __tsan_create_fiber(0);
 #endif
         prepare(f);
         e.ready.push_back(i);
@@ -373,9 +375,6 @@ void run_block(Exec& e) {
         if (e.failed || e.done == e.n) break;
         fail(e, deadlock(e));
     }
-#if defined(EMU_TSAN)
-    for (int i = 0; i < e.n; ++i) __tsan_destroy_fiber(e.fibers[i].tsan);
-#endif
 }
 
 // A fiber waits: hand control back, and return when the scheduler resumes it.
