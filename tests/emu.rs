@@ -123,6 +123,28 @@ fn kernel_tables_agree() {
     println!("{} kernels, {} launch! sites checked", ptx.len(), launches.len());
 }
 
+/// Every kernel stays host-compilable: no dynamic shared memory (`extern __shared__`), no inline PTX
+/// and no textures outside the one header of small device functions (kernels/device_fns.cuh, for
+/// mma/ldmatrix/cp.async when they come, each with a host version from the PTX ISA's layouts).
+#[test]
+fn kernels_stay_host_compilable() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name == "device_fns.cuh" || !(name.ends_with(".cu") || name.ends_with(".cuh")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            for bad in ["extern __shared__", "asm(", "asm volatile", "__asm__", "tex2D", "cudaMalloc"] {
+                assert!(!code.contains(bad), "kernels/{name}:{}: {bad:?} belongs in kernels/device_fns.cuh", i + 1);
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // What a GPU refuses, the emulator refuses.
 
