@@ -159,7 +159,7 @@ impl CudaBackend {
         let mut modules = HashMap::new();
         let mut arity = HashMap::new();
         for &(arch, family, ptx) in embedded::PTX_TABLE.iter().filter(|e| e.0 == ptx_arch) {
-            arity.extend(ptx_entries(ptx));
+            arity.extend(ptx_entries(ptx).into_iter().map(|(name, sizes)| (name, sizes.len())));
             let m = ctx.load_module(Ptx::from_src(ptx)).map_err(|e| {
                 let base = format!("loading the {family} kernels (PTX sm_{arch}) on {name}");
                 match e.0 {
@@ -419,8 +419,9 @@ pub fn err_str(e: DriverError) -> String {
     }
 }
 
-/// The `.entry` names of a PTX module and their parameter counts.
-pub fn ptx_entries(ptx: &str) -> Vec<(String, usize)> {
+/// The `.entry` names of a PTX module and the byte size of each parameter (`.param .u64 x` → 8,
+/// `.param .align 8 .b8 x[56]` → 56).
+pub fn ptx_entries(ptx: &str) -> Vec<(String, Vec<usize>)> {
     let mut out = Vec::new();
     let mut rest = ptx;
     while let Some(i) = rest.find(".entry") {
@@ -430,13 +431,39 @@ pub fn ptx_entries(ptx: &str) -> Vec<(String, usize)> {
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
             .collect();
-        let params = match (rest.find('('), rest.find(')'), rest.find('{')) {
-            (Some(o), Some(c), b) if b.is_none_or(|b| o < b) => rest[o..c].matches(".param").count(),
-            _ => 0,
-        };
-        out.push((name, params));
+        let mut sizes = vec![];
+        if let (Some(o), Some(c)) = (rest.find('('), rest.find(')')) {
+            if rest.find('{').is_none_or(|b| o < b) && o < c {
+                for decl in rest[o + 1..c].split(',').filter(|d| d.contains(".param")) {
+                    let mut size = 0;
+                    let mut count = 1;
+                    for word in decl.split_whitespace() {
+                        let w = word.as_bytes();
+                        if w.len() > 2 && w[0] == b'.' && b"busf".contains(&w[1]) && w[2].is_ascii_digit() {
+                            size = word[2..].parse::<usize>().unwrap_or(0) / 8;
+                        }
+                        if let Some((_, n)) = word.split_once('[') {
+                            count = n.trim_end_matches(']').parse().unwrap_or(1);
+                        }
+                    }
+                    sizes.push(size * count);
+                }
+            }
+        }
+        out.push((name, sizes));
     }
     out
+}
+
+/// The parameter sizes of kernel `name` in the embedded PTX (the first architecture's).
+pub fn ptx_param_sizes(name: &str) -> Option<Vec<usize>> {
+    let arch = *embedded::archs().first()?;
+    embedded::PTX_TABLE
+        .iter()
+        .filter(|e| e.0 == arch)
+        .flat_map(|e| ptx_entries(e.2))
+        .find(|e| e.0 == name)
+        .map(|e| e.1)
 }
 
 /// Launches `kernel` of kernels/`family`.cu on the backend's stream:

@@ -79,7 +79,7 @@ pub fn adam_update(dev: &Device, s: &AdamStep, param: &mut Storage, grad: &Stora
 /// Mirror of `struct AdamArgs` in kernels/adam.cu.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct AdamArgs {
+pub(crate) struct AdamArgs {
     n: u64,
     neg_step: f32,
     bc2_sqrt: f32,

@@ -357,7 +357,7 @@ pub fn conv_transpose2d_backward(
 /// Mirror of `struct ConvArgs` in kernels/conv.cu.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-struct ConvArgs {
+pub(crate) struct ConvArgs {
     n: i32,
     cin: i32,
     h: i32,

@@ -8,3 +8,33 @@ pub mod im2col;
 pub mod loss;
 pub mod norm;
 pub mod tensor;
+
+/// The #[repr(C)] argument structs have the size the kernels' PTX declares for them (the emulator
+/// checks the host C++ build against the same PTX, so all three sides agree).
+#[cfg(test)]
+mod abi {
+    use crate::device::cuda::{embedded, ptx_param_sizes};
+    use std::mem::size_of;
+
+    #[test]
+    fn argument_structs_match_the_ptx() {
+        if embedded::PTX_TABLE.is_empty() {
+            assert!(!embedded::REQUIRED);
+            return;
+        }
+        for (kernel, rust) in [
+            ("conv_fwd_k4", size_of::<super::conv::ConvArgs>()),
+            ("conv_wgrad_kx", size_of::<super::conv::ConvArgs>()),
+            ("bn_forward_train", size_of::<super::norm::BnArgs>()),
+            ("bn_backward", size_of::<super::norm::BnArgs>()),
+            ("adam_update", size_of::<super::adam::AdamArgs>()),
+        ] {
+            let ptx = ptx_param_sizes(kernel).unwrap_or_else(|| panic!("{kernel} not in the PTX"));
+            assert_eq!(
+                ptx.last(),
+                Some(&rust),
+                "{kernel}: PTX parameter sizes {ptx:?}, Rust struct {rust} bytes"
+            );
+        }
+    }
+}

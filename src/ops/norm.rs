@@ -196,7 +196,7 @@ pub fn batch_norm_backward(
 /// Mirror of `struct BnArgs` in kernels/norm.cu.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct BnArgs {
+pub(crate) struct BnArgs {
     hw: i64,
     n: i32,
     c: i32,
