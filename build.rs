@@ -101,38 +101,7 @@ fn main() {
             Emu::default()
         }
     };
-    src.push_str("/// The emulated driver builds (libcuda.so of our own): (mode, library bytes).\n");
-    src.push_str("pub static EMU_LIBS: &[(&str, &[u8])] = &[\n");
-    for (mode, path) in &emu.libs {
-        writeln!(src, "    ({mode:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
-    }
-    src.push_str("];\n");
-    writeln!(
-        src,
-        "/// Sanitizer runtimes to preload for the memcheck / racecheck builds (empty if none)."
-    )
-    .unwrap();
-    writeln!(src, "pub const EMU_ASAN_RUNTIME: &str = {:?};", emu.asan_runtime).unwrap();
-    writeln!(src, "pub const EMU_TSAN_RUNTIME: &str = {:?};", emu.tsan_runtime).unwrap();
-    writeln!(
-        src,
-        "/// The host compile of a kernel (for tests that build scratch kernels the same way)."
-    )
-    .unwrap();
-    writeln!(src, "pub const EMU_CXX: &str = {:?};", emu.cxx).unwrap();
-    writeln!(src, "pub const EMU_CXXFLAGS: &[&str] = &{:?};", emu.flags).unwrap();
-    writeln!(
-        src,
-        "/// The extra flags of each sanitizer build (mode, flags), for the same tests."
-    )
-    .unwrap();
-    let mode_flags: Vec<String> = emu.mode_flags.iter().map(|(m, f)| format!("({m:?}, &{f:?})")).collect();
-    writeln!(
-        src,
-        "pub const EMU_MODE_FLAGS: &[(&str, &[&str])] = &[{}];",
-        mode_flags.join(", ")
-    )
-    .unwrap();
+    src.push_str(&emu.rust_items());
     fs::write(out_dir.join("kernels.rs"), src).unwrap();
 }
 
@@ -144,6 +113,52 @@ struct Emu {
     cxx: String,
     flags: Vec<String>,
     mode_flags: Vec<(&'static str, Vec<String>)>,
+}
+
+impl Emu {
+    /// The generated items that describe the emulator builds to the crate.
+    fn rust_items(&self) -> String {
+        let libs: String = self
+            .libs
+            .iter()
+            .map(|(mode, path)| format!("    ({mode:?}, include_bytes!({:?})),\n", path.display().to_string()))
+            .collect();
+        let mode_flags: Vec<String> = self
+            .mode_flags
+            .iter()
+            .map(|(m, f)| format!("({m:?}, &{f:?})"))
+            .collect();
+        let items = [
+            (
+                "The emulated driver builds (libcuda.so of our own): (mode, library bytes).",
+                format!("pub static EMU_LIBS: &[(&str, &[u8])] = &[\n{libs}];"),
+            ),
+            (
+                "Sanitizer runtime to preload for the memcheck build (empty if none).",
+                format!("pub const EMU_ASAN_RUNTIME: &str = {:?};", self.asan_runtime),
+            ),
+            (
+                "Sanitizer runtime to preload for the racecheck build (empty if none).",
+                format!("pub const EMU_TSAN_RUNTIME: &str = {:?};", self.tsan_runtime),
+            ),
+            (
+                "The host compiler of the kernels (for tests that build scratch kernels the same way).",
+                format!("pub const EMU_CXX: &str = {:?};", self.cxx),
+            ),
+            (
+                "Its flags for a kernel.",
+                format!("pub const EMU_CXXFLAGS: &[&str] = &{:?};", self.flags),
+            ),
+            (
+                "The extra flags of each build: (mode, flags).",
+                format!(
+                    "pub const EMU_MODE_FLAGS: &[(&str, &[&str])] = &[{}];",
+                    mode_flags.join(", ")
+                ),
+            ),
+        ];
+        items.iter().map(|(doc, item)| format!("/// {doc}\n{item}\n")).collect()
+    }
 }
 
 /// The `KERNEL` entry points of a .cu source, in order (`KERNEL void [__launch_bounds__(..)] name(`).

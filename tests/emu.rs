@@ -334,9 +334,10 @@ fn run_child(child: &str, device: &str, lib: &Path, extra: &[(&str, &str)]) -> (
 
 fn sanitizer_available(mode: emu::Mode) -> bool {
     let ok = emu::available(mode) && emu::sanitizer_runtime(mode).is_some();
+    let required = embedded::REQUIRED;
     if !ok {
         assert!(
-            !embedded::REQUIRED,
+            !required,
             "PIX2PIX_REQUIRE_CUDA=1 but this build has no cuda-emu:{mode:?}"
         );
         println!("skipped: no cuda-emu:{mode:?} build");
