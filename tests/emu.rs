@@ -245,6 +245,78 @@ fn fresh_allocations_are_nan_and_the_device_looks_like_a_gpu() {
     assert!(c.describe().contains("emulated"), "{}", c.describe());
 }
 
+/// Stream capture records the launches (their arguments copied at capture time) and a graph
+/// launch replays them; a host synchronisation or an allocation inside the capture fails and
+/// invalidates it, as on a GPU, so a step that syncs inside cannot pass for capturable here.
+#[test]
+fn graphs_capture_and_replay() {
+    use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+    let Some(c) = emu_backend() else { return };
+    let f = c.func("tensor", "tensor_fill");
+    let mut y = c.alloc_zeros(1000);
+    let (n, mut v) = (1000i64, 3.0f32);
+    let before = emu::launches();
+    c.stream
+        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
+    {
+        let mut b = c.stream.launch_builder(&f);
+        b.arg(&mut y).arg(&n).arg(&v);
+        // SAFETY: tensor_fill(float*, long long, float).
+        unsafe { b.launch(LaunchConfig::for_num_elems(1000)) }.unwrap();
+    }
+    let graph = c
+        .stream
+        .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
+        .unwrap()
+        .expect("a graph");
+    v = 7.0; // changing the host value after capture changes nothing: arguments were copied
+    assert_eq!(v, 7.0);
+    assert_eq!(
+        c.download(&y),
+        vec![0.0; 1000],
+        "a captured launch must not run at capture"
+    );
+    for _ in 0..3 {
+        graph.launch().unwrap();
+    }
+    c.check().unwrap();
+    assert_eq!(c.download(&y), vec![3.0; 1000]);
+    let after = emu::launches();
+    assert_eq!(
+        (after.graphs - before.graphs, after.graph_kernels - before.graph_kernels),
+        (3, 3)
+    );
+    assert_eq!(after.kernels, before.kernels, "no kernel launched one by one");
+
+    c.stream
+        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
+    let e = c.stream.synchronize().map_err(err_str).unwrap_err();
+    assert!(
+        e.contains("CAPTURE_UNSUPPORTED") && e.contains("synchronisation"),
+        "{e}"
+    );
+    let e = c
+        .stream
+        .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
+        .map(|_| ())
+        .map_err(err_str)
+        .unwrap_err();
+    assert!(e.contains("INVALIDATED"), "{e}");
+    c.stream
+        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .unwrap();
+    assert!(
+        c.stream.alloc_zeros::<f32>(10).is_err(),
+        "an allocation inside a capture"
+    );
+    let _ = c
+        .stream
+        .end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH);
+    c.check().unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Planted bugs, each in a child process.
 

@@ -7,7 +7,9 @@
 // Fidelity: fresh allocations are NaN (0xFF bytes); every pointer argument of a launch must point
 // into a live allocation; launch limits, the shared-memory limit and device attributes are those
 // of a real GPU (PIX2PIX_EMU_GPU=h100|a100); a fault inside a kernel is sticky for the context,
-// as on a GPU. Everything runs synchronously on the calling thread, so streams and events are
+// as on a GPU. Stream capture records kernels (parameters copied), memsets, device copies and
+// events into a graph that cuGraphLaunch replays; what cannot be captured (host copies, a
+// synchronisation, an allocation) fails and invalidates the capture, as on a GPU. Everything runs synchronously on the calling thread, so streams and events are
 // trivially ordered and an event's time is host time (never a GPU figure).
 #include <dlfcn.h>
 #include <stdio.h>
@@ -42,10 +44,14 @@ enum : int {
     CUDA_ERROR_INVALID_HANDLE = 400,
     CUDA_ERROR_NOT_FOUND = 500,
     CUDA_ERROR_NOT_READY = 600,
+    CUDA_ERROR_ILLEGAL_STATE = 401,
     CUDA_ERROR_ILLEGAL_ADDRESS = 700,
     CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
     CUDA_ERROR_LAUNCH_FAILED = 719,
+    CUDA_ERROR_NOT_PERMITTED = 800,
     CUDA_ERROR_NOT_SUPPORTED = 801,
+    CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
+    CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
     CUDA_ERROR_UNKNOWN = 999,
 };
 
@@ -90,8 +96,24 @@ struct Event {
     double ms = 0;
     bool recorded = false;
 };
+// A recorded operation of a captured stream. Kernel parameters are copied at capture (by the
+// kernel's own parameter sizes), as CUDA does.
+struct Node {
+    enum Kind { Kernel, Memset, MemcpyDtoD, EventRecord } kind;
+    const Function* fn = nullptr;
+    emu::uint3 grid{}, block{};
+    std::vector<std::vector<char>> params;
+    CUdeviceptr dst = 0, src = 0;
+    size_t bytes = 0;
+    unsigned char value = 0;
+    Event* event = nullptr;
+};
+struct Graph {
+    std::vector<Node> nodes;
+};
 struct Stream {
-    int unused = 0;
+    Graph* capture = nullptr;  // while capturing
+    std::string invalidated;   // why the capture can no longer end in a graph
 };
 struct Context {
     int unused = 0;
@@ -105,7 +127,9 @@ struct State {
     bool initialised = false;
     std::map<uintptr_t, size_t> allocs;  // base → bytes
     unsigned long long allocated = 0;
-    std::atomic<uint64_t> launches{0};
+    std::atomic<uint64_t> launches{0};        // cuLaunchKernel calls that ran (not captured)
+    std::atomic<uint64_t> graph_launches{0};  // cuGraphLaunch calls
+    std::atomic<uint64_t> graph_kernels{0};   // kernels run by graph replays
     std::atomic<int> sticky{CUDA_SUCCESS};
     std::string sticky_msg;
     Context primary;
@@ -140,6 +164,20 @@ CUresult check_sticky() {
         return s;
     }
     return CUDA_SUCCESS;
+}
+
+// An operation the stream cannot record while capturing (a host copy, a synchronisation, an
+// allocation): as on a GPU it fails and invalidates the capture.
+CUresult capture_refuses(void* stream, const char* what) {
+    auto* st = static_cast<Stream*>(stream);
+    if (!st || !st->capture) return CUDA_SUCCESS;
+    std::string why = std::string(what) + " while the stream is being captured into a graph";
+    if (st->invalidated.empty()) st->invalidated = why;
+    return err(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, why);
+}
+Graph* capturing(void* stream) {
+    auto* st = static_cast<Stream*>(stream);
+    return st && st->invalidated.empty() ? st->capture : nullptr;
 }
 
 const char* mode_name() {
@@ -389,7 +427,12 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytes) {
     *dptr = (CUdeviceptr)(uintptr_t)p;
     return ok();
 }
-API CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytes, void*) { return cuMemAlloc_v2(dptr, bytes); }
+API CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytes, void* stream) {
+    // Real CUDA would add a memory node; the engine sizes every buffer before capture, and the
+    // emulator holds it to that.
+    if (CUresult e = capture_refuses(stream, "an allocation")) return e;
+    return cuMemAlloc_v2(dptr, bytes);
+}
 API CUresult cuMemFree_v2(CUdeviceptr dptr) {
     State& s = st();
     if (!dptr) return ok();
@@ -403,7 +446,10 @@ API CUresult cuMemFree_v2(CUdeviceptr dptr) {
     free((void*)(uintptr_t)dptr);
     return check_sticky() ?: ok();
 }
-API CUresult cuMemFreeAsync(CUdeviceptr dptr, void*) { return cuMemFree_v2(dptr); }
+API CUresult cuMemFreeAsync(CUdeviceptr dptr, void* stream) {
+    if (CUresult e = capture_refuses(stream, "a free")) return e;
+    return cuMemFree_v2(dptr);
+}
 API CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
     std::lock_guard<std::mutex> g(st().mu);
     *total = st().gpu->total_mem;
@@ -425,11 +471,13 @@ static CUresult copy(void* dst, const void* src, size_t bytes) {
     return ok();
 }
 API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) { return copy((void*)dst, src, n); }
-API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void*) {
+API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void* stream) {
+    if (CUresult e = capture_refuses(stream, "a host-to-device copy from pageable memory")) return e;
     return copy((void*)dst, src, n);
 }
 API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) { return copy(dst, (const void*)src, n); }
-API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void*) {
+API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void* stream) {
+    if (CUresult e = capture_refuses(stream, "a device-to-host copy")) return e;
     return copy(dst, (const void*)src, n);
 }
 API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
@@ -437,7 +485,15 @@ API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
     memmove((void*)dst, (const void*)src, n);
     return ok();
 }
-API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, void*) {
+API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, void* stream) {
+    if (Graph* g = capturing(stream)) {
+        Node node{Node::MemcpyDtoD};
+        node.dst = dst;
+        node.src = src;
+        node.bytes = n;
+        g->nodes.push_back(std::move(node));
+        return ok();
+    }
     return cuMemcpyDtoD_v2(dst, src, n);
 }
 API CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) {
@@ -445,7 +501,17 @@ API CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) {
     memset((void*)dst, v, n);
     return ok();
 }
-API CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, void*) { return cuMemsetD8_v2(dst, v, n); }
+API CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, void* stream) {
+    if (Graph* g = capturing(stream)) {
+        Node node{Node::Memset};
+        node.dst = dst;
+        node.value = v;
+        node.bytes = n;
+        g->nodes.push_back(std::move(node));
+        return ok();
+    }
+    return cuMemsetD8_v2(dst, v, n);
+}
 API CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned v, size_t n) {
     if (CUresult e = check_sticky()) return e;
     unsigned* p = (unsigned*)dst;
@@ -464,15 +530,41 @@ API CUresult cuStreamDestroy_v2(void* s) {
     delete static_cast<Stream*>(s);
     return ok();
 }
-API CUresult cuStreamSynchronize(void*) { return check_sticky() ?: ok(); }
-API CUresult cuStreamQuery(void*) { return check_sticky() ?: ok(); }
+API CUresult cuStreamSynchronize(void* stream) {
+    if (CUresult e = capture_refuses(stream, "a stream synchronisation")) return e;
+    return check_sticky() ?: ok();
+}
+API CUresult cuStreamQuery(void* stream) {
+    if (CUresult e = capture_refuses(stream, "a stream query")) return e;
+    return check_sticky() ?: ok();
+}
 API CUresult cuStreamWaitEvent(void*, void*, unsigned) { return check_sticky() ?: ok(); }
-API CUresult cuStreamIsCapturing(void*, int* status) {
-    *status = 0;  // CU_STREAM_CAPTURE_STATUS_NONE
+API CUresult cuStreamIsCapturing(void* stream, int* status) {
+    auto* st = static_cast<Stream*>(stream);
+    // CU_STREAM_CAPTURE_STATUS_NONE / _ACTIVE / _INVALIDATED
+    *status = !st || !st->capture ? 0 : (st->invalidated.empty() ? 1 : 2);
     return ok();
 }
-API CUresult cuStreamBeginCapture_v2(void*, int) {
-    return err(CUDA_ERROR_NOT_SUPPORTED, "graph capture is not emulated yet");
+API CUresult cuStreamBeginCapture_v2(void* stream, int) {
+    auto* st = static_cast<Stream*>(stream);
+    if (!st) return err(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "the legacy default stream cannot be captured");
+    if (st->capture) return err(CUDA_ERROR_ILLEGAL_STATE, "the stream is already being captured");
+    st->capture = new Graph();
+    st->invalidated.clear();
+    return ok();
+}
+API CUresult cuStreamEndCapture(void* stream, void** graph) {
+    auto* st = static_cast<Stream*>(stream);
+    if (!st || !st->capture) return err(CUDA_ERROR_ILLEGAL_STATE, "the stream is not being captured");
+    Graph* g = st->capture;
+    st->capture = nullptr;
+    if (!st->invalidated.empty()) {
+        delete g;
+        *graph = nullptr;
+        return err(CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, "the capture was invalidated by " + st->invalidated);
+    }
+    *graph = g;
+    return ok();
 }
 
 API CUresult cuEventCreate(void** e, unsigned) {
@@ -483,9 +575,15 @@ API CUresult cuEventDestroy_v2(void* e) {
     delete static_cast<Event*>(e);
     return ok();
 }
-API CUresult cuEventRecord(void* e, void*) {
+API CUresult cuEventRecord(void* e, void* stream) {
     if (CUresult r = check_sticky()) return r;
     auto* ev = static_cast<Event*>(e);
+    if (Graph* g = capturing(stream)) {
+        Node node{Node::EventRecord};
+        node.event = ev;
+        g->nodes.push_back(std::move(node));
+        return ok();
+    }
     ev->ms = now_ms();
     ev->recorded = true;
     return ok();
@@ -563,44 +661,29 @@ API CUresult cuFuncSetAttribute(void* f, int attr, int v) {
 }
 API CUresult cuFuncSetCacheConfig(void*, int) { return ok(); }
 
-API CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                            unsigned smem, void* stream, void** params, void** extra) {
-    (void)stream;
-    if (CUresult e = check_sticky()) return e;
-    auto* fn = static_cast<Function*>(f);
-    if (!fn) return err(CUDA_ERROR_INVALID_HANDLE, "launch of a null function");
-    const Kernel& k = *fn->kernel;
-    const std::string who = "launch of " + k.name + " (" + k.family + ".cu): ";
-    const unsigned long long threads = (unsigned long long)bx * by * bz;
-    if (!gx || !gy || !gz || !bx || !by || !bz) return err(CUDA_ERROR_INVALID_VALUE, who + "a zero grid or block dimension");
-    if (threads > 1024 || bx > 1024 || by > 1024 || bz > 64)
-        return err(CUDA_ERROR_INVALID_VALUE, who + "block (" + std::to_string(bx) + "," + std::to_string(by) + "," +
-                                                 std::to_string(bz) + ") is over the limits (1024 threads; 1024, 1024, 64)");
-    if (gy > 65535 || gz > 65535 || gx > 2147483647u)
-        return err(CUDA_ERROR_INVALID_VALUE, who + "grid (" + std::to_string(gx) + "," + std::to_string(gy) + "," +
-                                                 std::to_string(gz) + ") is over the limits (2^31-1, 65535, 65535)");
-    if ((int)smem > fn->max_dynamic_smem)
-        return err(CUDA_ERROR_INVALID_VALUE, who + std::to_string(smem) + " bytes of dynamic shared memory, over the " +
-                                                 std::to_string(fn->max_dynamic_smem) + " allowed");
-    if (extra) return err(CUDA_ERROR_NOT_SUPPORTED, who + "the `extra` argument form is not emulated");
-    if (!params && !k.params.empty()) return err(CUDA_ERROR_INVALID_VALUE, who + "no kernel parameters given");
-    {
-        std::lock_guard<std::mutex> g(st().mu);
-        for (size_t i = 0; i < k.params.size(); ++i) {
-            if (!k.params[i].is_pointer) continue;
-            uintptr_t p;
-            memcpy(&p, params[i], sizeof p);
-            if (p && !is_device_ptr(p)) {
-                char buf[64];
-                snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)p);
-                return err(CUDA_ERROR_INVALID_VALUE, who + "argument " + std::to_string(i) + " (" + buf +
-                                                         ") does not point into a live device allocation");
-            }
+// Pointer arguments must point into live device memory (checked at every launch and replay).
+static CUresult check_pointers(const Kernel& k, void** params, const std::string& who) {
+    std::lock_guard<std::mutex> g(st().mu);
+    for (size_t i = 0; i < k.params.size(); ++i) {
+        if (!k.params[i].is_pointer) continue;
+        uintptr_t p;
+        memcpy(&p, params[i], sizeof p);
+        if (p && !is_device_ptr(p)) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)p);
+            return err(CUDA_ERROR_INVALID_VALUE, who + "argument " + std::to_string(i) + " (" + buf +
+                                                     ") does not point into a live device allocation");
         }
     }
+    return CUDA_SUCCESS;
+}
+
+static std::string who(const Kernel& k) { return "launch of " + k.name + " (" + k.family + ".cu): "; }
+
+// Runs one launch; a fault inside the kernel becomes the context's sticky error.
+static void execute(const Kernel& k, void** params, emu::uint3 grid, emu::uint3 block) {
     State& s = st();
-    emu::Launch l{k.name.c_str(), k.tramp, k.fn, params, {gx, gy, gz}, {bx, by, bz}, s.order, s.seed};
-    s.launches.fetch_add(1);
+    emu::Launch l{k.name.c_str(), k.tramp, k.fn, params, grid, block, s.order, s.seed};
     std::string fault;
     bool good;
 #if defined(EMU_SHARED_STATIC)
@@ -618,6 +701,86 @@ API CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsi
         if (s.sticky.load() == CUDA_SUCCESS) s.sticky_msg = "kernel fault: " + fault;
         s.sticky.store(CUDA_ERROR_LAUNCH_FAILED);
     }
+}
+
+API CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                            unsigned smem, void* stream, void** params, void** extra) {
+    if (CUresult e = check_sticky()) return e;
+    auto* fn = static_cast<Function*>(f);
+    if (!fn) return err(CUDA_ERROR_INVALID_HANDLE, "launch of a null function");
+    const Kernel& k = *fn->kernel;
+    const std::string w = who(k);
+    const unsigned long long threads = (unsigned long long)bx * by * bz;
+    if (!gx || !gy || !gz || !bx || !by || !bz) return err(CUDA_ERROR_INVALID_VALUE, w + "a zero grid or block dimension");
+    if (threads > 1024 || bx > 1024 || by > 1024 || bz > 64)
+        return err(CUDA_ERROR_INVALID_VALUE, w + "block (" + std::to_string(bx) + "," + std::to_string(by) + "," +
+                                                 std::to_string(bz) + ") is over the limits (1024 threads; 1024, 1024, 64)");
+    if (gy > 65535 || gz > 65535 || gx > 2147483647u)
+        return err(CUDA_ERROR_INVALID_VALUE, w + "grid (" + std::to_string(gx) + "," + std::to_string(gy) + "," +
+                                                 std::to_string(gz) + ") is over the limits (2^31-1, 65535, 65535)");
+    if ((int)smem > fn->max_dynamic_smem)
+        return err(CUDA_ERROR_INVALID_VALUE, w + std::to_string(smem) + " bytes of dynamic shared memory, over the " +
+                                                 std::to_string(fn->max_dynamic_smem) + " allowed");
+    if (extra) return err(CUDA_ERROR_NOT_SUPPORTED, w + "the `extra` argument form is not emulated");
+    if (!params && !k.params.empty()) return err(CUDA_ERROR_INVALID_VALUE, w + "no kernel parameters given");
+    if (CUresult e = check_pointers(k, params, w)) return e;
+    if (Graph* g = capturing(stream)) {
+        Node node{Node::Kernel};
+        node.fn = fn;
+        node.grid = {gx, gy, gz};
+        node.block = {bx, by, bz};
+        for (size_t i = 0; i < k.params.size(); ++i) {
+            const char* p = static_cast<const char*>(params[i]);
+            node.params.emplace_back(p, p + k.params[i].size);
+        }
+        g->nodes.push_back(std::move(node));
+        return ok();
+    }
+    st().launches.fetch_add(1);
+    execute(k, params, {gx, gy, gz}, {bx, by, bz});
+    return ok();
+}
+
+// ---- graphs: what a captured stream recorded, replayed in order ------------------------------------
+API CUresult cuGraphInstantiateWithFlags(void** exec, void* graph, unsigned long long) {
+    if (!graph) return err(CUDA_ERROR_INVALID_VALUE, "instantiating a null graph");
+    *exec = new Graph(*static_cast<Graph*>(graph));
+    return ok();
+}
+API CUresult cuGraphLaunch(void* exec, void* stream) {
+    if (CUresult e = check_sticky()) return e;
+    if (capturing(stream)) return err(CUDA_ERROR_NOT_SUPPORTED, "a graph launch inside a capture is not emulated");
+    State& s = st();
+    s.graph_launches.fetch_add(1);
+    for (Node& n : static_cast<Graph*>(exec)->nodes) {
+        if (s.sticky.load() != CUDA_SUCCESS) break;
+        switch (n.kind) {
+            case Node::Kernel: {
+                const Kernel& k = *n.fn->kernel;
+                std::vector<void*> ptrs;
+                for (auto& p : n.params) ptrs.push_back(p.data());
+                if (CUresult e = check_pointers(k, ptrs.data(), "graph replay: " + who(k))) return e;
+                s.graph_kernels.fetch_add(1);
+                execute(k, ptrs.data(), n.grid, n.block);
+                break;
+            }
+            case Node::Memset: memset((void*)n.dst, n.value, n.bytes); break;
+            case Node::MemcpyDtoD: memmove((void*)n.dst, (const void*)n.src, n.bytes); break;
+            case Node::EventRecord:
+                n.event->ms = now_ms();
+                n.event->recorded = true;
+                break;
+        }
+    }
+    return ok();
+}
+API CUresult cuGraphUpload(void*, void*) { return ok(); }
+API CUresult cuGraphExecDestroy(void* exec) {
+    delete static_cast<Graph*>(exec);
+    return ok();
+}
+API CUresult cuGraphDestroy(void* graph) {
+    delete static_cast<Graph*>(graph);
     return ok();
 }
 
@@ -642,6 +805,10 @@ static const char* error_name(CUresult e) {
         case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
         case CUDA_ERROR_LAUNCH_FAILED: return "CUDA_ERROR_LAUNCH_FAILED";
         case CUDA_ERROR_NOT_SUPPORTED: return "CUDA_ERROR_NOT_SUPPORTED";
+        case CUDA_ERROR_NOT_PERMITTED: return "CUDA_ERROR_NOT_PERMITTED";
+        case CUDA_ERROR_ILLEGAL_STATE: return "CUDA_ERROR_ILLEGAL_STATE";
+        case CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: return "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED";
+        case CUDA_ERROR_STREAM_CAPTURE_INVALIDATED: return "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED";
         default: return "CUDA_ERROR_UNKNOWN";
     }
 }
@@ -661,6 +828,9 @@ static const char* error_string(CUresult e) {
         case CUDA_ERROR_NOT_FOUND: return "named symbol not found";
         case CUDA_ERROR_LAUNCH_FAILED: return "unspecified launch failure";
         case CUDA_ERROR_NOT_SUPPORTED: return "operation not supported";
+        case CUDA_ERROR_ILLEGAL_STATE: return "the operation cannot be performed in the present state";
+        case CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: return "operation not permitted when stream is capturing";
+        case CUDA_ERROR_STREAM_CAPTURE_INVALIDATED: return "operation failed due to a previous error during capture";
         default: return "unknown error";
     }
 }
@@ -678,8 +848,11 @@ API CUresult cuGetErrorString(CUresult e, const char** s) {
 API const char* pix2pix_emu_last_error() { return last_error.c_str(); }
 // "plain", "memcheck" or "racecheck".
 API const char* pix2pix_emu_mode() { return mode_name(); }
-// Kernel launches since the library was loaded.
+// Kernel launches since the library was loaded (not counting those replayed by graphs).
 API unsigned long long pix2pix_emu_launches() { return st().launches.load(); }
+// Graph launches, and the kernels they ran.
+API unsigned long long pix2pix_emu_graph_launches() { return st().graph_launches.load(); }
+API unsigned long long pix2pix_emu_graph_kernels() { return st().graph_kernels.load(); }
 // Names of the registered kernels, one per line (for the PTX/emulator consistency test).
 API const char* pix2pix_emu_kernels() {
     static std::string names;

@@ -214,15 +214,32 @@ pub fn last_error() -> Option<String> {
     call_str(b"pix2pix_emu_last_error\0").filter(|s| !s.is_empty())
 }
 
-/// Kernel launches since the emulator was loaded (0 when it is not).
-pub fn launches() -> u64 {
+fn call_u64(name: &[u8]) -> u64 {
     let Some(a) = ACTIVE.get() else { return 0 };
-    // SAFETY: `unsigned long long f(void)` of driver.cpp.
+    // SAFETY: an `unsigned long long f(void)` of driver.cpp.
     unsafe {
         a.lib
-            .get::<unsafe extern "C" fn() -> u64>(b"pix2pix_emu_launches\0")
+            .get::<unsafe extern "C" fn() -> u64>(name)
             .map(|f| f())
             .unwrap_or(0)
+    }
+}
+
+/// Launch counts since the emulator was loaded (all 0 when it is not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Launches {
+    /// Kernels launched one by one (cuLaunchKernel outside a capture).
+    pub kernels: u64,
+    /// Graph launches (cuGraphLaunch), and the kernels their replays ran.
+    pub graphs: u64,
+    pub graph_kernels: u64,
+}
+
+pub fn launches() -> Launches {
+    Launches {
+        kernels: call_u64(b"pix2pix_emu_launches\0"),
+        graphs: call_u64(b"pix2pix_emu_graph_launches\0"),
+        graph_kernels: call_u64(b"pix2pix_emu_graph_kernels\0"),
     }
 }
 
