@@ -87,8 +87,9 @@ struct Position {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Installs the Ctrl-C handler once per process: the loop saves `latest` and returns.
-fn install_ctrlc() {
+/// Installs the Ctrl-C handler once per process: the loop saves `latest` and returns. Public so
+/// that a caller running several stages (`study`) shares the one handler and can see the flag.
+pub fn install_ctrlc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = ctrlc::set_handler(|| {
@@ -99,6 +100,11 @@ fn install_ctrlc() {
             eprintln!("\nCtrl-C: finishing this iteration, saving `latest`, then stopping (Ctrl-C again to abort)");
         });
     });
+}
+
+/// Whether Ctrl-C was pressed since the handler was installed or the last training run started.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// Paths of one saved state.
