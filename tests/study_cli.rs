@@ -126,6 +126,22 @@ fn tiny_study_writes_every_table_and_figure_and_resumes() {
         !again.contains("training pix2pix"),
         "a finished run was trained again:\n{again}"
     );
+    // A training stage without its record (as after Ctrl-C) resumes from `latest`, and its
+    // tests are redone; --only with --force redoes just that run.
+    std::fs::remove_file(st.join("stages/train_run2.txt")).unwrap();
+    let resumed = ok(t.path(), &args);
+    assert!(resumed.contains("resuming"), "{resumed}");
+    assert!(resumed.contains("stage test_run2 finished"), "{resumed}");
+    assert!(resumed.contains("stage test_run3 already finished"), "{resumed}");
+    let mut only = args.to_vec();
+    only.extend(["--only", "4", "--force"]);
+    let redo = ok(t.path(), &only);
+    assert_eq!(redo.matches("training pix2pix").count(), 1, "{redo}");
+    assert!(
+        redo.contains("run4_filtered_b64") && !redo.contains("train_run1"),
+        "{redo}"
+    );
+    assert!(redo.contains("not selected (--only)"), "{redo}");
     // Changed options are refused without --force.
     let mut changed = args.to_vec();
     changed.extend(["--n-epochs", "3"]);
