@@ -172,3 +172,24 @@ pub fn prepare_estimate(cfg: &super::StudyConfig, photo: &Path, photos: usize) -
     let one = t0.elapsed().as_secs_f64();
     Ok(one * photos as f64 / rayon::current_num_threads().max(1) as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_times_round_trip_and_interpolate() {
+        let t = StepTimes {
+            config: "unet_128 ngf 8 ndf 8 128²".into(),
+            device: "cpu (2 threads)".into(),
+            step_s: [0.1, 0.8],
+            fwd_s: 0.01,
+        };
+        assert_eq!(StepTimes::parse(&t.csv_rows(), &t.config), Some(t.clone()));
+        assert!(StepTimes::parse(&t.csv_rows(), "other").is_none());
+        assert!((t.step(8) - 0.8).abs() < 1e-12);
+        assert!((t.step(64) - (0.1 + 63.0 * 0.1)).abs() < 1e-9);
+        assert_eq!(fmt_duration(3725.0), "1 h 02 min");
+        assert_eq!(fmt_duration(65.0), "1 min 05 s");
+    }
+}

@@ -280,3 +280,30 @@ pub fn parse_only(s: &str) -> Result<Vec<usize>> {
 /// The four training styles (run 5's augmentation) and the out-of-distribution sketch.
 pub const TRAIN_STYLES: [&str; 4] = ["classic", "smooth", "bold", "posterized"];
 pub const TEST_STYLES: [&str; 5] = ["classic", "smooth", "bold", "posterized", "sketch"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_parses_run_numbers() {
+        assert_eq!(parse_only("3, 2,3").unwrap(), vec![2, 3]);
+        assert!(parse_only("7").is_err());
+        assert!(parse_only("a").is_err());
+        assert!(parse_only("").is_err());
+    }
+
+    #[test]
+    fn the_run_table_is_the_studys() {
+        let batches: Vec<usize> = RUNS[1..4].iter().map(|r| r.batch_size).collect();
+        assert_eq!(batches, [1, 8, 64]);
+        assert!(RUNS[..5].iter().all(|r| r.model.unavailable().is_none()));
+        assert_eq!(RUNS[5].model.name(), "cycle_gan");
+        assert_eq!(
+            RUNS[5].model.unavailable(),
+            Some("not available (CycleGAN not built yet)")
+        );
+        let names: std::collections::HashSet<String> = RUNS.iter().map(|r| r.dir_name()).collect();
+        assert_eq!(names.len(), RUNS.len());
+    }
+}

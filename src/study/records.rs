@@ -171,3 +171,34 @@ pub fn command(words: &[String]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_refuse_other_options() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Records::new(t.path());
+        let mut rec = StageRecord::new("train_run2", "a=1\nb=2");
+        rec.seconds = 12.5;
+        rec.finished = 7;
+        rec.commands.push("pix2pix train --name 'x y'".into());
+        rec.notes.push("resumed".into());
+        r.write(&rec).unwrap();
+        assert_eq!(r.get("train_run2").unwrap().unwrap(), rec);
+        assert!(r.done("train_run2", "a=1 b=2", false).unwrap());
+        let err = r.done("train_run2", "a=2", false).unwrap_err().to_string();
+        assert!(err.contains("--force") && err.contains("a=2"), "{err}");
+        assert!(!r.done("train_run2", "a=2", true).unwrap());
+        assert!(r.get("train_run2").unwrap().is_none());
+    }
+
+    #[test]
+    fn commands_quote_what_the_shell_would_split() {
+        assert_eq!(
+            command(&["train".into(), "--name".into(), "a b".into(), "it's".into()]),
+            "pix2pix train --name 'a b' 'it'\\''s'"
+        );
+    }
+}
