@@ -14,6 +14,7 @@ pub mod ops;
 pub mod optim;
 pub mod profile;
 pub mod report;
+pub mod study;
 pub mod tensor;
 pub mod train;
 pub mod validate;

@@ -35,6 +35,8 @@ enum Command {
     Test(cli::train::TestArgs),
     /// Metrics of test results (cosine dissimilarity, L1, PSNR, SSIM), a table and a side-by-side page.
     Eval(cli::eval::EvalArgs),
+    /// The whole study from a folder of photos: Table 2's runs, Table 3, Figs. 5-10, one report.
+    Study(cli::study::StudyArgs),
     /// Plot a training run's losses (RUN_DIR/loss_log.csv → RUN_DIR/loss.png).
     Plot(cli::eval::PlotArgs),
     /// Run one training step on a device and on the CPU reference; compare every gradient.
@@ -81,6 +83,7 @@ fn main() -> Result<()> {
         Command::Test(a) => cli::train::run_test_cmd(a),
         Command::Eval(a) => cli::eval::eval(a),
         Command::Plot(a) => cli::eval::plot(a),
+        Command::Study(a) => cli::study::study(a),
         Command::Gradcheck(a) => cli::gradcheck::gradcheck(a),
         Command::Init(a) => cli::step::init(a),
         Command::Step(a) => cli::step::step(a),

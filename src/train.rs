@@ -87,8 +87,9 @@ struct Position {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Installs the Ctrl-C handler once per process: the loop saves `latest` and returns.
-fn install_ctrlc() {
+/// Installs the Ctrl-C handler once per process: the loop saves `latest` and returns. Public so
+/// that a caller running several stages (`study`) shares the one handler and can see the flag.
+pub fn install_ctrlc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = ctrlc::set_handler(|| {
@@ -99,6 +100,11 @@ fn install_ctrlc() {
             eprintln!("\nCtrl-C: finishing this iteration, saving `latest`, then stopping (Ctrl-C again to abort)");
         });
     });
+}
+
+/// Whether Ctrl-C was pressed since the handler was installed or the last training run started.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// Paths of one saved state.
@@ -321,7 +327,7 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
                 .unwrap()
                 .progress_chars("=> "),
         );
-        pb.set_prefix(format!("{epoch}/{}", cfg.schedule.last_epoch()));
+        pb.set_prefix(epoch_label(cfg, epoch, &start));
         pb.set_position(pos.batches_done as u64);
         let epoch_start = Instant::now();
         let mut iter = loader.epoch(epoch as u64);
@@ -411,8 +417,8 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         }
         epoch_report(cfg, dev, &mut model, val.as_ref(), epoch, pos.total_images)?;
         println!(
-            "End of epoch {epoch} / {} \t Time Taken: {:.1} sec \t lr {lr:.7}  G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}",
-            cfg.schedule.last_epoch(),
+            "End of epoch {} \t Time Taken: {:.1} sec \t lr {lr:.7}  G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}",
+            epoch_label(cfg, epoch, &start),
             epoch_start.elapsed().as_secs_f64(),
             last.g_gan,
             last.g_l1,
@@ -443,6 +449,19 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         interrupted,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// "E / LAST" (the reference's), or for a run bounded by --max-minutes, where the last epoch is
+/// not what stops it, "E (M.M of T.T min)".
+fn epoch_label(cfg: &TrainConfig, epoch: usize, start: &Instant) -> String {
+    match cfg.max_seconds {
+        Some(s) => format!(
+            "{epoch} ({:.1} of {:.1} min)",
+            start.elapsed().as_secs_f64() / 60.0,
+            s / 60.0
+        ),
+        None => format!("{epoch} / {}", cfg.schedule.last_epoch()),
+    }
 }
 
 /// End-of-epoch outputs: loss.png, and when due, validation (val_log.csv, val.png, a sample strip)

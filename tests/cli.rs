@@ -271,3 +271,39 @@ fn bad_input_gets_a_clear_error() {
     let dev = fails(d, &["train", "--dataroot", "data", "--device", "tpu"]);
     assert!(dev.contains("tpu"), "{dev}");
 }
+
+/// A run bounded by --max-minutes (as `demo`'s) shows its time budget, not an epoch count that
+/// is never reached.
+#[test]
+fn time_bounded_run_shows_its_budget() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    make_synthetic_dataset(&d.join("data"), 3, 0, 0, 128, 5).unwrap();
+    let args = with(
+        &[
+            "train",
+            "--dataroot",
+            "data",
+            "--name",
+            "budget",
+            "--load-size",
+            "128",
+            "--crop-size",
+            "128",
+            "--n-epochs",
+            "1",
+            "--n-epochs-decay",
+            "0",
+            "--max-minutes",
+            "10",
+            "--no-progress",
+        ],
+        SMALL,
+    );
+    let out = ok(d, &args);
+    assert!(
+        out.contains("End of epoch 1 (") && out.contains(" of 10.0 min)"),
+        "{out}"
+    );
+    assert!(!out.contains("End of epoch 1 /"), "{out}");
+}

@@ -5,4 +5,5 @@ pub mod demo;
 pub mod eval;
 pub mod gradcheck;
 pub mod step;
+pub mod study;
 pub mod train;

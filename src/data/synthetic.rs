@@ -177,16 +177,20 @@ fn render_photo(face: &Face, size: usize) -> RgbImage {
     })
 }
 
-/// One A|B pair (cartoon | photo), (2·size) × size, for dataset item (seed, split, index).
-pub fn synthetic_pair(seed: u64, split: u64, index: u64, size: usize) -> RgbImage {
+/// The photo (B side) of dataset item (seed, split, index): a drawn face, size × size.
+pub fn synthetic_photo(seed: u64, split: u64, index: u64, size: usize) -> RgbImage {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     key[8..16].copy_from_slice(&split.to_le_bytes());
     key[16..24].copy_from_slice(&index.to_le_bytes());
     key[24..].copy_from_slice(b"FACES!!!");
     let mut rng = ChaCha8Rng::from_seed(key);
-    let face = Face::random(&mut rng);
-    let photo = render_photo(&face, size);
+    render_photo(&Face::random(&mut rng), size)
+}
+
+/// One A|B pair (cartoon | photo), (2·size) × size, for dataset item (seed, split, index).
+pub fn synthetic_pair(seed: u64, split: u64, index: u64, size: usize) -> RgbImage {
+    let photo = synthetic_photo(seed, split, index, size);
     // The same cartoonizer `prepare` applies to real photos (the classic OpenCV recipe).
     let cartoon = crate::data::prepare::cartoonize(&photo, crate::data::prepare::Style::Classic);
     hconcat(&cartoon, &photo)

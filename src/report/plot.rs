@@ -104,7 +104,7 @@ pub fn smooth(v: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are ours and checked by the tests; a failure would only lose the labels.
@@ -123,12 +123,17 @@ pub fn plot_losses(csv: &Path, png: &Path) -> Result<()> {
     let mut buf = vec![255u8; w * h * 3];
     draw(&log, &mut buf, &csv.display().to_string())
         .map_err(|e| anyhow!("drawing the loss plot of {}: {e}", csv.display()))?;
+    write_png(png, &buf, WIDTH, HEIGHT)
+}
+
+/// Encodes an RGB buffer (w×h×3) as PNG and writes it atomically.
+pub(crate) fn write_png(png: &Path, buf: &[u8], w: u32, h: u32) -> Result<()> {
     let mut bytes = vec![];
     image::ImageEncoder::write_image(
         image::codecs::png::PngEncoder::new(&mut bytes),
-        &buf,
-        WIDTH,
-        HEIGHT,
+        buf,
+        w,
+        h,
         image::ExtendedColorType::Rgb8,
     )
     .with_context(|| format!("encoding {}", png.display()))?;
@@ -294,14 +299,5 @@ pub fn plot_columns(csv_path: &Path, x_col: &str, cols: &[&str], png: &Path, tit
         Ok(())
     })()
     .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
-    let mut bytes = vec![];
-    image::ImageEncoder::write_image(
-        image::codecs::png::PngEncoder::new(&mut bytes),
-        &buf,
-        w,
-        h,
-        image::ExtendedColorType::Rgb8,
-    )
-    .with_context(|| format!("encoding {}", png.display()))?;
-    write_atomic(png, &bytes)
+    write_png(png, &buf, w, h)
 }

@@ -4,17 +4,19 @@
 //! - [`cartoon`]: the OpenCV cartoon recipe and its named [`Style`]s.
 //! - [`haar`]: a small evaluator of OpenCV Haar cascades (the face detector).
 //! - [`filters`]: defensive reading, the grayscale measure, face framing.
+//! - [`groups`]: which photos are one person (persons CSV, `--group-regex`).
 //! - [`gallery`]: a procedural face and a strip of every style, for the README.
 
 pub mod cartoon;
 pub mod filters;
 pub mod gallery;
+pub mod groups;
 pub mod haar;
 mod pipeline;
 
 pub use cartoon::{cartoonize, cartoonize_with, CartoonParams, Style};
 pub use gallery::{procedural_face, style_gallery};
-pub use pipeline::{prepare, run_prepare, Drop as DropReason, PrepareSummary, Split};
+pub use pipeline::{filter_reason, prepare, run_prepare, Drop as DropReason, PrepareSummary, Split};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -57,6 +59,11 @@ pub struct PrepareArgs {
     /// else the first). Split by person, so one face never lands in two splits.
     #[arg(long)]
     pub persons: Option<PathBuf>,
+    /// Group photos by file name for the split: the first capture group of this regex, matched
+    /// against the file name, is the person (e.g. '^([^_]+)_' for 001_03.jpg and 001_08.jpg).
+    /// Files in --persons use the CSV; files it does not match are their own group.
+    #[arg(long)]
+    pub group_regex: Option<String>,
     /// Column of --persons holding the person id (default: the first of person, person_id, id,
     /// name; else the second column).
     #[arg(long)]
@@ -106,6 +113,7 @@ impl PrepareArgs {
             split: "60,20,20".into(),
             persons: None,
             person_column: None,
+            group_regex: None,
             no_grayscale_filter: false,
             min_colourfulness: 6.0,
             no_face_filter: false,

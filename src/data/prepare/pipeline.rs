@@ -131,6 +131,16 @@ pub fn prepare(args: &PrepareArgs) -> Result<PrepareSummary> {
         Some(p) => Some(read_persons(p, args.person_column.as_deref())?),
         None => None,
     };
+    let group_re = args.group_regex.as_deref().map(super::groups::compile).transpose()?;
+    if persons.is_none() && group_re.is_none() {
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .collect();
+        if let Some(w) = super::groups::looks_grouped(&names) {
+            eprintln!("{w}");
+        }
+    }
     let cascade = if args.no_face_filter {
         None
     } else {
@@ -164,7 +174,7 @@ pub fn prepare(args: &PrepareArgs) -> Result<PrepareSummary> {
     }
 
     // Split kept photos by group (person or file).
-    assign_splits(&mut records, persons.as_ref(), fractions, args.seed);
+    assign_splits(&mut records, persons.as_ref(), group_re.as_ref(), fractions, args.seed);
 
     // Phase 2: frame, cartoonize, write.
     let out = &args.output;
@@ -297,7 +307,7 @@ fn inspect(path: &Path, args: &PrepareArgs, cascade: Option<&Cascade>) -> Record
     }
     let c = colourfulness(&photo.rgb);
     r.colourfulness = Some(c);
-    if !args.no_grayscale_filter && c < args.min_colourfulness {
+    if filter_reason(c, None, args) == Some(Drop::Grayscale) {
         r.dropped = Some(Drop::Grayscale);
         r.detail = format!(
             "colourfulness {c:.2} < {} ({} channel{})",
@@ -309,24 +319,32 @@ fn inspect(path: &Path, args: &PrepareArgs, cascade: Option<&Cascade>) -> Record
     }
     if let Some(cascade) = cascade {
         r.face = detect_face(cascade, &photo.rgb);
-        match r.face {
-            None => {
-                if !args.keep_no_face {
-                    r.dropped = Some(Drop::NoFace);
-                    r.detail = "no face detected".into();
-                }
+        r.face_ratio = r.face.map(|f| f.area() / (r.width as f32 * r.height as f32));
+        r.dropped = filter_reason(c, Some(r.face_ratio), args);
+        match (r.dropped, r.face_ratio) {
+            (Some(Drop::NoFace), _) => r.detail = "no face detected".into(),
+            (Some(Drop::SmallFace), Some(ratio)) => {
+                r.detail = format!("face ratio {ratio:.3} < {}", args.min_face_ratio)
             }
-            Some(f) => {
-                let ratio = f.area() / (r.width as f32 * r.height as f32);
-                r.face_ratio = Some(ratio);
-                if ratio < args.min_face_ratio {
-                    r.dropped = Some(Drop::SmallFace);
-                    r.detail = format!("face ratio {ratio:.3} < {}", args.min_face_ratio);
-                }
-            }
+            _ => {}
         }
     }
     r
+}
+
+/// Why `args`' filters drop a photo with these measurements (None: kept). `face` is None when no
+/// detection ran, `Some(None)` when no face was found, `Some(Some(ratio))` for a face covering
+/// `ratio` of the image. `prepare` decides with it, and so can a caller reading `manifest.csv`
+/// (which records both measurements even when the filters are off).
+pub fn filter_reason(colourfulness: f32, face: Option<Option<f32>>, args: &PrepareArgs) -> Option<Drop> {
+    if !args.no_grayscale_filter && colourfulness < args.min_colourfulness {
+        return Some(Drop::Grayscale);
+    }
+    match face {
+        Some(None) if !args.keep_no_face => Some(Drop::NoFace),
+        Some(Some(ratio)) if ratio < args.min_face_ratio => Some(Drop::SmallFace),
+        _ => None,
+    }
 }
 
 fn write_pairs(r: &Record, base: &str, styles: &[Style], args: &PrepareArgs, out: &Path) -> Result<Vec<String>> {
@@ -395,17 +413,22 @@ fn read_persons(path: &Path, column: Option<&str>) -> Result<HashMap<String, Str
 
 /// Deterministic split by group: groups (persons, or single files) sorted, shuffled by `seed`,
 /// and filled in order until each split holds its share of the kept photos.
-fn assign_splits(records: &mut [Record], persons: Option<&HashMap<String, String>>, fractions: [f64; 3], seed: u64) {
+fn assign_splits(
+    records: &mut [Record],
+    persons: Option<&HashMap<String, String>>,
+    group_re: Option<&regex_lite::Regex>,
+    fractions: [f64; 3],
+    seed: u64,
+) {
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         if r.dropped.is_some() {
             continue;
         }
-        let key = match persons.and_then(|m| m.get(&r.name)) {
-            Some(p) => format!("person:{p}"),
-            None => format!("file:{}", r.name),
-        };
-        groups.entry(key).or_default().push(i);
+        groups
+            .entry(super::groups::group_key(&r.name, persons, group_re))
+            .or_default()
+            .push(i);
     }
     let mut keys: Vec<String> = groups.keys().cloned().collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -518,7 +541,11 @@ fn print_summary(s: &PrepareSummary, args: &PrepareArgs, styles: &[Style], c: Op
         s.photos_per_split[2],
         args.seed,
         args.split,
-        if args.persons.is_some() { ", by person" } else { "" }
+        if args.persons.is_some() || args.group_regex.is_some() {
+            ", by person"
+        } else {
+            ""
+        }
     );
     println!(
         "  pairs written {} ({} × style {}), {}×{} each",
