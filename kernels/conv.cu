@@ -1,5 +1,5 @@
 // Conv2d and ConvTranspose2d (NCHW, square k×k kernels, any stride and padding, no groups), twin
-// of src/ops/conv.rs. Everything is phrased in terms of one convolution
+// of src/ops/conv/ (mod.rs: the role swap, cuda.rs: these launchers). Everything is phrased in terms of one convolution
 //     y[b, co, oh, ow] = sum_{ci, ki, kj} W[co, ci, ki, kj] * x[b, ci, oh*s - p + ki, ow*s - p + kj]
 // with x: [n, cin, h, w], y: [n, cout, ho, wo], W: [cout, cin, k, k], and three implicit GEMMs:
 //   conv_fwd   (y = W · im2col(x))       M = cout, N = n·ho·wo, K = cin·k²
@@ -23,7 +23,7 @@
 #define BK 16
 #define NT 256
 
-// Mirrored by `ConvArgs` in src/ops/conv.rs (#[repr(C)]). Geometry of the convolution above.
+// Mirrored by `ConvArgs` in src/ops/conv/cuda.rs (#[repr(C)]). Geometry of the convolution above.
 struct ConvArgs {
     int n, cin, h, w;   // x
     int cout, ho, wo;   // y

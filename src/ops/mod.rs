@@ -4,7 +4,6 @@
 pub mod activation;
 pub mod adam;
 pub mod conv;
-pub mod im2col;
 pub mod loss;
 pub mod norm;
 pub mod tensor;
