@@ -146,6 +146,15 @@ KERNEL void __launch_bounds__(NT) conv_fwd_k4(const float* x, const float* wt, c
                                              float* ws, ConvArgs a) {
     conv_fwd_impl<4>(x, wt, bias, out, ws, a);
 }
+// k3 and k7: the ResNet generator's convs (3×3 blocks and down-sampling, 7×7 first and last).
+KERNEL void __launch_bounds__(NT) conv_fwd_k3(const float* x, const float* wt, const float* bias, float* out,
+                                             float* ws, ConvArgs a) {
+    conv_fwd_impl<3>(x, wt, bias, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_fwd_k7(const float* x, const float* wt, const float* bias, float* out,
+                                             float* ws, ConvArgs a) {
+    conv_fwd_impl<7>(x, wt, bias, out, ws, a);
+}
 KERNEL void __launch_bounds__(NT) conv_fwd_kx(const float* x, const float* wt, const float* bias, float* out,
                                              float* ws, ConvArgs a) {
     conv_fwd_impl<0>(x, wt, bias, out, ws, a);
@@ -266,6 +275,15 @@ KERNEL void __launch_bounds__(NT) conv_dgrad_t4(const float* dy, const float* wt
                                                float* ws, ConvArgs a) {
     conv_dgrad_impl<4>(dy, wt, bias, out, ws, a);
 }
+// Stride 1 with k3 / k7 (every tap hits every pixel): the ResNet blocks' and 7×7 convs' dgrad.
+KERNEL void __launch_bounds__(NT) conv_dgrad_t3(const float* dy, const float* wt, const float* bias, float* out,
+                                               float* ws, ConvArgs a) {
+    conv_dgrad_impl<3>(dy, wt, bias, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_dgrad_t7(const float* dy, const float* wt, const float* bias, float* out,
+                                               float* ws, ConvArgs a) {
+    conv_dgrad_impl<7>(dy, wt, bias, out, ws, a);
+}
 KERNEL void __launch_bounds__(NT) conv_dgrad_tx(const float* dy, const float* wt, const float* bias, float* out,
                                                float* ws, ConvArgs a) {
     conv_dgrad_impl<0>(dy, wt, bias, out, ws, a);
@@ -361,6 +379,14 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
 KERNEL void __launch_bounds__(NT) conv_wgrad_k4(const float* x, const float* dy, const float* bias_unused,
                                                float* out, float* ws, ConvArgs a) {
     conv_wgrad_impl<4>(x, dy, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_wgrad_k3(const float* x, const float* dy, const float* bias_unused,
+                                               float* out, float* ws, ConvArgs a) {
+    conv_wgrad_impl<3>(x, dy, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_wgrad_k7(const float* x, const float* dy, const float* bias_unused,
+                                               float* out, float* ws, ConvArgs a) {
+    conv_wgrad_impl<7>(x, dy, out, ws, a);
 }
 KERNEL void __launch_bounds__(NT) conv_wgrad_kx(const float* x, const float* dy, const float* bias_unused,
                                                float* out, float* ws, ConvArgs a) {

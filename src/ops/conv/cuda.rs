@@ -155,7 +155,12 @@ pub(super) fn fwd(
     let tiles = (m.div_ceil(TILE), n.div_ceil(TILE));
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
-        kernel: if pb.k == 4 { "conv_fwd_k4" } else { "conv_fwd_kx" },
+        kernel: match pb.k {
+            3 => "conv_fwd_k3",
+            4 => "conv_fwd_k4",
+            7 => "conv_fwd_k7",
+            _ => "conv_fwd_kx",
+        },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, accumulate, bias.is_some()),
         in0: x,
@@ -195,7 +200,9 @@ pub(super) fn dgrad(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1 * s * s, k_max, out);
     let kernel = match (pb.k.is_multiple_of(s), taps) {
         (true, 2) => "conv_dgrad_t2",
+        (true, 3) => "conv_dgrad_t3",
         (true, 4) => "conv_dgrad_t4",
+        (true, 7) => "conv_dgrad_t7",
         _ => "conv_dgrad_tx",
     };
     let gemm = Gemm {
@@ -230,7 +237,12 @@ pub(super) fn wgrad(
     let tiles = (m.div_ceil(TILE), n.div_ceil(TILE));
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
-        kernel: if pb.k == 4 { "conv_wgrad_k4" } else { "conv_wgrad_kx" },
+        kernel: match pb.k {
+            3 => "conv_wgrad_k3",
+            4 => "conv_wgrad_k4",
+            7 => "conv_wgrad_k7",
+            _ => "conv_wgrad_kx",
+        },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, true, false),
         in0: x,
