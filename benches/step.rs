@@ -15,6 +15,7 @@ use pix2pix::device::Device;
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::{PhaseTimes, Pix2Pix, Pix2PixOptions};
 use pix2pix::models::unet::UnetConfig;
+use pix2pix::nn::NormKind;
 use pix2pix::tensor::Shape;
 use std::time::Instant;
 
@@ -62,6 +63,7 @@ fn main() -> anyhow::Result<()> {
                 input_nc: 6,
                 ndf: 64,
                 n_layers: 3,
+                norm: NormKind::Batch,
             };
             let mut m = Pix2Pix::new(gcfg, dcfg, Pix2PixOptions::default(), &device, 0)?;
             let s = Shape::new(batch, 3, size, size);

@@ -6,24 +6,36 @@ use common::*;
 use pix2pix::device::Device;
 use pix2pix::models::patchgan::{PatchGan, PatchGanConfig};
 use pix2pix::models::pix2pix::{Pix2Pix, Pix2PixOptions};
+use pix2pix::models::resnet::{ResnetConfig, ResnetGenerator};
 use pix2pix::models::unet::{UnetConfig, UnetGenerator};
 use pix2pix::nn::params::Kind;
+use pix2pix::nn::NormKind;
 use pix2pix::tensor::{Shape, Storage};
 
 const CPU: Device = Device::Cpu;
 
 /// The basic (70×70) PatchGAN for pix2pix: 6 input channels, 3 layers.
 fn basic_d(ndf: usize, seed: u64) -> PatchGan {
+    patchgan(6, ndf, NormKind::Batch, seed)
+}
+
+/// The basic PatchGAN with `input_nc` channels and the given norm (CycleGAN's: 3, instance).
+fn patchgan(input_nc: usize, ndf: usize, norm: NormKind, seed: u64) -> PatchGan {
     PatchGan::new(
         PatchGanConfig {
-            input_nc: 6,
+            input_nc,
             ndf,
             n_layers: 3,
+            norm,
         },
         &CPU,
         seed,
     )
     .unwrap()
+}
+
+fn resnet(name: &str, ngf: usize, norm: NormKind, seed: u64) -> ResnetGenerator {
+    ResnetGenerator::new(ResnetConfig::named(name, ngf, norm, false).unwrap(), &CPU, seed).unwrap()
 }
 
 fn unet(name: &str) -> UnetGenerator {
@@ -217,6 +229,7 @@ fn pix2pix_step_learns_a_fixed_pair() {
         input_nc: 6,
         ndf: 8,
         n_layers: 3,
+        norm: NormKind::Batch,
     };
     let mut m = Pix2Pix::new(gcfg, dcfg, Pix2PixOptions::default(), &CPU, 5).unwrap();
     let s = Shape::new(2, 3, 32, 32);
@@ -264,4 +277,189 @@ fn models_move_between_devices_unchanged() {
     let moved = g.params.to_device(&CPU);
     assert_eq!(moved.data.cpu(), g.params.data.cpu());
     assert_eq!(moved.buffers.cpu(), g.params.buffers.cpu());
+}
+
+// ---------------------------------------------------------------------------------------------
+// CycleGAN's networks (SPEC.md §7)
+
+#[test]
+fn cyclegan_parameter_counts_match_the_reference() {
+    let g = resnet("resnet_9blocks", 64, NormKind::Instance, 0);
+    assert_eq!(g.params.num_params(), 11_378_179);
+    // 1 + 2 + 2·9 + 2 + 1 convs, each with weight and bias; InstanceNorm has no state.
+    assert_eq!(g.params.entries.len(), 2 * 24);
+    assert!(g.params.entries.iter().all(|e| e.kind == Kind::Param));
+    drop(g);
+    // Six blocks fewer by 3 × 2 × (256·256·9 + 256).
+    let g6 = resnet("resnet_6blocks", 64, NormKind::Instance, 0);
+    assert_eq!(g6.params.num_params(), 11_378_179 - 3 * 2 * (256 * 256 * 9 + 256));
+    let d = patchgan(3, 64, NormKind::Instance, 0);
+    assert_eq!(d.params.num_params(), 2_764_737);
+    assert_eq!(d.params.entries.len(), 10, "5 convs with bias, no norm state");
+}
+
+#[test]
+fn cyclegan_tensor_names_follow_the_state_dict() {
+    let g = resnet("resnet_9blocks", 8, NormKind::Instance, 0);
+    let names: Vec<(&str, Vec<usize>)> = g
+        .params
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.dims.clone()))
+        .collect();
+    let want_head = [
+        ("model.1.weight", vec![8, 3, 7, 7]),
+        ("model.1.bias", vec![8]),
+        ("model.4.weight", vec![16, 8, 3, 3]),
+        ("model.4.bias", vec![16]),
+        ("model.7.weight", vec![32, 16, 3, 3]),
+        ("model.7.bias", vec![32]),
+        ("model.10.conv_block.1.weight", vec![32, 32, 3, 3]),
+        ("model.10.conv_block.1.bias", vec![32]),
+        ("model.10.conv_block.5.weight", vec![32, 32, 3, 3]),
+        ("model.10.conv_block.5.bias", vec![32]),
+    ];
+    for (i, (n, d)) in want_head.iter().enumerate() {
+        assert_eq!((names[i].0, &names[i].1), (*n, d), "entry {i}");
+    }
+    let want_tail = [
+        ("model.18.conv_block.5.bias", vec![32]),
+        ("model.19.weight", vec![32, 16, 3, 3]), // ConvTranspose2d: [in, out, k, k]
+        ("model.19.bias", vec![16]),
+        ("model.22.weight", vec![16, 8, 3, 3]),
+        ("model.22.bias", vec![8]),
+        ("model.26.weight", vec![3, 8, 7, 7]),
+        ("model.26.bias", vec![3]),
+    ];
+    let tail = &names[names.len() - want_tail.len()..];
+    for (got, want) in tail.iter().zip(&want_tail) {
+        assert_eq!((got.0, &got.1), (want.0, &want.1));
+    }
+    // resnet_6blocks: the up path starts at model.16, the head conv is model.23.
+    let g6 = resnet("resnet_6blocks", 8, NormKind::Instance, 0);
+    assert!(g6.params.entry("model.16.weight").is_some());
+    assert!(g6.params.entry("model.23.bias").is_some());
+    // With BatchNorm: no conv bias before a norm, BN state at the norm's index.
+    let gb = resnet("resnet_6blocks", 8, NormKind::Batch, 0);
+    assert!(gb.params.entry("model.1.bias").is_none());
+    assert!(gb.params.entry("model.2.running_var").is_some());
+    assert!(gb.params.entry("model.10.conv_block.6.num_batches_tracked").is_some());
+    assert!(
+        gb.params.entry("model.23.bias").is_some(),
+        "the head conv always has a bias"
+    );
+    // PatchGAN with InstanceNorm: every conv has a bias, the norm indices are empty.
+    let d = patchgan(3, 64, NormKind::Instance, 0);
+    let names: Vec<&str> = d.params.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "model.0.weight",
+            "model.0.bias",
+            "model.2.weight",
+            "model.2.bias",
+            "model.5.weight",
+            "model.5.bias",
+            "model.8.weight",
+            "model.8.bias",
+            "model.11.weight",
+            "model.11.bias"
+        ]
+    );
+}
+
+#[test]
+fn resnet_generator_checks_input_size() {
+    let g = resnet("resnet_6blocks", 4, NormKind::Instance, 0);
+    assert!(g.check_input(Shape::new(1, 3, 8, 12)).is_ok());
+    for bad in [Shape::new(1, 3, 10, 12), Shape::new(1, 3, 4, 4), Shape::new(1, 1, 8, 8)] {
+        let err = g.check_input(bad).unwrap_err().to_string();
+        assert!(err.contains("multiples of 4"), "{err}");
+    }
+}
+
+/// Σ r·G(x) against finite differences for a sample of every parameter tensor and for the input
+/// (CycleGAN needs G's input gradient: the cycle loss reaches G_A through G_B).
+/// The bounds are looser than the U-Net's: with 16 ReLU layers and norms over planes of 6 pixels
+/// (the blocks at 3×2), a 3e-5 step crosses a ReLU kink now and then and meets IN's curvature, and
+/// a smaller one drowns in f32 rounding. Measured (IN; BN alike): parameters 6.7e-3 at a step of
+/// 1e-5, 8.7e-3 at 3e-5, 3.5e-2 at 1e-4, 0.29 at 3e-4; the input 1.3e-2 at 1e-4, 8.4e-3 at 3e-4,
+/// 2.5e-2 at 1e-3. The zero gradients of the biases before a norm read ±0.1 from rounding. A
+/// wrong backward (a missing skip gradient, a mirrored pad) is off by O(1).
+#[test]
+fn tiny_resnet_backward_matches_finite_differences() {
+    for (norm, seed) in [(NormKind::Instance, 90u64), (NormKind::Batch, 91)] {
+        let mut g = resnet("resnet_6blocks", 4, norm, seed);
+        let mut r = rng(seed);
+        let xs = Shape::new(2, 3, 12, 8);
+        let mut xv = random_vec(&mut r, xs.numel(), 0.0);
+        let x = cpu_tensor(xs, xv.clone());
+        let rv = random_vec(&mut r, xs.numel(), 0.0);
+        assert_eq!(g.forward(&CPU, &x, true).shape, xs);
+        g.params.zero_grad();
+        let mut dx = CPU.zeros_tensor(xs);
+        g.backward(&CPU, &x, &cpu_tensor(xs, rv.clone()), Some(&mut dx));
+        let analytic = g.params.grad.cpu().to_vec();
+        let mut data = g.params.data.cpu().to_vec();
+        let mut idx = vec![];
+        for e in g.params.entries.iter().filter(|e| e.kind == Kind::Param) {
+            for j in sample_indices(&mut r, e.span.len, 3) {
+                idx.push(e.span.off + j);
+            }
+        }
+        check_fd(
+            &format!("ResNet ({norm:?}) params"),
+            &mut data,
+            &idx,
+            &analytic,
+            3e-5,
+            2e-2,
+            |p| {
+                g.params.data = Storage::Cpu(p.to_vec());
+                dot(&rv, g.forward(&CPU, &x, true).cpu())
+            },
+        );
+        g.params.data = Storage::Cpu(data);
+        let idx = sample_indices(&mut r, xv.len(), 40);
+        check_fd(
+            &format!("ResNet ({norm:?}) input"),
+            &mut xv,
+            &idx,
+            dx.cpu(),
+            3e-4,
+            2e-2,
+            |xv| dot(&rv, g.forward(&CPU, &cpu_tensor(xs, xv.to_vec()), true).cpu()),
+        );
+    }
+}
+
+#[test]
+fn tiny_instance_norm_patchgan_backward_matches_finite_differences() {
+    let mut d = patchgan(3, 4, NormKind::Instance, 92);
+    let mut r = rng(92);
+    let xs = Shape::new(2, 3, 32, 32);
+    let mut xv = random_vec(&mut r, xs.numel(), 0.0);
+    let x = cpu_tensor(xs, xv.clone());
+    let ys = d.forward(&CPU, &x).shape;
+    let rv = random_vec(&mut r, ys.numel(), 0.0);
+    d.params.zero_grad();
+    let mut dx = CPU.zeros_tensor(xs);
+    d.backward(&CPU, &x, &cpu_tensor(ys, rv.clone()), true, Some(&mut dx));
+    let analytic = d.params.grad.cpu().to_vec();
+    let mut data = d.params.data.cpu().to_vec();
+    let mut idx = vec![];
+    for e in d.params.entries.iter() {
+        for j in sample_indices(&mut r, e.span.len, 4) {
+            idx.push(e.span.off + j);
+        }
+    }
+    check_fd("PatchGAN (IN) params", &mut data, &idx, &analytic, 3e-5, 5e-3, |p| {
+        d.params.data = Storage::Cpu(p.to_vec());
+        dot(&rv, d.forward(&CPU, &x).cpu())
+    });
+    d.params.data = Storage::Cpu(data);
+    let idx = sample_indices(&mut r, xv.len(), 40);
+    check_fd("PatchGAN (IN) input", &mut xv, &idx, dx.cpu(), 1e-3, 3e-2, |xv| {
+        dot(&rv, d.forward(&CPU, &cpu_tensor(xs, xv.to_vec())).cpu())
+    });
 }

@@ -8,6 +8,7 @@ use pix2pix::device::Device;
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::{GanMode, Pix2PixOptions};
 use pix2pix::models::unet::UnetConfig;
+use pix2pix::nn::NormKind;
 use std::path::PathBuf;
 
 #[derive(Args, Clone, Debug)]
@@ -52,6 +53,7 @@ impl ModelArgs {
                 input_nc: g.input_nc + g.output_nc,
                 ndf: self.ndf,
                 n_layers,
+                norm: NormKind::Batch,
             },
         ))
     }

@@ -11,6 +11,7 @@ use pix2pix::infer::{run_test, TestConfig};
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::Pix2PixOptions;
 use pix2pix::models::unet::{UnetConfig, UnetGenerator};
+use pix2pix::nn::NormKind;
 use pix2pix::optim::{LrPolicy, Schedule};
 use pix2pix::tensor::Shape;
 use pix2pix::train::{checkpoint_paths, train, TrainConfig};
@@ -103,6 +104,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         input_nc: 6,
         ndf: a.ngf,
         n_layers: 3,
+        norm: NormKind::Batch,
     };
     let dir = a.checkpoints_dir.join("demo");
     if dir.exists() {
