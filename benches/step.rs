@@ -13,7 +13,7 @@
 
 use pix2pix::device::Device;
 use pix2pix::models::patchgan::PatchGanConfig;
-use pix2pix::models::pix2pix::{PhaseTimes, Pix2Pix, Pix2PixOptions};
+use pix2pix::models::pix2pix::{Pix2Pix, Pix2PixOptions};
 use pix2pix::models::unet::UnetConfig;
 use pix2pix::nn::NormKind;
 use pix2pix::tensor::Shape;
@@ -95,10 +95,11 @@ fn main() -> anyhow::Result<()> {
                 m.step(&device, &a, &b, 2e-4);
             }
             let pt = m.phase_times.take().unwrap();
-            let total: f64 = pt.values().iter().sum();
-            let split: Vec<String> = PhaseTimes::NAMES
+            let total = pt.total();
+            let split: Vec<String> = pt
+                .names
                 .iter()
-                .zip(pt.values())
+                .zip(&pt.secs)
                 .map(|(n, v)| format!("{n} {:.1} ms ({:.0}%)", v / pt.steps as f64 * 1e3, 100.0 * v / total))
                 .collect();
             println!("{:>6}   phases: {}", "", split.join(", "));

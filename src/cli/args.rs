@@ -8,6 +8,7 @@ use pix2pix::device::Device;
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::{GanMode, Pix2PixOptions};
 use pix2pix::models::unet::UnetConfig;
+use pix2pix::models::ModelConfig;
 use pix2pix::nn::NormKind;
 use std::path::PathBuf;
 
@@ -37,6 +38,16 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The model to build (`--model`), with its networks and loss options.
+    pub fn model_config(&self, loss: &LossArgs) -> Result<ModelConfig> {
+        let (g, d) = self.configs()?;
+        Ok(ModelConfig::Pix2Pix {
+            g,
+            d,
+            opt: loss.options()?,
+        })
+    }
+
     pub fn configs(&self) -> Result<(UnetConfig, PatchGanConfig)> {
         if self.norm != "batch" {
             bail!("--norm {:?} is not supported yet: only batch", self.norm);

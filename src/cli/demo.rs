@@ -11,10 +11,11 @@ use pix2pix::infer::{run_test, TestConfig};
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::Pix2PixOptions;
 use pix2pix::models::unet::{UnetConfig, UnetGenerator};
+use pix2pix::models::ModelConfig;
 use pix2pix::nn::NormKind;
 use pix2pix::optim::{LrPolicy, Schedule};
 use pix2pix::tensor::Shape;
-use pix2pix::train::{checkpoint_paths, train, TrainConfig};
+use pix2pix::train::{net_path, train, TrainConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -127,9 +128,11 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             in_memory: true,
             ..DataOptions::default()
         },
-        gcfg,
-        dcfg,
-        opt: Pix2PixOptions::default(),
+        model: ModelConfig::Pix2Pix {
+            g: gcfg,
+            d: dcfg,
+            opt: Pix2PixOptions::default(),
+        },
         schedule: Schedule {
             lr: 2e-4,
             policy: LrPolicy::Linear,
@@ -153,7 +156,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     };
     let s = train(&cfg, &dev)?;
     let mut g = UnetGenerator::new(gcfg, &dev, 0)?;
-    let [gpath, _, _] = checkpoint_paths(&dir, "latest");
+    let gpath = net_path(&dir, "latest", "G");
     checkpoint::load_network(&gpath, &mut g.params)?;
     let l1_after = mean_l1(&mut g, &dev, &a.dataroot, "test", a.size, a.seed)?;
     let results = a.results_dir.join("demo").join("test_latest");

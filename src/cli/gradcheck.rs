@@ -36,7 +36,7 @@ pub struct GradcheckArgs {
 }
 
 pub fn gradcheck(a: &GradcheckArgs) -> Result<()> {
-    let (gcfg, dcfg) = a.model.configs()?;
+    let cfg = a.model.model_config(&a.loss)?;
     let test = Device::parse(&a.device)?;
     let reference = Device::parse(&a.against)?;
     println!(
@@ -51,7 +51,7 @@ pub fn gradcheck(a: &GradcheckArgs) -> Result<()> {
         a.seed
     );
     let shape = Shape::new(a.batch_size, 3, a.size, a.size);
-    let rows = run(gcfg, dcfg, a.loss.options()?, shape, a.seed, &test, &reference)?;
+    let rows = run(&cfg, shape, a.seed, &test, &reference)?;
     let bad: Vec<_> = rows
         .iter()
         .filter(|r| r.rel_err > a.tol || r.rel_err.is_nan())

@@ -9,7 +9,7 @@ use pix2pix::checkpoint::{self, state_tensors, NamedTensor, Values};
 use pix2pix::data::{AlignedDataset, DataOptions, Direction, Loader, Preprocess};
 use pix2pix::models::pix2pix::{Losses, Pix2Pix};
 use pix2pix::tensor::Shape;
-use pix2pix::train::checkpoint_paths;
+use pix2pix::train::net_path;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -31,7 +31,7 @@ pub fn init(a: &InitArgs) -> Result<()> {
     let dev = pix2pix::device::Device::Cpu;
     let m = Pix2Pix::new(gcfg, dcfg, Default::default(), &dev, a.run.seed)?;
     let dir = a.run.checkpoints_dir.join(&a.run.name);
-    let [g, d, _] = checkpoint_paths(&dir, &a.epoch);
+    let (g, d) = (net_path(&dir, &a.epoch, "G"), net_path(&dir, &a.epoch, "D"));
     if !a.force && (g.exists() || d.exists()) {
         bail!("{} already exists; pass --force to overwrite", g.display());
     }
@@ -77,7 +77,7 @@ pub fn step(a: &StepArgs) -> Result<()> {
     let dev = a.run.device()?;
     let mut m = Pix2Pix::new(gcfg, dcfg, a.loss.options()?, &dev, a.run.seed)?;
     let dir = a.run.checkpoints_dir.join(&a.run.name);
-    let [g, d, _] = checkpoint_paths(&dir, &a.epoch);
+    let (g, d) = (net_path(&dir, &a.epoch, "G"), net_path(&dir, &a.epoch, "D"));
     if !g.exists() {
         bail!(
             "{} not found: write a start point with `pix2pix init --name {}` or export one from PyTorch",

@@ -6,7 +6,7 @@ use clap::Args;
 use pix2pix::data::DataOptions;
 use pix2pix::infer::{run_test, TestConfig};
 use pix2pix::optim::{LrPolicy, Schedule};
-use pix2pix::train::{checkpoint_paths, train, TrainConfig};
+use pix2pix::train::{loss_line, net_path, train, TrainConfig};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -72,16 +72,14 @@ pub struct TrainArgs {
 }
 
 pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
-    let (gcfg, dcfg) = a.model.configs()?;
+    let model = a.model.model_config(&a.loss)?;
     let dev = a.run.device()?;
     let cfg = TrainConfig {
         dataroot: a.data.dataroot.clone(),
         name: a.run.name.clone(),
         checkpoints_dir: a.run.checkpoints_dir.clone(),
         data: a.data.options(a.run.seed)?,
-        gcfg,
-        dcfg,
-        opt: a.loss.options()?,
+        model,
         schedule: Schedule {
             lr: a.loss.lr,
             policy: LrPolicy::parse(&a.lr_policy, a.lr_decay_iters)?,
@@ -105,15 +103,12 @@ pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
     };
     let s = train(&cfg, &dev)?;
     println!(
-        "{} {} iterations ({} images) in {:.1} s; last losses G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}; checkpoints in {}",
+        "{} {} iterations ({} images) in {:.1} s; last losses {}; checkpoints in {}",
         if s.interrupted { "stopped after" } else { "done:" },
         s.iterations,
         s.images,
         s.seconds,
-        s.last_losses.g_gan,
-        s.last_losses.g_l1,
-        s.last_losses.d_real,
-        s.last_losses.d_fake,
+        loss_line(&s.loss_names, &s.last_losses, " "),
         cfg.run_dir().display()
     );
     Ok(())
@@ -155,7 +150,7 @@ pub struct TestArgs {
 pub fn run_test_cmd(a: &TestArgs) -> Result<()> {
     let (gcfg, _) = a.model.configs()?;
     let dev = a.run.device()?;
-    let [g, _, _] = checkpoint_paths(&a.run.checkpoints_dir.join(&a.run.name), &a.epoch);
+    let g = net_path(&a.run.checkpoints_dir.join(&a.run.name), &a.epoch, "G");
     let results = a.results_dir.join(&a.run.name).join(format!("{}_{}", a.phase, a.epoch));
     let cfg = TestConfig {
         dataroot: a.dataroot.clone(),
