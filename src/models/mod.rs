@@ -1,6 +1,8 @@
 //! Networks written once against the ops (SPEC.md §1, §2, §7), the training steps (§3), and the
 //! interface every model offers to the training loop (`model.rs`).
 
+pub mod cyclegan;
+pub mod image_pool;
 pub mod model;
 pub mod patchgan;
 pub mod phases;
@@ -10,9 +12,11 @@ pub mod unet;
 
 use crate::device::Device;
 use anyhow::Result;
+use cyclegan::{CycleGan, CycleGanOptions};
 use model::Model;
 use patchgan::PatchGanConfig;
 use pix2pix::{Pix2Pix, Pix2PixOptions};
+use resnet::ResnetConfig;
 use unet::UnetConfig;
 
 /// Which model to build, with its networks' configurations and options.
@@ -23,6 +27,11 @@ pub enum ModelConfig {
         d: PatchGanConfig,
         opt: Pix2PixOptions,
     },
+    CycleGan {
+        g: ResnetConfig,
+        d: PatchGanConfig,
+        opt: CycleGanOptions,
+    },
 }
 
 impl ModelConfig {
@@ -30,6 +39,7 @@ impl ModelConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             ModelConfig::Pix2Pix { .. } => "pix2pix",
+            ModelConfig::CycleGan { .. } => "cycle_gan",
         }
     }
 
@@ -37,6 +47,7 @@ impl ModelConfig {
     pub fn build(&self, dev: &Device, seed: u64) -> Result<Box<dyn Model>> {
         Ok(match *self {
             ModelConfig::Pix2Pix { g, d, opt } => Box::new(Pix2Pix::new(g, d, opt, dev, seed)?),
+            ModelConfig::CycleGan { g, d, opt } => Box::new(CycleGan::new(g, d, opt, dev, seed)?),
         })
     }
 }

@@ -75,6 +75,42 @@ pub fn extract_channels(dev: &Device, src: &Tensor, c0: usize, dst: &mut Tensor,
     }
 }
 
+/// Copies sample `i` of `src` into sample `j` of `dst` (both with the same C×H×W): the image pool's
+/// store and fetch.
+pub fn copy_sample(dev: &Device, src: &Tensor, i: usize, dst: &mut Tensor, j: usize) {
+    let (s, d) = (src.shape, dst.shape);
+    assert!(
+        s.c == d.c && s.h == d.h && s.w == d.w && i < s.n && j < d.n,
+        "copy_sample: sample {i} of {s} into sample {j} of {d}"
+    );
+    let len = s.chw();
+    match dev {
+        Device::Cpu => dst.cpu_mut()[j * len..(j + 1) * len].copy_from_slice(&src.cpu()[i * len..(i + 1) * len]),
+        Device::Cuda(c) => {
+            let from = src.cuda().slice(i * len..(i + 1) * len);
+            let mut to = dst.cuda_mut().slice_mut(j * len..(j + 1) * len);
+            let (one, ch, zero, hw, acc) = (1i32, s.c as i32, 0i32, s.hw() as i64, 0i32);
+            let cfg = c.cfg_1d(len);
+            launch!(
+                c,
+                "tensor",
+                "copy_channels",
+                cfg,
+                &from,
+                &mut to,
+                &one,
+                &ch,
+                &ch,
+                &zero,
+                &zero,
+                &ch,
+                &hw,
+                &acc
+            );
+        }
+    }
+}
+
 /// out = a + b (the ResNet block's residual add; its backward hands dy to both inputs).
 pub fn add(dev: &Device, a: &Tensor, b: &Tensor, out: &mut Tensor) {
     assert!(a.shape == b.shape && a.shape == out.shape, "add shapes");
