@@ -6,7 +6,7 @@
 //! extra state and the loop position, so `--continue-train` resumes exactly).
 
 use crate::checkpoint::{self, NamedTensor, Values};
-use crate::data::{AlignedDataset, DataOptions, Loader};
+use crate::data::{AlignedDataset, DataOptions, Dataset, Loader, UnalignedDataset};
 use crate::device::Device;
 use crate::models::model::Model;
 use crate::models::ModelConfig;
@@ -27,6 +27,8 @@ pub struct TrainConfig {
     pub name: String,
     pub checkpoints_dir: PathBuf,
     pub data: DataOptions,
+    /// Read DATAROOT/train as an unaligned dataset (trainA/trainB, or A|B pairs used unpaired).
+    pub unaligned: bool,
     pub model: ModelConfig,
     pub schedule: Schedule,
     pub seed: u64,
@@ -283,7 +285,11 @@ fn now_string() -> String {
 pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
     cfg.data.validate()?;
     let dir = cfg.run_dir();
-    let dataset = AlignedDataset::open(&cfg.dataroot, "train")?;
+    let dataset: Dataset = if cfg.unaligned {
+        UnalignedDataset::open(&cfg.dataroot, "train")?.into()
+    } else {
+        AlignedDataset::open(&cfg.dataroot, "train")?.into()
+    };
     let n_images = dataset.len();
     let loader = Loader::new(dataset, cfg.data.clone())?;
     let mut model = cfg.model.build(dev, cfg.seed)?;

@@ -7,7 +7,7 @@ use clap::Args;
 use pix2pix::checkpoint;
 use pix2pix::data::{make_synthetic_dataset, AlignedDataset, DataOptions, Loader};
 use pix2pix::device::Device;
-use pix2pix::infer::{run_test, TestConfig};
+use pix2pix::infer::{run_test, TestConfig, TestModel};
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::Pix2PixOptions;
 use pix2pix::models::unet::{UnetConfig, UnetGenerator};
@@ -119,6 +119,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         dataroot: a.dataroot.clone(),
         name: "demo".into(),
         checkpoints_dir: a.checkpoints_dir.clone(),
+        unaligned: false,
         data: DataOptions {
             load_size: a.size + a.size / 8,
             crop_size: a.size,
@@ -163,9 +164,12 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let test = TestConfig {
         dataroot: a.dataroot.clone(),
         phase: "test".into(),
-        checkpoint: gpath,
+        model: TestModel::Pix2Pix {
+            g: gcfg,
+            checkpoint: gpath,
+        },
+        unaligned: false,
         results_dir: results.clone(),
-        gcfg,
         data: DataOptions {
             load_size: a.size,
             crop_size: a.size,

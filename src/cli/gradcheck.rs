@@ -40,10 +40,11 @@ pub fn gradcheck(a: &GradcheckArgs) -> Result<()> {
     let test = Device::parse(&a.device)?;
     let reference = Device::parse(&a.against)?;
     println!(
-        "gradcheck: {} vs {} (reference), {} ngf {} ndf {}, batch {} at {}², seed {}",
+        "gradcheck: {} vs {} (reference), {} {} ngf {} ndf {}, batch {} at {}², seed {}",
         test.describe(),
         reference.describe(),
-        a.model.net_g,
+        cfg.kind(),
+        a.model.net_g.as_deref().unwrap_or("(default netG)"),
         a.model.ngf,
         a.model.ndf,
         a.batch_size,
