@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
     for &size in &sizes {
         let net = if size % 256 == 0 { "unet_256" } else { "unet_128" };
         for &batch in &batches {
-            let gcfg = UnetConfig::named(net, 64, true)?;
+            let gcfg = UnetConfig::named(net, 64, true, NormKind::Batch)?;
             let dcfg = PatchGanConfig {
                 input_nc: 6,
                 ndf: 64,

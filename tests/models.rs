@@ -39,7 +39,7 @@ fn resnet(name: &str, ngf: usize, norm: NormKind, seed: u64) -> ResnetGenerator 
 }
 
 fn unet(name: &str) -> UnetGenerator {
-    UnetGenerator::new(UnetConfig::named(name, 64, true).unwrap(), &CPU, 0).unwrap()
+    UnetGenerator::new(UnetConfig::named(name, 64, true, NormKind::Batch).unwrap(), &CPU, 0).unwrap()
 }
 
 #[test]
@@ -60,7 +60,12 @@ fn parameter_counts_match_the_reference() {
 
 #[test]
 fn tensor_names_follow_the_state_dict() {
-    let g = UnetGenerator::new(UnetConfig::named("unet_256", 8, true).unwrap(), &CPU, 0).unwrap();
+    let g = UnetGenerator::new(
+        UnetConfig::named("unet_256", 8, true, NormKind::Batch).unwrap(),
+        &CPU,
+        0,
+    )
+    .unwrap();
     let e = |n: &str| {
         g.params
             .entry(n)
@@ -118,6 +123,7 @@ fn generator_checks_input_size() {
             ngf: 4,
             num_downs: 5,
             use_dropout: true,
+            norm: NormKind::Batch,
         },
         &CPU,
         0,
@@ -140,6 +146,7 @@ fn tiny_unet_backward_matches_finite_differences() {
         ngf: 4,
         num_downs: 5,
         use_dropout: true,
+        norm: NormKind::Batch,
     };
     // num_downs 5 has no dropout level; 6 levels at 64² has one (level 5).
     for (cfg, size, seed) in [(cfg, 32, 70u64), (UnetConfig { num_downs: 6, ..cfg }, 64, 71)] {
@@ -224,6 +231,7 @@ fn pix2pix_step_learns_a_fixed_pair() {
         ngf: 8,
         num_downs: 5,
         use_dropout: true,
+        norm: NormKind::Batch,
     };
     let dcfg = PatchGanConfig {
         input_nc: 6,
@@ -269,6 +277,7 @@ fn models_move_between_devices_unchanged() {
             ngf: 4,
             num_downs: 5,
             use_dropout: false,
+            norm: NormKind::Batch,
         },
         &CPU,
         3,
@@ -461,5 +470,62 @@ fn tiny_instance_norm_patchgan_backward_matches_finite_differences() {
     let idx = sample_indices(&mut r, xv.len(), 40);
     check_fd("PatchGAN (IN) input", &mut xv, &idx, dx.cpu(), 1e-3, 3e-2, |xv| {
         dot(&rv, d.forward(&CPU, &cpu_tensor(xs, xv.to_vec())).cpu())
+    });
+}
+
+#[test]
+fn unet_with_instance_norm() {
+    // --norm instance (the reference allows it for pix2pix): every conv gets a bias, the norms
+    // have no state, so the count is the BN one minus γ/β plus one bias per non-outermost conv.
+    let cfg = UnetConfig::named("unet_256", 64, true, NormKind::Instance).unwrap();
+    let g = UnetGenerator::new(cfg, &CPU, 0).unwrap();
+    let bn = unet("unet_256");
+    let gamma_beta: usize = bn
+        .params
+        .entries
+        .iter()
+        .filter(|e| e.name.ends_with(".weight") && e.dims.len() == 1)
+        .map(|e| 2 * e.dims[0])
+        .sum();
+    let biases: usize = g
+        .params
+        .entries
+        .iter()
+        .filter(|e| e.name.ends_with(".bias"))
+        .map(|e| e.dims[0])
+        .sum();
+    assert_eq!(g.params.num_params(), bn.params.num_params() - gamma_beta + biases - 3);
+    assert!(g.params.entry("model.model.0.bias").is_some(), "e1 has a bias with IN");
+    assert!(g.params.entries.iter().all(|e| e.kind == Kind::Param));
+    assert_eq!(g.params.entries.len(), 2 * 16, "16 convs with weight and bias");
+    drop((g, bn));
+
+    let cfg = UnetConfig {
+        input_nc: 3,
+        output_nc: 3,
+        ngf: 4,
+        num_downs: 5,
+        use_dropout: false,
+        norm: NormKind::Instance,
+    };
+    let mut g = UnetGenerator::new(cfg, &CPU, 72).unwrap();
+    let mut r = rng(72);
+    let xs = Shape::new(2, 3, 32, 32);
+    let x = random_tensor(&mut r, xs);
+    let rv = random_vec(&mut r, xs.numel(), 0.0);
+    g.forward(&CPU, &x, true, None);
+    g.params.zero_grad();
+    g.backward(&CPU, &x, &cpu_tensor(xs, rv.clone()));
+    let analytic = g.params.grad.cpu().to_vec();
+    let mut data = g.params.data.cpu().to_vec();
+    let mut idx = vec![];
+    for e in g.params.entries.iter() {
+        for j in sample_indices(&mut r, e.span.len, 3) {
+            idx.push(e.span.off + j);
+        }
+    }
+    check_fd("U-Net (IN) params", &mut data, &idx, &analytic, 3e-5, 2e-2, |p| {
+        g.params.data = Storage::Cpu(p.to_vec());
+        dot(&rv, g.forward(&CPU, &x, true, None).cpu())
     });
 }

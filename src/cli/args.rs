@@ -117,10 +117,12 @@ impl ModelArgs {
             bail!("this command supports --model pix2pix only");
         }
         let norm = self.norm("batch")?;
-        if norm != NormKind::Batch {
-            bail!("--norm instance with --model pix2pix is not supported yet (the U-Net has BatchNorm only)");
-        }
-        let g = UnetConfig::named(self.net_g.as_deref().unwrap_or("unet_256"), self.ngf, !self.no_dropout)?;
+        let g = UnetConfig::named(
+            self.net_g.as_deref().unwrap_or("unet_256"),
+            self.ngf,
+            !self.no_dropout,
+            norm,
+        )?;
         let n_layers = self.n_layers()?;
         Ok((
             g,
@@ -128,7 +130,7 @@ impl ModelArgs {
                 input_nc: g.input_nc + g.output_nc,
                 ndf: self.ndf,
                 n_layers,
-                norm: NormKind::Batch,
+                norm,
             },
         ))
     }

@@ -100,7 +100,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         );
         make_synthetic_dataset(&a.dataroot, a.n_train, a.n_train / 10, a.n_train / 10, a.size, a.seed)?;
     }
-    let gcfg = UnetConfig::named("unet_128", a.ngf, true)?;
+    let gcfg = UnetConfig::named("unet_128", a.ngf, true, NormKind::Batch)?;
     let dcfg = PatchGanConfig {
         input_nc: 6,
         ndf: a.ngf,
