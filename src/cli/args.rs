@@ -163,6 +163,19 @@ pub struct LossArgs {
 }
 
 impl LossArgs {
+    /// The defaults, for commands without loss options (init).
+    pub fn defaults() -> Self {
+        LossArgs {
+            gan_mode: None,
+            lambda_l1: 100.0,
+            lambda_a: 10.0,
+            lambda_b: 10.0,
+            lambda_identity: 0.5,
+            lr: 2e-4,
+            beta1: 0.5,
+        }
+    }
+
     pub fn options(&self) -> Result<Pix2PixOptions> {
         Ok(Pix2PixOptions {
             gan_mode: GanMode::parse(self.gan_mode.as_deref().unwrap_or("vanilla"))?,
