@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # No-GPU check of kernels/conv.cu: a literal pure-Python emulation of conv_fwd / conv_dgrad /
 # conv_wgrad (thread-to-element mappings, 64x64x16 tiles, register prefetch, parity classes, split-K
-# and splitk_reduce) and of the split-K choice in src/ops/conv.rs, compared in f64 with naive
+# and splitk_reduce) and of the split-K choice in src/ops/conv/cuda.rs, compared in f64 with naive
 # convolutions on small general geometries (with and without forced split-K). Keep it in step with
 # the kernels when their indexing changes. Runs in ~10 s:  python3 .ci/emulate-conv.py
 # Literal emulation of kernels/conv.cu (thread mappings, tiles, split-K, reduce) against naive conv.

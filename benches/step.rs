@@ -6,6 +6,9 @@
 //!
 //!   cargo bench --bench step                      # unet_128 @128² and unet_256 @256², batch 1, CPU
 //!   cargo bench --bench step -- --device cuda --batch 1,8,64 --size 256
+//!   cargo bench --bench step -- --model cycle_gan --size 128,256 --iters 3
+//!       # CycleGAN: resnet_9blocks ngf 64 G_A/G_B, IN PatchGANs ndf 64, pool 0, batch 1:
+//!       # 1.88 TFLOP per iteration at 256² (SPEC.md §8), a quarter of it at 128²
 //!
 //! Beside each figure: the work floor of SPEC.md §8 — the step's FLOP at the device's peak and the
 //! ~2.3 GB of weight and Adam traffic at its bandwidth (`--peak-tflops`, `--peak-gbs`; defaults
@@ -13,8 +16,9 @@
 
 use pix2pix::device::Device;
 use pix2pix::models::patchgan::PatchGanConfig;
-use pix2pix::models::pix2pix::{PhaseTimes, Pix2Pix, Pix2PixOptions};
+use pix2pix::models::pix2pix::{Pix2Pix, Pix2PixOptions};
 use pix2pix::models::unet::UnetConfig;
+use pix2pix::nn::NormKind;
 use pix2pix::tensor::Shape;
 use std::time::Instant;
 
@@ -51,6 +55,9 @@ fn main() -> anyhow::Result<()> {
     let peak_tflops: f64 = get("--peak-tflops").map_or(60.0, |s| s.parse().unwrap());
     let peak_gbs: f64 = get("--peak-gbs").map_or(4800.0, |s| s.parse().unwrap());
     println!("device: {}", device.describe());
+    if get("--model").as_deref() == Some("cycle_gan") {
+        return cycle_gan(&device, &sizes, iters);
+    }
     println!(
         "{:>6} {:>5} {:>10} {:>10} {:>9} {:>10}",
         "size", "batch", "s/iter", "img/s", "GFLOP/s", "ms/iter"
@@ -58,11 +65,12 @@ fn main() -> anyhow::Result<()> {
     for &size in &sizes {
         let net = if size % 256 == 0 { "unet_256" } else { "unet_128" };
         for &batch in &batches {
-            let gcfg = UnetConfig::named(net, ngf, true)?;
+            let gcfg = UnetConfig::named(net, ngf, true, NormKind::Batch)?;
             let dcfg = PatchGanConfig {
                 input_nc: 6,
                 ndf: ngf,
                 n_layers: 3,
+                norm: NormKind::Batch,
             };
             let mut m = Pix2Pix::new(gcfg, dcfg, Pix2PixOptions::default(), &device, 0)?;
             let s = Shape::new(batch, 3, size, size);
@@ -94,10 +102,11 @@ fn main() -> anyhow::Result<()> {
                 m.step(&device, &a, &b, 2e-4);
             }
             let pt = m.phase_times.take().unwrap();
-            let total: f64 = pt.values().iter().sum();
-            let split: Vec<String> = PhaseTimes::NAMES
+            let total = pt.total();
+            let split: Vec<String> = pt
+                .names
                 .iter()
-                .zip(pt.values())
+                .zip(&pt.secs)
                 .map(|(n, v)| format!("{n} {:.1} ms ({:.0}%)", v / pt.steps as f64 * 1e3, 100.0 * v / total))
                 .collect();
             println!("{:>6}   phases: {}", "", split.join(", "));
@@ -119,6 +128,67 @@ fn main() -> anyhow::Result<()> {
             let l = m.losses(&device);
             assert!(l.values().iter().all(|v| v.is_finite()), "non-finite losses {l:?}");
         }
+    }
+    Ok(())
+}
+
+/// The CycleGAN step (SPEC.md §8: ≈ 1.88 TFLOP per iteration at 256², batch 1), timed like
+/// pix2pix's, with the per-phase split from separate steps.
+fn cycle_gan(device: &Device, sizes: &[usize], iters: usize) -> anyhow::Result<()> {
+    use pix2pix::models::cyclegan::CycleGanOptions;
+    use pix2pix::models::resnet::ResnetConfig;
+    use pix2pix::models::ModelConfig;
+    let g = ResnetConfig::named("resnet_9blocks", 64, NormKind::Instance, false)?;
+    let d = PatchGanConfig {
+        input_nc: 3,
+        ndf: 64,
+        n_layers: 3,
+        norm: NormKind::Instance,
+    };
+    let opt = CycleGanOptions {
+        pool_size: 0,
+        ..Default::default()
+    };
+    let mut m = ModelConfig::CycleGan { g, d, opt }.build(device, 0)?;
+    for &size in sizes {
+        let s = Shape::new(1, 3, size, size);
+        let a: Vec<f32> = (0..s.numel()).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let b: Vec<f32> = (0..s.numel()).map(|i| ((i % 241) as f32 / 120.0) - 1.0).collect();
+        let (a, b) = (device.upload_tensor(s, &a), device.upload_tensor(s, &b));
+        m.step(device, &a, &b, 2e-4); // warm-up
+        device.synchronize();
+        let mut times = vec![];
+        for _ in 0..iters {
+            let t = Instant::now();
+            m.step(device, &a, &b, 2e-4);
+            device.synchronize();
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let med = times[times.len() / 2];
+        let flop = 1880.0 * (size as f64 / 256.0).powi(2);
+        println!(
+            "{size:>6} {:>5} {med:>10.4} {:>10.2} {:>9.1} {:>10.2}   (cycle_gan resnet_9blocks, median of {iters}, {})",
+            1,
+            1.0 / med,
+            flop / med,
+            med * 1e3,
+            device.describe()
+        );
+        m.set_phase_timing(true);
+        m.step(device, &a, &b, 2e-4);
+        let pt = m.phase_times().expect("timing on").clone();
+        m.set_phase_timing(false);
+        let total = pt.total();
+        let split: Vec<String> = pt
+            .names
+            .iter()
+            .zip(&pt.secs)
+            .map(|(n, v)| format!("{n} {:.0} ms ({:.0}%)", v * 1e3, 100.0 * v / total))
+            .collect();
+        println!("{:>6}   phases: {}", "", split.join(", "));
+        let l = m.losses(device);
+        assert!(l.iter().all(|v| v.is_finite()), "non-finite losses {l:?}");
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 // Conv2d and ConvTranspose2d (NCHW, square k×k kernels, any stride and padding, no groups), twin
-// of src/ops/conv.rs. Everything is phrased in terms of one convolution
+// of src/ops/conv/ (mod.rs: the role swap, cuda.rs: these launchers). Everything is phrased in terms of one convolution
 //     y[b, co, oh, ow] = sum_{ci, ki, kj} W[co, ci, ki, kj] * x[b, ci, oh*s - p + ki, ow*s - p + kj]
 // with x: [n, cin, h, w], y: [n, cout, ho, wo], W: [cout, cin, k, k], and three implicit GEMMs:
 //   conv_fwd   (y = W · im2col(x))       M = cout, N = n·ho·wo, K = cin·k²
@@ -23,7 +23,7 @@
 #define BK 16
 #define NT 256
 
-// Mirrored by `ConvArgs` in src/ops/conv.rs (#[repr(C)]). Geometry of the convolution above.
+// Mirrored by `ConvArgs` in src/ops/conv/cuda.rs (#[repr(C)]). Geometry of the convolution above.
 struct ConvArgs {
     int n, cin, h, w;   // x
     int cout, ho, wo;   // y
@@ -146,6 +146,15 @@ KERNEL void __launch_bounds__(NT) conv_fwd_k4(const float* x, const float* wt, c
                                              float* ws, ConvArgs a) {
     conv_fwd_impl<4>(x, wt, bias, out, ws, a);
 }
+// k3 and k7: the ResNet generator's convs (3×3 blocks and down-sampling, 7×7 first and last).
+KERNEL void __launch_bounds__(NT) conv_fwd_k3(const float* x, const float* wt, const float* bias, float* out,
+                                             float* ws, ConvArgs a) {
+    conv_fwd_impl<3>(x, wt, bias, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_fwd_k7(const float* x, const float* wt, const float* bias, float* out,
+                                             float* ws, ConvArgs a) {
+    conv_fwd_impl<7>(x, wt, bias, out, ws, a);
+}
 KERNEL void __launch_bounds__(NT) conv_fwd_kx(const float* x, const float* wt, const float* bias, float* out,
                                              float* ws, ConvArgs a) {
     conv_fwd_impl<0>(x, wt, bias, out, ws, a);
@@ -266,6 +275,15 @@ KERNEL void __launch_bounds__(NT) conv_dgrad_t4(const float* dy, const float* wt
                                                float* ws, ConvArgs a) {
     conv_dgrad_impl<4>(dy, wt, bias, out, ws, a);
 }
+// Stride 1 with k3 / k7 (every tap hits every pixel): the ResNet blocks' and 7×7 convs' dgrad.
+KERNEL void __launch_bounds__(NT) conv_dgrad_t3(const float* dy, const float* wt, const float* bias, float* out,
+                                               float* ws, ConvArgs a) {
+    conv_dgrad_impl<3>(dy, wt, bias, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_dgrad_t7(const float* dy, const float* wt, const float* bias, float* out,
+                                               float* ws, ConvArgs a) {
+    conv_dgrad_impl<7>(dy, wt, bias, out, ws, a);
+}
 KERNEL void __launch_bounds__(NT) conv_dgrad_tx(const float* dy, const float* wt, const float* bias, float* out,
                                                float* ws, ConvArgs a) {
     conv_dgrad_impl<0>(dy, wt, bias, out, ws, a);
@@ -361,6 +379,14 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
 KERNEL void __launch_bounds__(NT) conv_wgrad_k4(const float* x, const float* dy, const float* bias_unused,
                                                float* out, float* ws, ConvArgs a) {
     conv_wgrad_impl<4>(x, dy, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_wgrad_k3(const float* x, const float* dy, const float* bias_unused,
+                                               float* out, float* ws, ConvArgs a) {
+    conv_wgrad_impl<3>(x, dy, out, ws, a);
+}
+KERNEL void __launch_bounds__(NT) conv_wgrad_k7(const float* x, const float* dy, const float* bias_unused,
+                                               float* out, float* ws, ConvArgs a) {
+    conv_wgrad_impl<7>(x, dy, out, ws, a);
 }
 KERNEL void __launch_bounds__(NT) conv_wgrad_kx(const float* x, const float* dy, const float* bias_unused,
                                                float* out, float* ws, ConvArgs a) {

@@ -1,4 +1,4 @@
-// Batch normalisation over (N, H, W) per channel, twin of src/ops/norm.rs (PyTorch semantics).
+// Batch and instance normalisation, twin of src/ops/norm.rs (PyTorch semantics).
 // Train mode: one block per channel, two passes in f64 (mean, then the centred sum of squares),
 // block reductions in a fixed order (reproducible), no atomics. Eval mode: elementwise.
 #include "common.cuh"
@@ -91,5 +91,56 @@ KERNEL void bn_backward(const float* __restrict__ x, const float* __restrict__ d
     if (a.has_grads && threadIdx.x == 0) {
         grads[a.gamma_off + c] += (float)sdyx;
         grads[a.beta_off + c] += (float)sdy;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// InstanceNorm2d, affine off (CycleGAN's): one block per (sample, channel) plane of hw elements,
+// biased variance, two passes in f64 as the CPU; the same in train and eval mode.
+KERNEL void in_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ saved_mean,
+                       float* __restrict__ saved_invstd, long long planes, long long hw, float eps) {
+    const long long plane = blockIdx.x;
+    if (plane >= planes) return;  // uniform over the block
+    const float* src = x + plane * hw;
+    double s = 0.0;
+    for (long long e = threadIdx.x; e < hw; e += blockDim.x) s += (double)src[e];
+    const double mean = block_sum(s) / (double)hw;
+    double ss = 0.0;
+    for (long long e = threadIdx.x; e < hw; e += blockDim.x) {
+        const double d = (double)src[e] - mean;
+        ss += d * d;
+    }
+    ss = block_sum(ss);
+    const float mu = (float)mean;
+    const float is = (float)(1.0 / sqrt(ss / (double)hw + (double)eps));
+    if (threadIdx.x == 0) {
+        saved_mean[plane] = mu;
+        saved_invstd[plane] = is;
+    }
+    float* out = y + plane * hw;
+    for (long long e = threadIdx.x; e < hw; e += blockDim.x) out[e] = (src[e] - mu) * is;
+}
+
+// dx = is/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)) per plane, in f64.
+KERNEL void in_backward(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
+                        const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
+                        long long planes, long long hw) {
+    const long long plane = blockIdx.x;
+    if (plane >= planes) return;  // uniform over the block
+    const float *xs = x + plane * hw, *ds = dy + plane * hw;
+    const double mu = (double)saved_mean[plane], is = (double)saved_invstd[plane];
+    double sdy = 0.0, sdyx = 0.0;
+    for (long long e = threadIdx.x; e < hw; e += blockDim.x) {
+        const double d = (double)ds[e];
+        sdy += d;
+        sdyx += d * ((double)xs[e] - mu) * is;
+    }
+    sdy = block_sum(sdy);
+    sdyx = block_sum(sdyx);
+    const double m = (double)hw;
+    float* out = dx + plane * hw;
+    for (long long e = threadIdx.x; e < hw; e += blockDim.x) {
+        const double xhat = ((double)xs[e] - mu) * is;
+        out[e] = (float)(is / m * (m * (double)ds[e] - sdy - xhat * sdyx));
     }
 }

@@ -3,11 +3,12 @@
 
 use crate::device::cuda::KernelTime;
 use crate::device::Device;
-use crate::models::pix2pix::{PhaseTimes, Pix2Pix};
+use crate::models::model::Model;
+use crate::models::phases::PhaseTimes;
 
 /// Switches profiling on for the model (phases) and the device (kernels).
-pub fn start(dev: &Device, m: &mut Pix2Pix) {
-    m.phase_times = Some(PhaseTimes::default());
+pub fn start(dev: &Device, m: &mut dyn Model) {
+    m.set_phase_timing(true);
     if let Device::Cuda(c) = dev {
         c.set_profiling(true);
     }
@@ -25,14 +26,14 @@ pub fn collect(dev: &Device) -> Vec<KernelTime> {
 /// The report: phases, then kernels with calls, total ms, ms per step and share of kernel time.
 pub fn render(phases: &PhaseTimes, kernels: &[KernelTime]) -> String {
     let steps = phases.steps.max(1) as f64;
-    let total: f64 = phases.values().iter().sum();
+    let total = phases.total();
     let mut s = format!(
         "profile over {} step(s): {:.3} ms per step (phases timed with a sync at each boundary)\n",
         phases.steps,
         total / steps * 1e3
     );
     s += &format!("{:<28} {:>10} {:>7}\n", "phase", "ms/step", "share");
-    for (n, v) in PhaseTimes::NAMES.iter().zip(phases.values()) {
+    for (n, &v) in phases.names.iter().zip(&phases.secs) {
         s += &format!(
             "{n:<28} {:>10.3} {:>6.1}%\n",
             v / steps * 1e3,
@@ -78,11 +79,8 @@ mod tests {
     #[test]
     fn report_lists_phases_and_kernels() {
         let p = PhaseTimes {
-            g_forward: 0.01,
-            d_step: 0.02,
-            d_adam: 0.001,
-            g_step: 0.03,
-            g_adam: 0.002,
+            names: vec!["G forward", "D step", "Adam D", "G step", "Adam G"],
+            secs: vec![0.01, 0.02, 0.001, 0.03, 0.002],
             steps: 2,
         };
         let k = vec![KernelTime {

@@ -1,15 +1,15 @@
-//! The training loop around the pix2pix step: data, schedule, logs, checkpoints, resume, Ctrl-C.
-//! Files under `checkpoints/NAME/` follow the reference (SPEC.md §10) with `.safetensors` weights:
-//! `train_opt.txt`, `loss_log.txt` (the reference's line format), `loss_log.csv`,
-//! `<prefix>_net_G.safetensors`, `<prefix>_net_D.safetensors` and `<prefix>_train_state.safetensors`
-//! (Adam moments and the loop position, so `--continue-train` resumes exactly).
+//! The one training loop, for every model (through `models::model::Model`): data, schedule,
+//! logs, checkpoints, resume, Ctrl-C. Files under `checkpoints/NAME/` follow the reference
+//! (SPEC.md §10) with `.safetensors` weights: `train_opt.txt`, `loss_log.txt` (the reference's line
+//! format), `loss_log.csv`, `<prefix>_net_<network>.safetensors` for each of the model's networks
+//! (G, D; G_A, G_B, D_A, D_B) and `<prefix>_train_state.safetensors` (Adam moments, the model's
+//! extra state and the loop position, so `--continue-train` resumes exactly).
 
 use crate::checkpoint::{self, NamedTensor, Values};
-use crate::data::{AlignedDataset, DataOptions, Loader};
+use crate::data::{AlignedDataset, DataOptions, Dataset, Loader, UnalignedDataset};
 use crate::device::Device;
-use crate::models::patchgan::PatchGanConfig;
-use crate::models::pix2pix::{Losses, Pix2Pix, Pix2PixOptions};
-use crate::models::unet::UnetConfig;
+use crate::models::model::Model;
+use crate::models::ModelConfig;
 use crate::nn::ParamStore;
 use crate::optim::Schedule;
 use crate::tensor::{Shape, Tensor};
@@ -27,9 +27,9 @@ pub struct TrainConfig {
     pub name: String,
     pub checkpoints_dir: PathBuf,
     pub data: DataOptions,
-    pub gcfg: UnetConfig,
-    pub dcfg: PatchGanConfig,
-    pub opt: Pix2PixOptions,
+    /// Read DATAROOT/train as an unaligned dataset (trainA/trainB, or A|B pairs used unpaired).
+    pub unaligned: bool,
+    pub model: ModelConfig,
     pub schedule: Schedule,
     pub seed: u64,
     /// Log a loss line every this many images.
@@ -68,7 +68,9 @@ pub struct TrainSummary {
     pub iterations: usize,
     pub images: usize,
     pub last_epoch: usize,
-    pub last_losses: Losses,
+    /// The model's loss names and the last iteration's values.
+    pub loss_names: Vec<&'static str>,
+    pub last_losses: Vec<f32>,
     pub interrupted: bool,
     pub seconds: f64,
 }
@@ -107,55 +109,68 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Paths of one saved state.
-pub fn checkpoint_paths(dir: &Path, prefix: &str) -> [PathBuf; 3] {
-    [
-        dir.join(format!("{prefix}_net_G.safetensors")),
-        dir.join(format!("{prefix}_net_D.safetensors")),
-        dir.join(format!("{prefix}_train_state.safetensors")),
-    ]
+/// The weights of network `net` ("G", "D_A" …) saved under `prefix` ("latest", "5").
+pub fn net_path(dir: &Path, prefix: &str, net: &str) -> PathBuf {
+    dir.join(format!("{prefix}_net_{net}.safetensors"))
+}
+
+/// The train state (Adam moments, the model's extra state, the loop position) under `prefix`.
+pub fn state_path(dir: &Path, prefix: &str) -> PathBuf {
+    dir.join(format!("{prefix}_train_state.safetensors"))
 }
 
 fn adam_tensors(ps: &ParamStore, net: &str) -> Vec<NamedTensor> {
     let dev = &ps.device;
     vec![
-        NamedTensor::f32(format!("{net}.adam_m"), &[ps.num_params()], dev.download(&ps.adam_m)),
-        NamedTensor::f32(format!("{net}.adam_v"), &[ps.num_params()], dev.download(&ps.adam_v)),
+        NamedTensor::f32(format!("net{net}.adam_m"), &[ps.num_params()], dev.download(&ps.adam_m)),
+        NamedTensor::f32(format!("net{net}.adam_v"), &[ps.num_params()], dev.download(&ps.adam_v)),
     ]
 }
 
-fn save_state(dir: &Path, prefix: &str, m: &Pix2Pix, pos: Position) -> Result<()> {
-    let [g, d, st] = checkpoint_paths(dir, prefix);
-    let g_bytes = checkpoint::serialize(&checkpoint::state_tensors(&m.g.params, "", true, false), None)?;
-    let d_bytes = checkpoint::serialize(&checkpoint::state_tensors(&m.d.params, "", true, false), None)?;
-    let mut tensors = adam_tensors(&m.g.params, "netG");
-    tensors.extend(adam_tensors(&m.d.params, "netD"));
-    let meta: HashMap<String, String> = [
+fn save_state(dir: &Path, prefix: &str, m: &dyn Model, dev: &Device, pos: Position) -> Result<()> {
+    let mut files = vec![];
+    let mut tensors = vec![];
+    let mut meta: HashMap<String, String> = [
+        ("model", m.kind().to_string()),
         ("epoch", pos.epoch.to_string()),
         ("batches_done", pos.batches_done.to_string()),
         ("epoch_done", pos.epoch_done.to_string()),
         ("total_iters", pos.total_iters.to_string()),
         ("total_images", pos.total_images.to_string()),
-        ("adam_step_G", m.g.params.adam_step.to_string()),
-        ("adam_step_D", m.d.params.adam_step.to_string()),
-        ("iteration", m.iteration.to_string()),
-        ("seed", m.seed.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    for (name, ps) in m.networks() {
+        let bytes = checkpoint::serialize(&checkpoint::state_tensors(ps, "", true, false), None)?;
+        files.push((net_path(dir, prefix, name), bytes));
+        tensors.extend(adam_tensors(ps, name));
+        meta.insert(format!("adam_step_{name}"), ps.adam_step.to_string());
+    }
+    let (extra, extra_meta) = m.extra_state(dev);
+    tensors.extend(extra);
+    meta.extend(extra_meta);
     let st_bytes = checkpoint::serialize(&tensors, Some(meta))?;
-    // G, D and the loop state are replaced together, so a resume never mixes iterations.
-    checkpoint::write_atomic_group(&[(&g, &g_bytes), (&d, &d_bytes), (&st, &st_bytes)])
+    files.push((state_path(dir, prefix), st_bytes));
+    // The networks and the loop state are replaced together, so a resume never mixes iterations.
+    let group: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+    checkpoint::write_atomic_group(&group)
 }
 
-fn load_state(dir: &Path, prefix: &str, m: &mut Pix2Pix) -> Result<Option<Position>> {
-    let [g, d, st] = checkpoint_paths(dir, prefix);
-    if !g.exists() || !d.exists() {
-        bail!("--continue-train: {} or {} not found", g.display(), d.display());
+fn load_state(dir: &Path, prefix: &str, m: &mut dyn Model, dev: &Device) -> Result<Option<Position>> {
+    let kind = m.kind();
+    for (name, ps) in m.networks_mut() {
+        let path = net_path(dir, prefix, name);
+        if !path.exists() {
+            bail!(
+                "--continue-train: {} not found (a {kind} run saves {})",
+                path.display(),
+                kind_files(kind)
+            );
+        }
+        checkpoint::load_network(&path, ps)?;
     }
-    checkpoint::load_network(&g, &mut m.g.params)?;
-    checkpoint::load_network(&d, &mut m.d.params)?;
+    let st = state_path(dir, prefix);
     if !st.exists() {
         eprintln!(
             "note: {} not found; optimizer state starts fresh (as in the reference)",
@@ -167,24 +182,26 @@ fn load_state(dir: &Path, prefix: &str, m: &mut Pix2Pix) -> Result<Option<Positi
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .with_context(|| format!("{} is not a safetensors file", st.display()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
+    if let Some(saved) = meta.get("model").filter(|k| k.as_str() != kind) {
+        bail!("{}: saved by a {saved} run, not {kind}", st.display());
+    }
     let get = |k: &str| -> Result<u64> {
         meta.get(k)
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("{}: metadata {k} missing", st.display()))
     };
     let tensors = checkpoint::read_safetensors(&st)?;
-    for (net, ps) in [("netG", &mut m.g.params), ("netD", &mut m.d.params)] {
+    for (net, ps) in m.networks_mut() {
         for (which, buf) in [("adam_m", &mut ps.adam_m), ("adam_v", &mut ps.adam_v)] {
-            let name = format!("{net}.{which}");
+            let name = format!("net{net}.{which}");
             match tensors.get(&name).map(|t| &t.values) {
                 Some(Values::F32(v)) if v.len() == buf.len() => ps.device.write(buf, v),
                 _ => bail!("{}: {name} missing or of the wrong size", st.display()),
             }
         }
+        ps.adam_step = get(&format!("adam_step_{net}"))?;
     }
-    m.g.params.adam_step = get("adam_step_G")?;
-    m.d.params.adam_step = get("adam_step_D")?;
-    m.iteration = get("iteration")?;
+    m.load_extra_state(dev, &st, &tensors, &meta)?;
     Ok(Some(Position {
         epoch: get("epoch")? as usize,
         batches_done: get("batches_done")? as usize,
@@ -192,6 +209,32 @@ fn load_state(dir: &Path, prefix: &str, m: &mut Pix2Pix) -> Result<Option<Positi
         total_iters: get("total_iters")? as usize,
         total_images: get("total_images")? as usize,
     }))
+}
+
+/// The weight files a run of this kind writes, for error messages.
+fn kind_files(kind: &str) -> &'static str {
+    match kind {
+        "cycle_gan" => "latest_net_G_A/G_B/D_A/D_B.safetensors",
+        _ => "latest_net_G/D.safetensors",
+    }
+}
+
+/// "NAME v NAME v …" (3 decimals) for the progress bar and the end-of-epoch line.
+pub fn loss_line(names: &[&str], values: &[f32], sep: &str) -> String {
+    let parts: Vec<String> = names.iter().zip(values).map(|(n, v)| format!("{n} {v:.3}")).collect();
+    parts.join(sep)
+}
+
+/// A weight file of a run already in `dir` (any model), if there is one.
+fn existing_run(dir: &Path) -> Option<PathBuf> {
+    let p = state_path(dir, "latest");
+    if p.exists() {
+        return Some(p);
+    }
+    ["G", "G_A"]
+        .iter()
+        .map(|n| net_path(dir, "latest", n))
+        .find(|p| p.exists())
 }
 
 /// Uploads a batch into `t`, reallocating only when the shape changes (the last, smaller batch).
@@ -208,7 +251,7 @@ struct Logs {
 }
 
 impl Logs {
-    fn open(dir: &Path) -> Result<Self> {
+    fn open(dir: &Path, loss_names: &[&str]) -> Result<Self> {
         let open = |name: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -222,7 +265,8 @@ impl Logs {
         if new_csv {
             writeln!(
                 csv,
-                "epoch,iters,images,G_GAN,G_L1,D_real,D_fake,lr,sec_per_iter,data_wait_s"
+                "epoch,iters,images,{},lr,sec_per_iter,data_wait_s",
+                loss_names.join(",")
             )?;
         }
         let mut txt = open("loss_log.txt")?;
@@ -243,14 +287,20 @@ fn now_string() -> String {
     format!("unix time {secs}")
 }
 
-/// Trains pix2pix as configured; returns what was done. Errors name the file or loss at fault.
+/// Trains the configured model; returns what was done. Errors name the file or loss at fault.
 pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
     cfg.data.validate()?;
     let dir = cfg.run_dir();
-    let dataset = AlignedDataset::open(&cfg.dataroot, "train")?;
+    let dataset: Dataset = if cfg.unaligned {
+        UnalignedDataset::open(&cfg.dataroot, "train")?.into()
+    } else {
+        AlignedDataset::open(&cfg.dataroot, "train")?.into()
+    };
     let n_images = dataset.len();
     let loader = Loader::new(dataset, cfg.data.clone())?;
-    let mut model = Pix2Pix::new(cfg.gcfg, cfg.dcfg, cfg.opt, dev, cfg.seed)?;
+    let mut model = cfg.model.build(dev, cfg.seed)?;
+    let model = model.as_mut();
+    let loss_names = model.loss_names();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     let mut pos = Position {
@@ -258,7 +308,7 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         ..Default::default()
     };
     if cfg.continue_train {
-        if let Some(p) = load_state(&dir, &cfg.load_epoch, &mut model)? {
+        if let Some(p) = load_state(&dir, &cfg.load_epoch, model, dev)? {
             pos = if p.epoch_done {
                 Position {
                     epoch: p.epoch + 1,
@@ -277,14 +327,15 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
             pos.batches_done,
             pos.total_iters
         );
-    } else if checkpoint_paths(&dir, "latest")[0].exists() {
+    } else if let Some(p) = existing_run(&dir) {
         bail!(
-            "{} already holds a run (latest_net_G.safetensors); pass --continue-train to resume it or choose another --name",
-            dir.display()
+            "{} already holds a run ({}); pass --continue-train to resume it or choose another --name",
+            dir.display(),
+            p.file_name().unwrap_or_default().to_string_lossy()
         );
     }
     checkpoint::write_atomic(&dir.join("train_opt.txt"), cfg.options_text.as_bytes())?;
-    let mut logs = Logs::open(&dir)?;
+    let mut logs = Logs::open(&dir, loss_names)?;
     let val = if cfg.val_freq > 0 {
         crate::validate::val_loader(&cfg.dataroot, &cfg.data)?
     } else {
@@ -296,17 +347,22 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
     install_ctrlc();
     INTERRUPTED.store(false, Ordering::SeqCst);
 
+    let nets: Vec<String> = model
+        .networks()
+        .iter()
+        .map(|(n, ps)| format!("{n} {} params", ps.num_params()))
+        .collect();
     println!(
-        "training pix2pix {} on {} images from {} ({}), G {} params, D {} params",
+        "training {} {} on {} images from {} ({}), {}",
+        model.kind(),
         dir.display(),
         n_images,
         cfg.dataroot.display(),
         dev.describe(),
-        model.g.params.num_params(),
-        model.d.params.num_params()
+        nets.join(", ")
     );
     let start = Instant::now();
-    let mut last = Losses::default();
+    let mut last = vec![0.0f32; loss_names.len()];
     let (mut ta, mut tb) = (None, None);
     let mut since_latest = 0usize;
     let mut since_print = 0usize;
@@ -340,19 +396,19 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
             upload_into(dev, &mut tb, shape, &batch.b);
             if cfg.profile && pos.total_iters == first_iter + 1 {
                 // The first iteration allocates and loads modules: profile from the second.
-                crate::profile::start(dev, &mut model);
+                crate::profile::start(dev, model);
             }
             let t0 = Instant::now();
             model.step(dev, ta.as_ref().unwrap(), tb.as_ref().unwrap(), lr);
             // Reading the losses waits for the step: it is also where a diverged run is caught.
             last = model.losses(dev);
-            if model.phase_times.is_some() {
+            if model.phase_times().is_some() {
                 kernel_times = crate::profile::collect(dev);
             }
             let step_s = t0.elapsed().as_secs_f64();
-            for (name, v) in Losses::NAMES.iter().zip(last.values()) {
+            for (name, v) in loss_names.iter().zip(&last) {
                 if !v.is_finite() {
-                    let kept = if checkpoint_paths(&dir, "latest")[0].exists() {
+                    let kept = if state_path(&dir, "latest").exists() {
                         format!("the last good checkpoint in {} was kept", dir.display())
                     } else {
                         "no checkpoint had been written yet".to_string()
@@ -369,25 +425,31 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
             since_latest += batch.n;
             since_print += batch.n;
             pb.inc(1);
-            pb.set_message(format!(
-                "G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}",
-                last.g_gan, last.g_l1, last.d_real, last.d_fake
-            ));
+            pb.set_message(loss_line(loss_names, &last, " "));
             // The CSV gets every iteration (the plot's raw curve); the text log every
             // --print-freq images, as the reference's loss_log.txt.
             let iters_in_epoch = pos.batches_done * cfg.data.batch_size;
+            let values: Vec<String> = last.iter().map(|v| v.to_string()).collect();
             writeln!(
                 logs.csv,
-                "{epoch},{iters_in_epoch},{},{},{},{},{},{lr:e},{step_s:.5},{:.5}",
-                pos.total_images, last.g_gan, last.g_l1, last.d_real, last.d_fake, batch.wait_s
+                "{epoch},{iters_in_epoch},{},{},{lr:e},{step_s:.5},{:.5}",
+                pos.total_images,
+                values.join(","),
+                batch.wait_s
             )?;
             if since_print >= cfg.print_freq {
                 since_print = 0;
                 let per_img = step_s / batch.n as f64;
+                let parts: Vec<String> = loss_names
+                    .iter()
+                    .zip(&last)
+                    .map(|(n, v)| format!("{n}: {v:.3}"))
+                    .collect();
                 writeln!(
                     logs.txt,
-                    "(epoch: {epoch}, iters: {iters_in_epoch}, time: {per_img:.3}, data: {:.3}) , G_GAN: {:.3}, G_L1: {:.3}, D_real: {:.3}, D_fake: {:.3}",
-                    batch.wait_s, last.g_gan, last.g_l1, last.d_real, last.d_fake
+                    "(epoch: {epoch}, iters: {iters_in_epoch}, time: {per_img:.3}, data: {:.3}) , {}",
+                    batch.wait_s,
+                    parts.join(", ")
                 )?;
             }
             let stop_iters = cfg.max_iters.is_some_and(|m| pos.total_iters >= m);
@@ -396,12 +458,12 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
             if since_latest >= cfg.save_latest_freq || stop_iters || stop_time || interrupted {
                 since_latest = 0;
                 pos.epoch_done = pos.batches_done == bpe;
-                save_state(&dir, "latest", &model, pos)?;
+                save_state(&dir, "latest", model, dev, pos)?;
             }
             if stop_iters || stop_time || interrupted {
                 pb.abandon();
                 if interrupted {
-                    println!("interrupted: saved {}", checkpoint_paths(&dir, "latest")[0].display());
+                    println!("interrupted: saved {}", state_path(&dir, "latest").display());
                 }
                 break 'epochs;
             }
@@ -411,19 +473,16 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
             println!("epoch {epoch}: skipped {} unreadable file(s)", iter.skipped());
         }
         pos.epoch_done = true;
-        save_state(&dir, "latest", &model, pos)?;
+        save_state(&dir, "latest", model, dev, pos)?;
         if cfg.save_epoch_freq > 0 && epoch.is_multiple_of(cfg.save_epoch_freq) {
-            save_state(&dir, &epoch.to_string(), &model, pos)?;
+            save_state(&dir, &epoch.to_string(), model, dev, pos)?;
         }
-        epoch_report(cfg, dev, &mut model, val.as_ref(), epoch, pos.total_images)?;
+        epoch_report(cfg, dev, model, val.as_ref(), epoch, pos.total_images)?;
         println!(
-            "End of epoch {} \t Time Taken: {:.1} sec \t lr {lr:.7}  G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}",
+            "End of epoch {} \t Time Taken: {:.1} sec \t lr {lr:.7}  {}",
             epoch_label(cfg, epoch, &start),
             epoch_start.elapsed().as_secs_f64(),
-            last.g_gan,
-            last.g_l1,
-            last.d_real,
-            last.d_fake
+            loss_line(loss_names, &last, " ")
         );
         pos = Position {
             epoch: epoch + 1,
@@ -436,7 +495,7 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         // Stopped mid-epoch: the loss plot still shows everything logged.
         let _ = crate::report::plot_losses(&dir.join("loss_log.csv"), &dir.join("loss.png"));
     }
-    if let Some(pt) = model.phase_times.as_ref() {
+    if let Some(pt) = model.phase_times() {
         print!("{}", crate::profile::render(pt, &kernel_times));
     } else if cfg.profile {
         println!("profile: nothing to report (it starts at the second iteration)");
@@ -445,6 +504,7 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         iterations: pos.total_iters,
         images: pos.total_images,
         last_epoch: pos.epoch.min(cfg.schedule.last_epoch()),
+        loss_names: loss_names.to_vec(),
         last_losses: last,
         interrupted,
         seconds: start.elapsed().as_secs_f64(),
@@ -469,7 +529,7 @@ fn epoch_label(cfg: &TrainConfig, epoch: usize, start: &Instant) -> String {
 fn epoch_report(
     cfg: &TrainConfig,
     dev: &Device,
-    m: &mut Pix2Pix,
+    m: &mut dyn Model,
     val: Option<&Loader>,
     epoch: usize,
     images: usize,
@@ -482,7 +542,7 @@ fn epoch_report(
     let Some(loader) = val.filter(|_| cfg.val_freq > 0 && epoch.is_multiple_of(cfg.val_freq)) else {
         return Ok(());
     };
-    let v = crate::validate::validate(&mut m.g, dev, loader, cfg.val_images, cfg.seed ^ epoch as u64)?;
+    let v = crate::validate::validate(m.generator_ab(), dev, loader, cfg.val_images, cfg.seed ^ epoch as u64)?;
     let csv = dir.join("val_log.csv");
     let new = !csv.exists();
     let mut f = std::fs::OpenOptions::new()

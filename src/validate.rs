@@ -6,7 +6,7 @@
 use crate::data::{save_image, AlignedDataset, DataOptions, Loader};
 use crate::device::Device;
 use crate::eval::{cosine_dissimilarity, l1};
-use crate::models::unet::UnetGenerator;
+use crate::models::model::Generator;
 use crate::ops::activation::splitmix;
 use crate::tensor::Shape;
 use anyhow::Result;
@@ -44,13 +44,13 @@ pub fn val_loader(dataroot: &Path, train: &DataOptions) -> Result<Option<Loader>
 
 /// Scores G on up to `max_images` validation images.
 pub fn validate(
-    g: &mut UnetGenerator,
+    g: &mut dyn Generator,
     dev: &Device,
     loader: &Loader,
     max_images: usize,
     seed: u64,
 ) -> Result<ValResult> {
-    let saved = g.params.snapshot_running_stats();
+    let saved = g.params().snapshot_running_stats();
     let (mut cos, mut l1_sum, mut n) = (0.0, 0.0, 0usize);
     let mut rows: Vec<[Vec<f32>; 3]> = vec![];
     let (mut h, mut w) = (0, 0);
@@ -63,7 +63,7 @@ pub fn validate(
             continue;
         }
         let x = dev.upload_tensor(shape, &b.a);
-        let fake = dev.download(&g.forward(dev, &x, true, Some(splitmix(seed, n as u64))).data);
+        let fake = dev.download(&g.translate(dev, &x, true, Some(splitmix(seed, n as u64))).data);
         let to01 = |v: &[f32]| v.iter().map(|x| (x + 1.0) * 0.5).collect::<Vec<f32>>();
         let (f01, r01) = (to01(&fake), to01(&b.b));
         cos += cosine_dissimilarity(&f01, &r01);
@@ -74,7 +74,7 @@ pub fn validate(
         }
         n += 1;
     }
-    g.params.restore_running_stats(saved);
+    g.params_mut().restore_running_stats(saved);
     let (sh, sw) = (rows.len() * h, 3 * w);
     let mut strip = vec![-1.0; 3 * sh * sw];
     for (r, imgs) in rows.iter().enumerate() {

@@ -10,8 +10,11 @@ use pix2pix::ops::activation::{activation_backward, activation_forward, dropout_
 use pix2pix::ops::adam::{adam_update, AdamStep};
 use pix2pix::ops::conv::{self, ConvGeom, ConvParams};
 use pix2pix::ops::loss::{gan_loss, l1_loss, LossKind, LossOut};
-use pix2pix::ops::norm::{batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, BnParams, BnSaved};
-use pix2pix::ops::tensor::{extract_channels, insert_channels};
+use pix2pix::ops::norm::{
+    batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, instance_norm_backward,
+    instance_norm_forward, BnParams, BnSaved,
+};
+use pix2pix::ops::tensor::{add, extract_channels, insert_channels, reflection_pad_backward, reflection_pad_forward};
 use pix2pix::tensor::{Shape, Span, Storage, Tensor};
 
 const CPU: Device = Device::Cpu;
@@ -108,6 +111,177 @@ fn conv_transpose_with_output_padding() {
     let mut g = ConvGeom::new(3, 2, 3, 2, 1);
     g.output_padding = 1; // CycleGAN's up-sampling convT
     conv_case(9, 2, g, 4, 4, true, true);
+    // Non-square input, and the output size doubles exactly (ResNet generator layers 13-14).
+    let g = ConvGeom::new(4, 3, 3, 2, 1).with_output_padding(1);
+    assert_eq!((g.convt_out(5), g.convt_out(3)), (10, 6));
+    conv_case(13, 1, g, 5, 3, false, true);
+}
+
+#[test]
+fn resnet_generator_convs() {
+    // ResNet generator geometries: 7×7 on a reflect-padded input (p 0), 3×3 s2 p1 down-sampling,
+    // 3×3 s1 p0 in the blocks (after ReflectionPad(1)).
+    conv_case(14, 2, ConvGeom::new(3, 4, 7, 1, 0), 9, 10, true, false);
+    conv_case(15, 1, ConvGeom::new(3, 5, 3, 2, 1), 8, 6, true, false);
+    conv_case(16, 2, ConvGeom::new(4, 4, 3, 1, 0), 6, 6, true, false);
+}
+
+fn reflect_pad(x: &Tensor, pad: usize) -> Tensor {
+    let s = x.shape;
+    let mut y = CPU.zeros_tensor(Shape::new(s.n, s.c, s.h + 2 * pad, s.w + 2 * pad));
+    reflection_pad_forward(&CPU, pad, x, &mut y);
+    y
+}
+
+#[test]
+fn reflection_pad_values_match_pytorch_reflect() {
+    // torch.nn.ReflectionPad2d(2)(torch.arange(1., 4.).view(1, 1, 1, 3)) needs H > 2, so use a
+    // 3×3 plane: row [1 2 3] pads to [3 2 1 2 3 2 1], and rows mirror the same way.
+    let x = cpu_tensor(Shape::new(1, 1, 3, 3), (1..=9).map(|v| v as f32).collect());
+    let y = reflect_pad(&x, 2);
+    let row = |r: usize| y.cpu()[r * 7..(r + 1) * 7].to_vec();
+    assert_eq!(row(2), vec![3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]);
+    assert_eq!(row(0), vec![9.0, 8.0, 7.0, 8.0, 9.0, 8.0, 7.0]); // padded row 0 = input row 2
+    assert_eq!(row(6), vec![3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]); // padded row 6 = input row 0
+    assert_eq!(row(4), vec![9.0, 8.0, 7.0, 8.0, 9.0, 8.0, 7.0]);
+    // Pad 1 of a 2×2 plane (the largest pad it allows), and a second sample/channel.
+    let x = cpu_tensor(Shape::new(1, 2, 2, 2), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    let y = reflect_pad(&x, 1);
+    assert_eq!(
+        y.cpu()[16..32],
+        [8.0, 7.0, 8.0, 7.0, 6.0, 5.0, 6.0, 5.0, 8.0, 7.0, 8.0, 7.0, 6.0, 5.0, 6.0, 5.0]
+    );
+}
+
+#[test]
+fn reflection_pad_backward_is_the_adjoint() {
+    let mut r = rng(41);
+    for (s, pad) in [
+        (Shape::new(2, 3, 5, 4), 3),
+        (Shape::new(1, 2, 4, 7), 1),
+        (Shape::new(1, 1, 2, 2), 1),
+        (Shape::new(1, 2, 6, 6), 0),
+    ] {
+        let mut xv = random_vec(&mut r, s.numel(), 0.0);
+        let ys = Shape::new(s.n, s.c, s.h + 2 * pad, s.w + 2 * pad);
+        let rv = random_vec(&mut r, ys.numel(), 0.0);
+        let start = random_vec(&mut r, s.numel(), 0.0);
+        let mut dx = cpu_tensor(s, start.clone());
+        reflection_pad_backward(&CPU, pad, &cpu_tensor(ys, rv.clone()), &mut dx, true);
+        let g: Vec<f32> = dx.cpu().iter().zip(&start).map(|(a, b)| a - b).collect();
+        let idx: Vec<usize> = (0..s.numel()).collect();
+        check_fd(
+            &format!("reflection pad {pad} {s}"),
+            &mut xv,
+            &idx,
+            &g,
+            1e-2,
+            1e-4,
+            |xv| dot(&rv, reflect_pad(&cpu_tensor(s, xv.to_vec()), pad).cpu()),
+        );
+        // Written (not accumulated) backward equals the accumulated one minus its start.
+        let mut dx2 = CPU.zeros_tensor(s);
+        reflection_pad_backward(&CPU, pad, &cpu_tensor(ys, rv), &mut dx2, false);
+        assert!(rel_err(dx2.cpu(), &g) < 1e-6);
+    }
+}
+
+fn in_case(seed: u64, s: Shape) {
+    let mut r = rng(seed);
+    let saved = || BnSaved {
+        mean: CPU.zeros(s.n * s.c),
+        invstd: CPU.zeros(s.n * s.c),
+    };
+    // Per-plane offsets and scales, so that the statistics differ between planes.
+    let mut xv: Vec<f32> = random_vec(&mut r, s.numel(), 0.0)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (1.0 + (i / s.hw()) as f32 * 0.5) + (i / s.hw()) as f32 * 0.3)
+        .collect();
+    let rv = random_vec(&mut r, s.numel(), 0.0);
+    let fwd = |xv: &[f32]| {
+        let mut y = CPU.zeros_tensor(s);
+        instance_norm_forward(&CPU, 1e-5, &cpu_tensor(s, xv.to_vec()), &mut y, &mut saved());
+        dot(&rv, y.cpu())
+    };
+    let x = cpu_tensor(s, xv.clone());
+    let mut y = CPU.zeros_tensor(s);
+    let mut sv = saved();
+    instance_norm_forward(&CPU, 1e-5, &x, &mut y, &mut sv);
+    // Every plane has mean 0 and biased variance var/(var + eps) after the norm.
+    for plane in 0..s.n * s.c {
+        let v = &y.cpu()[plane * s.hw()..(plane + 1) * s.hw()];
+        let mean = v.iter().map(|&a| a as f64).sum::<f64>() / s.hw() as f64;
+        let xs = &xv[plane * s.hw()..(plane + 1) * s.hw()];
+        let xm = xs.iter().map(|&a| a as f64).sum::<f64>() / s.hw() as f64;
+        let var = xs.iter().map(|&a| (a as f64 - xm).powi(2)).sum::<f64>() / s.hw() as f64;
+        let yvar = v.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>() / s.hw() as f64;
+        assert!(mean.abs() < 1e-6, "plane {plane} mean {mean}");
+        assert!((yvar - var / (var + 1e-5)).abs() < 1e-5, "plane {plane} var {yvar}");
+        assert!((sv.mean.cpu()[plane] as f64 - xm).abs() < 1e-6);
+    }
+    let mut dx = CPU.zeros_tensor(s);
+    instance_norm_backward(&CPU, &sv, &x, &cpu_tensor(s, rv.clone()), &mut dx);
+    let idx = sample_indices(&mut r, xv.len(), 80);
+    check_fd(
+        &format!("instance norm dx {s}"),
+        &mut xv,
+        &idx,
+        dx.cpu(),
+        1e-3,
+        5e-3,
+        fwd,
+    );
+}
+
+#[test]
+fn instance_norm_backward_matches_finite_differences() {
+    in_case(42, Shape::new(2, 3, 4, 5));
+    in_case(43, Shape::new(1, 4, 2, 2));
+    in_case(44, Shape::new(3, 2, 1, 3)); // 1×3 planes
+}
+
+#[test]
+fn instance_norm_is_batch_norm_at_batch_one() {
+    // SPEC §9 item 3: BN at batch 1 (train mode, gamma 1, beta 0) normalises exactly like IN.
+    let mut r = rng(45);
+    let s = Shape::new(1, 3, 5, 4);
+    let x = random_tensor(&mut r, s);
+    let mut yi = CPU.zeros_tensor(s);
+    let mut si = BnSaved {
+        mean: CPU.zeros(3),
+        invstd: CPU.zeros(3),
+    };
+    instance_norm_forward(&CPU, 1e-5, &x, &mut yi, &mut si);
+    let p = BnParams {
+        weight: Span { off: 0, len: 3 },
+        bias: Span { off: 3, len: 3 },
+        running_mean: Span { off: 0, len: 3 },
+        running_var: Span { off: 3, len: 3 },
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+    let params = Storage::Cpu([vec![1.0; 3], vec![0.0; 3]].concat());
+    let mut bufs = Storage::Cpu(vec![0.0; 6]);
+    let mut sb = BnSaved {
+        mean: CPU.zeros(3),
+        invstd: CPU.zeros(3),
+    };
+    let mut yb = CPU.zeros_tensor(s);
+    batch_norm_forward_train(&CPU, &p, &params, &mut bufs, &x, &mut yb, &mut sb);
+    assert_eq!(yi.cpu(), yb.cpu());
+}
+
+#[test]
+fn residual_add() {
+    let mut r = rng(46);
+    let s = Shape::new(2, 3, 4, 5);
+    let (a, b) = (random_tensor(&mut r, s), random_tensor(&mut r, s));
+    let mut y = CPU.zeros_tensor(s);
+    add(&CPU, &a, &b, &mut y);
+    for i in 0..s.numel() {
+        assert_eq!(y.cpu()[i], a.cpu()[i] + b.cpu()[i]);
+    }
 }
 
 fn bn_case(seed: u64, s: Shape) {

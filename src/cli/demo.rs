@@ -7,13 +7,15 @@ use clap::Args;
 use pix2pix::checkpoint;
 use pix2pix::data::{make_synthetic_dataset, AlignedDataset, DataOptions, Loader};
 use pix2pix::device::Device;
-use pix2pix::infer::{run_test, TestConfig};
+use pix2pix::infer::{run_test, TestConfig, TestModel};
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::Pix2PixOptions;
 use pix2pix::models::unet::{UnetConfig, UnetGenerator};
+use pix2pix::models::ModelConfig;
+use pix2pix::nn::NormKind;
 use pix2pix::optim::{LrPolicy, Schedule};
 use pix2pix::tensor::Shape;
-use pix2pix::train::{checkpoint_paths, train, TrainConfig};
+use pix2pix::train::{net_path, train, TrainConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -98,11 +100,12 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         );
         make_synthetic_dataset(&a.dataroot, a.n_train, a.n_train / 10, a.n_train / 10, a.size, a.seed)?;
     }
-    let gcfg = UnetConfig::named("unet_128", a.ngf, true)?;
+    let gcfg = UnetConfig::named("unet_128", a.ngf, true, NormKind::Batch)?;
     let dcfg = PatchGanConfig {
         input_nc: 6,
         ndf: a.ngf,
         n_layers: 3,
+        norm: NormKind::Batch,
     };
     let dir = a.checkpoints_dir.join("demo");
     if dir.exists() {
@@ -116,6 +119,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         dataroot: a.dataroot.clone(),
         name: "demo".into(),
         checkpoints_dir: a.checkpoints_dir.clone(),
+        unaligned: false,
         data: DataOptions {
             load_size: a.size + a.size / 8,
             crop_size: a.size,
@@ -125,9 +129,11 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             in_memory: true,
             ..DataOptions::default()
         },
-        gcfg,
-        dcfg,
-        opt: Pix2PixOptions::default(),
+        model: ModelConfig::Pix2Pix {
+            g: gcfg,
+            d: dcfg,
+            opt: Pix2PixOptions::default(),
+        },
         schedule: Schedule {
             lr: 2e-4,
             policy: LrPolicy::Linear,
@@ -151,16 +157,19 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     };
     let s = train(&cfg, &dev)?;
     let mut g = UnetGenerator::new(gcfg, &dev, 0)?;
-    let [gpath, _, _] = checkpoint_paths(&dir, "latest");
+    let gpath = net_path(&dir, "latest", "G");
     checkpoint::load_network(&gpath, &mut g.params)?;
     let l1_after = mean_l1(&mut g, &dev, &a.dataroot, "test", a.size, a.seed)?;
     let results = a.results_dir.join("demo").join("test_latest");
     let test = TestConfig {
         dataroot: a.dataroot.clone(),
         phase: "test".into(),
-        checkpoint: gpath,
+        model: TestModel::Pix2Pix {
+            g: gcfg,
+            checkpoint: gpath,
+        },
+        unaligned: false,
         results_dir: results.clone(),
-        gcfg,
         data: DataOptions {
             load_size: a.size,
             crop_size: a.size,

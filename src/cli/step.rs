@@ -1,15 +1,15 @@
-//! `init` and `step`: the bridge to PyTorch. `init` writes freshly initialised G and D in the
-//! reference's state_dict names; `step` runs exactly one training iteration from such a checkpoint
-//! on one A|B image and dumps everything needed to compare it with PyTorch line by line.
+//! `init` and `step`: the bridge to PyTorch, for any model. `init` writes its freshly initialised
+//! networks (G, D; G_A, G_B, D_A, D_B) in the reference's state_dict names; `step` runs exactly
+//! one training iteration from such a checkpoint on one A|B image (for CycleGAN its halves are
+//! real_A and real_B) and dumps everything needed to compare it with PyTorch line by line.
 
 use super::args::{LossArgs, ModelArgs, RunArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use pix2pix::checkpoint::{self, state_tensors, NamedTensor, Values};
 use pix2pix::data::{AlignedDataset, DataOptions, Direction, Loader, Preprocess};
-use pix2pix::models::pix2pix::{Losses, Pix2Pix};
 use pix2pix::tensor::Shape;
-use pix2pix::train::checkpoint_paths;
+use pix2pix::train::{loss_line, net_path};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -27,23 +27,19 @@ pub struct InitArgs {
 }
 
 pub fn init(a: &InitArgs) -> Result<()> {
-    let (gcfg, dcfg) = a.model.configs()?;
     let dev = pix2pix::device::Device::Cpu;
-    let m = Pix2Pix::new(gcfg, dcfg, Default::default(), &dev, a.run.seed)?;
+    let m = a.model.model_config(&LossArgs::defaults())?.build(&dev, a.run.seed)?;
     let dir = a.run.checkpoints_dir.join(&a.run.name);
-    let [g, d, _] = checkpoint_paths(&dir, &a.epoch);
-    if !a.force && (g.exists() || d.exists()) {
-        bail!("{} already exists; pass --force to overwrite", g.display());
+    let paths: Vec<_> = m.networks().iter().map(|(n, _)| net_path(&dir, &a.epoch, n)).collect();
+    if let Some(p) = paths.iter().find(|p| p.exists()).filter(|_| !a.force) {
+        bail!("{} already exists; pass --force to overwrite", p.display());
     }
-    checkpoint::save_network(&g, &m.g.params)?;
-    checkpoint::save_network(&d, &m.d.params)?;
-    println!(
-        "wrote {} ({} params) and {} ({} params)",
-        g.display(),
-        m.g.params.num_params(),
-        d.display(),
-        m.d.params.num_params()
-    );
+    let mut wrote = vec![];
+    for ((_, ps), path) in m.networks().into_iter().zip(&paths) {
+        checkpoint::save_network(path, ps)?;
+        wrote.push(format!("{} ({} params)", path.display(), ps.num_params()));
+    }
+    println!("wrote {}", wrote.join(", "));
     Ok(())
 }
 
@@ -73,20 +69,20 @@ pub struct StepArgs {
 }
 
 pub fn step(a: &StepArgs) -> Result<()> {
-    let (gcfg, dcfg) = a.model.configs()?;
     let dev = a.run.device()?;
-    let mut m = Pix2Pix::new(gcfg, dcfg, a.loss.options()?, &dev, a.run.seed)?;
+    let mut m = a.model.model_config(&a.loss)?.build(&dev, a.run.seed)?;
     let dir = a.run.checkpoints_dir.join(&a.run.name);
-    let [g, d, _] = checkpoint_paths(&dir, &a.epoch);
-    if !g.exists() {
-        bail!(
-            "{} not found: write a start point with `pix2pix init --name {}` or export one from PyTorch",
-            g.display(),
-            a.run.name
-        );
+    for (name, ps) in m.networks_mut() {
+        let path = net_path(&dir, &a.epoch, name);
+        if !path.exists() {
+            bail!(
+                "{} not found: write a start point with `pix2pix init --name {}` (same model options) or export one from PyTorch",
+                path.display(),
+                a.run.name
+            );
+        }
+        checkpoint::load_network(&path, ps)?;
     }
-    checkpoint::load_network(&g, &mut m.g.params)?;
-    checkpoint::load_network(&d, &mut m.d.params)?;
 
     let file = a
         .image
@@ -108,11 +104,11 @@ pub fn step(a: &StepArgs) -> Result<()> {
     m.check_batch(shape, shape)?;
     let (ra, rb) = (dev.upload_tensor(shape, &s.a), dev.upload_tensor(shape, &s.b));
     if a.profile {
-        pix2pix::profile::start(&dev, &mut m);
+        pix2pix::profile::start(&dev, m.as_mut());
     }
     m.step(&dev, &ra, &rb, a.loss.lr);
     let losses = m.losses(&dev);
-    if let Some(pt) = m.phase_times.as_ref() {
+    if let Some(pt) = m.phase_times() {
         print!("{}", pix2pix::profile::render(pt, &pix2pix::profile::collect(&dev)));
     }
 
@@ -120,28 +116,29 @@ pub fn step(a: &StepArgs) -> Result<()> {
     let mut out = vec![
         NamedTensor::f32("real_A", &dims, s.a.clone()),
         NamedTensor::f32("real_B", &dims, s.b.clone()),
-        NamedTensor::f32("fake_B", &dims, dev.download(&m.g.output().data)),
     ];
-    for (name, v) in Losses::NAMES.iter().zip(losses.values()) {
+    for (name, v) in m.visuals(&dev) {
+        out.push(NamedTensor::f32(name, &dims, v));
+    }
+    for (name, &v) in m.loss_names().iter().zip(&losses) {
         out.push(NamedTensor {
             name: format!("loss_{name}"),
             dims: vec![],
             values: Values::F32(vec![v]),
         });
     }
-    out.extend(state_tensors(&m.g.params, "netG.", true, true));
-    out.extend(state_tensors(&m.d.params, "netD.", true, true));
+    for (name, ps) in m.networks() {
+        out.extend(state_tensors(ps, &format!("net{name}."), true, true));
+    }
     checkpoint::write_safetensors(&a.out, &out, None)?;
     println!(
-        "one step on {} ({}x{}, {}): G_GAN {:.6} G_L1 {:.6} D_real {:.6} D_fake {:.6}",
+        "one {} step on {} ({}x{}, {}): {}",
+        m.kind(),
         file.display(),
         s.w,
         s.h,
         dev.describe(),
-        losses.g_gan,
-        losses.g_l1,
-        losses.d_real,
-        losses.d_fake
+        loss_line(m.loss_names(), &losses, " ")
     );
     println!("wrote {} ({} tensors)", a.out.display(), out.len());
     Ok(())

@@ -1,12 +1,12 @@
-//! `train` and `test` on an aligned A|B dataset.
+//! `train` and `test` for pix2pix (aligned A|B pairs) and CycleGAN (unaligned A and B).
 
 use super::args::{DataArgs, LossArgs, ModelArgs, RunArgs};
 use anyhow::{Context, Result};
 use clap::Args;
 use pix2pix::data::DataOptions;
-use pix2pix::infer::{run_test, TestConfig};
+use pix2pix::infer::{run_test, TestConfig, TestModel};
 use pix2pix::optim::{LrPolicy, Schedule};
-use pix2pix::train::{checkpoint_paths, train, TrainConfig};
+use pix2pix::train::{loss_line, net_path, train, TrainConfig};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -72,16 +72,15 @@ pub struct TrainArgs {
 }
 
 pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
-    let (gcfg, dcfg) = a.model.configs()?;
+    let model = a.model.model_config(&a.loss)?;
     let dev = a.run.device()?;
     let cfg = TrainConfig {
         dataroot: a.data.dataroot.clone(),
         name: a.run.name.clone(),
         checkpoints_dir: a.run.checkpoints_dir.clone(),
         data: a.data.options(a.run.seed)?,
-        gcfg,
-        dcfg,
-        opt: a.loss.options()?,
+        unaligned: a.data.unaligned(a.model.is_cycle_gan()?)?,
+        model,
         schedule: Schedule {
             lr: a.loss.lr,
             policy: LrPolicy::parse(&a.lr_policy, a.lr_decay_iters)?,
@@ -105,15 +104,12 @@ pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
     };
     let s = train(&cfg, &dev)?;
     println!(
-        "{} {} iterations ({} images) in {:.1} s; last losses G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}; checkpoints in {}",
+        "{} {} iterations ({} images) in {:.1} s; last losses {}; checkpoints in {}",
         if s.interrupted { "stopped after" } else { "done:" },
         s.iterations,
         s.images,
         s.seconds,
-        s.last_losses.g_gan,
-        s.last_losses.g_l1,
-        s.last_losses.d_real,
-        s.last_losses.d_fake,
+        loss_line(&s.loss_names, &s.last_losses, " "),
         cfg.run_dir().display()
     );
     Ok(())
@@ -150,19 +146,46 @@ pub struct TestArgs {
     /// Where result pages go (RESULTS_DIR/NAME/PHASE_EPOCH).
     #[arg(long, default_value = "./results")]
     pub results_dir: PathBuf,
+    /// aligned or unaligned (testA/testB, or A|B pairs used unpaired). Default: aligned for
+    /// pix2pix, unaligned for cycle_gan.
+    #[arg(long)]
+    pub dataset_mode: Option<String>,
 }
 
 pub fn run_test_cmd(a: &TestArgs) -> Result<()> {
-    let (gcfg, _) = a.model.configs()?;
     let dev = a.run.device()?;
-    let [g, _, _] = checkpoint_paths(&a.run.checkpoints_dir.join(&a.run.name), &a.epoch);
+    let dir = a.run.checkpoints_dir.join(&a.run.name);
+    let cycle_gan = a.model.is_cycle_gan()?;
+    let model = if cycle_gan {
+        let (g, _) = a.model.cycle_gan_configs()?;
+        TestModel::CycleGan {
+            g,
+            g_a: net_path(&dir, &a.epoch, "G_A"),
+            g_b: net_path(&dir, &a.epoch, "G_B"),
+        }
+    } else {
+        let (g, _) = a.model.configs()?;
+        TestModel::Pix2Pix {
+            g,
+            checkpoint: net_path(&dir, &a.epoch, "G"),
+        }
+    };
+    let unaligned = match a
+        .dataset_mode
+        .as_deref()
+        .unwrap_or(if cycle_gan { "unaligned" } else { "aligned" })
+    {
+        "aligned" => false,
+        "unaligned" => true,
+        other => anyhow::bail!("unknown --dataset-mode {other:?}: expected aligned or unaligned"),
+    };
     let results = a.results_dir.join(&a.run.name).join(format!("{}_{}", a.phase, a.epoch));
     let cfg = TestConfig {
         dataroot: a.dataroot.clone(),
         phase: a.phase.clone(),
-        checkpoint: g,
+        model,
+        unaligned,
         results_dir: results.clone(),
-        gcfg,
         data: DataOptions {
             load_size: a.crop_size,
             crop_size: a.crop_size,

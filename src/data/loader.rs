@@ -11,12 +11,14 @@ use super::aligned::AlignedDataset;
 use super::image_io::load_rgb;
 use super::options::DataOptions;
 use super::seeding::{epoch_order, sample_rng};
-use super::transform::{sample_from_image, Sample};
-use anyhow::{anyhow, Context, Result};
+use super::transform::{draw_params, sample_from_image, split_ab, to_tensor_normalized, transform_half, Sample};
+use super::unaligned::{Part, UnalignedDataset};
+use anyhow::{anyhow, bail, Context, Result};
 use image::RgbImage;
+use rand::Rng;
 use rayon::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
@@ -41,8 +43,62 @@ pub struct Batch {
     pub wait_s: f64,
 }
 
+/// What a loader reads: aligned A|B pairs (pix2pix) or two unpaired lists (CycleGAN).
+#[derive(Clone, Debug)]
+pub enum Dataset {
+    Aligned(AlignedDataset),
+    Unaligned(UnalignedDataset),
+}
+
+impl From<AlignedDataset> for Dataset {
+    fn from(d: AlignedDataset) -> Self {
+        Dataset::Aligned(d)
+    }
+}
+
+impl From<UnalignedDataset> for Dataset {
+    fn from(d: UnalignedDataset) -> Self {
+        Dataset::Unaligned(d)
+    }
+}
+
+impl Dataset {
+    /// Items per epoch.
+    pub fn len(&self) -> usize {
+        match self {
+            Dataset::Aligned(d) => d.len(),
+            Dataset::Unaligned(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every file, once (what `in_memory` decodes).
+    fn files(&self) -> &[PathBuf] {
+        match self {
+            Dataset::Aligned(d) => d.paths(),
+            Dataset::Unaligned(d) => d.files(),
+        }
+    }
+
+    /// The file of item `i` (its A image for the unaligned dataset).
+    pub fn path(&self, i: usize) -> &Path {
+        match self {
+            Dataset::Aligned(d) => d.path(i),
+            Dataset::Unaligned(d) => &d.files()[d.item_a(i).0],
+        }
+    }
+
+    /// The file of every item, in item order.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        (0..self.len()).map(|i| self.path(i).to_path_buf()).collect()
+    }
+}
+
 struct Shared {
-    dataset: AlignedDataset,
+    dataset: Dataset,
     opts: DataOptions,
     /// `in_memory`: every file decoded once; a failed decode keeps its message for skipping.
     cache: Option<Vec<std::result::Result<RgbImage, String>>>,
@@ -55,17 +111,65 @@ impl Shared {
     /// Decode (or fetch) item `index` and run the SPEC §6 chain with its own (seed, epoch, index)
     /// random stream. Every error names the file.
     fn load(&self, index: usize, epoch: u64) -> Result<Sample> {
-        let path = self.dataset.path(index);
-        let decoded;
-        let img = match &self.cache {
-            Some(cache) => cache[index].as_ref().map_err(|e| anyhow!("{e}"))?,
-            None => {
-                decoded = load_rgb(path)?;
-                &decoded
-            }
-        };
         let mut rng = sample_rng(self.opts.seed, epoch, index as u64);
-        sample_from_image(img, &self.opts, &mut rng, path.to_path_buf()).with_context(|| format!("{}", path.display()))
+        let u = match &self.dataset {
+            Dataset::Aligned(d) => {
+                let path = d.path(index);
+                let img = self.decoded(index)?;
+                return sample_from_image(&img, &self.opts, &mut rng, path.to_path_buf())
+                    .with_context(|| format!("{}", path.display()));
+            }
+            Dataset::Unaligned(u) => u,
+        };
+        // Unaligned: A[index mod |A|] and a random B (B[index mod |B|] when serial), each with
+        // its own crop and flip drawn in that order from the item's stream.
+        let ib = if self.opts.serial_batches {
+            index % u.len_b()
+        } else {
+            rng.gen_range(0..u.len_b())
+        };
+        let mut image = |(file, part): (usize, Part)| -> Result<(Vec<f32>, usize, usize)> {
+            let path = &u.files()[file];
+            let img = self.decoded(file)?;
+            let half = match part {
+                Part::Whole => img.into_owned(),
+                Part::PairA => split_ab(&img, self.opts.direction)?.0,
+                Part::PairB => split_ab(&img, self.opts.direction)?.1,
+            };
+            let params = draw_params(&self.opts, half.width() as usize, half.height() as usize, &mut rng);
+            let out = transform_half(&half, &params, &self.opts).with_context(|| format!("{}", path.display()))?;
+            Ok((to_tensor_normalized(&out), out.height() as usize, out.width() as usize))
+        };
+        let (a, ha, wa) = image(u.item_a(index))?;
+        let (b, hb, wb) = image(u.item_b(ib))?;
+        let pa = u.files()[u.item_a(index).0].clone();
+        if (ha, wa) != (hb, wb) {
+            bail!(
+                "{}: its A image ({wa}x{ha}) and the B image {} ({wb}x{hb}) differ in size after preprocessing \
+                 (use --preprocess resize_and_crop or crop for images of other sizes)",
+                pa.display(),
+                u.files()[u.item_b(ib).0].display()
+            );
+        }
+        Ok(Sample {
+            a,
+            b,
+            c: 3,
+            h: ha,
+            w: wa,
+            path: pa,
+        })
+    }
+
+    /// File `file` decoded (or from the `in_memory` cache).
+    fn decoded(&self, file: usize) -> Result<std::borrow::Cow<'_, RgbImage>> {
+        match &self.cache {
+            Some(cache) => cache[file]
+                .as_ref()
+                .map(std::borrow::Cow::Borrowed)
+                .map_err(|e| anyhow!("{e}")),
+            None => Ok(std::borrow::Cow::Owned(load_rgb(&self.dataset.files()[file])?)),
+        }
     }
 
     /// `load`, with a decoder panic (hostile or corrupt input) turned into an error to skip.
@@ -91,12 +195,13 @@ pub struct Loader {
 
 impl Loader {
     /// Validate the options and, with `in_memory`, decode every file now (in parallel).
-    pub fn new(dataset: AlignedDataset, opts: DataOptions) -> Result<Self> {
+    pub fn new(dataset: impl Into<Dataset>, opts: DataOptions) -> Result<Self> {
+        let dataset = dataset.into();
         opts.validate()?;
         let cache = if opts.in_memory {
             Some(
                 dataset
-                    .paths()
+                    .files()
                     .par_iter()
                     .map(|p| {
                         catch_unwind(|| load_rgb(p))
@@ -120,7 +225,7 @@ impl Loader {
         })
     }
 
-    pub fn dataset(&self) -> &AlignedDataset {
+    pub fn dataset(&self) -> &Dataset {
         &self.shared.dataset
     }
 

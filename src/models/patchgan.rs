@@ -1,10 +1,12 @@
 //! NLayerDiscriminator `basic` (SPEC.md §2): the 70×70 PatchGAN.
-//!   C1 Conv(k4 s2, bias) → LReLU; C2..C_n Conv(k4 s2) → BN → LReLU; C_{n+1} Conv(k4 s1) → BN → LReLU;
-//!   last Conv(k4 s1, bias) → raw logits (no sigmoid: the loss takes logits).
-//! The reference keeps these in one nn.Sequential, so tensor names are `model.<index>`.
+//!   C1 Conv(k4 s2, bias) → LReLU; C2..C_n Conv(k4 s2) → norm → LReLU; C_{n+1} Conv(k4 s1) → norm →
+//!   LReLU; last Conv(k4 s1, bias) → raw logits (no sigmoid: the loss takes logits).
+//! The norm is BatchNorm (convs before it without bias) or, with `--norm instance` (CycleGAN),
+//! InstanceNorm(affine=False) with biased convs. The reference keeps these in one nn.Sequential,
+//! so tensor names are `model.<index>`.
 
 use crate::device::Device;
-use crate::nn::{BatchNorm2d, Conv2d, ParamBuilder, ParamStore};
+use crate::nn::{Conv2d, Norm2d, NormKind, ParamBuilder, ParamStore};
 use crate::ops::activation::{activation_backward, activation_forward, Act};
 use crate::ops::conv::ConvGeom;
 use crate::tensor::{Shape, Tensor};
@@ -18,12 +20,13 @@ pub struct PatchGanConfig {
     pub input_nc: usize,
     pub ndf: usize,
     pub n_layers: usize,
+    pub norm: NormKind,
 }
 
-/// One conv with what follows it: BN (not on the first and last), LReLU (not on the last).
+/// One conv with what follows it: a norm (not on the first and last), LReLU (not on the last).
 struct Block {
     conv: Conv2d,
-    bn: Option<BatchNorm2d>,
+    bn: Option<Norm2d>,
     lrelu: bool,
 }
 
@@ -52,9 +55,11 @@ impl PatchGan {
         let mut b = ParamBuilder::new(seed);
         let mut blocks = vec![];
         let mut idx = 0; // position in the reference's nn.Sequential
+        let norm = cfg.norm;
         let mut push = |b: &mut ParamBuilder, cin: usize, cout: usize, stride: usize, bn: bool, lrelu: bool| {
-            let conv = Conv2d::new(b, &format!("model.{idx}"), ConvGeom::new(cin, cout, 4, stride, 1), !bn);
-            let bn = bn.then(|| BatchNorm2d::new(b, dev, &format!("model.{}", idx + 1), cout));
+            let bias = !bn || norm.conv_bias();
+            let conv = Conv2d::new(b, &format!("model.{idx}"), ConvGeom::new(cin, cout, 4, stride, 1), bias);
+            let bn = bn.then(|| Norm2d::new(norm, b, dev, &format!("model.{}", idx + 1), cout));
             idx += 1 + bn.is_some() as usize + lrelu as usize;
             blocks.push(Block { conv, bn, lrelu });
         };

@@ -7,15 +7,20 @@
 //! 3. G step: zero G's grads; D (just updated, its weights frozen) on real_A|fake_B vs 1 →
 //!    loss_G_GAN; loss_G_L1 = λ·L1(fake_B, real_B); backward of the sum into G; Adam on G.
 
+use super::model::{iteration_meta, read_iteration, Generator, Model};
 use super::patchgan::{PatchGan, PatchGanConfig};
+use super::phases::{PhaseTimes, StepTimer};
 use super::unet::{UnetConfig, UnetGenerator};
+use crate::checkpoint::NamedTensor;
 use crate::device::Device;
-use crate::nvtx;
+use crate::nn::ParamStore;
 use crate::ops::activation::splitmix;
 use crate::ops::loss::{gan_loss, l1_loss, LossKind, LossOut};
 use crate::ops::tensor::{extract_channels, insert_channels};
 use crate::tensor::{Shape, Storage, Tensor};
 use anyhow::{bail, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GanMode {
@@ -33,7 +38,7 @@ impl GanMode {
             _ => bail!("unknown --gan-mode {s:?}: expected vanilla or lsgan"),
         }
     }
-    fn loss(self) -> LossKind {
+    pub fn loss(self) -> LossKind {
         match self {
             GanMode::Vanilla => LossKind::BceWithLogits,
             GanMode::Lsgan => LossKind::Mse,
@@ -88,47 +93,6 @@ struct StepBuffers {
     g_logits: Tensor,
     g_d_in: Tensor,
     g_fake: Tensor,
-}
-
-/// Seconds spent per phase of the step, summed over steps, when `Pix2Pix::phase_times` is set.
-/// Measuring synchronises the device at each boundary, so leave it off when timing whole steps.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PhaseTimes {
-    pub g_forward: f64,
-    pub d_step: f64,
-    pub d_adam: f64,
-    pub g_step: f64,
-    pub g_adam: f64,
-    pub steps: u64,
-}
-
-impl PhaseTimes {
-    pub const NAMES: [&'static str; 5] = [
-        "G forward",
-        "D step (fwd+bwd ×2)",
-        "Adam D",
-        "G step (D fwd+bwd, G bwd)",
-        "Adam G",
-    ];
-    pub fn values(&self) -> [f64; 5] {
-        [self.g_forward, self.d_step, self.d_adam, self.g_step, self.g_adam]
-    }
-}
-
-/// Marks phase boundaries; a no-op unless phase timing is on.
-struct Clock<'a> {
-    dev: &'a Device,
-    last: Option<std::time::Instant>,
-}
-
-impl Clock<'_> {
-    fn lap(&mut self, slot: Option<&mut f64>) {
-        if let (Some(t), Some(slot)) = (self.last.as_mut(), slot) {
-            self.dev.synchronize();
-            *slot += t.elapsed().as_secs_f64();
-            *t = std::time::Instant::now();
-        }
-    }
 }
 
 pub struct Pix2Pix {
@@ -207,23 +171,14 @@ impl Pix2Pix {
         let (b1, b2) = (self.opt.beta1, self.opt.beta2);
         let bufs = self.bufs.as_mut().expect("buffers allocated");
         let ca = real_a.shape.c;
-        if self.phase_times.is_some() {
-            dev.synchronize();
-        }
-        let mut clock = Clock {
-            dev,
-            last: self.phase_times.is_some().then(std::time::Instant::now),
-        };
-        let mut pt = self.phase_times.take();
+        let mut t = StepTimer::new(dev, self.phase_times.take());
 
         // 1. G forward.
-        let r = nvtx::range("G forward");
+        t.phase("G forward");
         let fake_b = self.g.forward(dev, real_a, true, Some(seed));
-        drop(r);
-        clock.lap(pt.as_mut().map(|p| &mut p.g_forward));
-        let r = nvtx::range("D step");
 
         // 2. D step: fake (detached) then real.
+        t.phase("D step (fwd+bwd ×2)");
         self.d.params.zero_grad();
         insert_channels(dev, real_a, &mut bufs.d_in, 0);
         insert_channels(dev, fake_b, &mut bufs.d_in, ca);
@@ -247,15 +202,11 @@ impl Pix2Pix {
             Some(&mut bufs.g_logits),
         );
         self.d.backward(dev, &bufs.d_in, &bufs.g_logits, true, None);
-        drop(r);
-        clock.lap(pt.as_mut().map(|p| &mut p.d_step));
-        let r = nvtx::range("Adam D");
+        t.phase("Adam D");
         self.d.params.adam(lr, b1, b2);
-        drop(r);
-        clock.lap(pt.as_mut().map(|p| &mut p.d_adam));
 
         // 3. G step through the updated, frozen D.
-        let r = nvtx::range("G step");
+        t.phase("G step (D fwd+bwd, G bwd)");
         self.g.params.zero_grad();
         let fake_b = self.g.output();
         insert_channels(dev, fake_b, &mut bufs.d_in, ca);
@@ -277,16 +228,9 @@ impl Pix2Pix {
         l1_loss(dev, fake_b, real_b, l1, &mut self.losses, Some(&mut bufs.g_fake));
         extract_channels(dev, &bufs.g_d_in, ca, &mut bufs.g_fake, true);
         self.g.backward(dev, real_a, &bufs.g_fake);
-        drop(r);
-        clock.lap(pt.as_mut().map(|p| &mut p.g_step));
-        let r = nvtx::range("Adam G");
+        t.phase("Adam G");
         self.g.params.adam(lr, b1, b2);
-        drop(r);
-        clock.lap(pt.as_mut().map(|p| &mut p.g_adam));
-        if let Some(p) = pt.as_mut() {
-            p.steps += 1;
-        }
-        self.phase_times = pt;
+        self.phase_times = t.finish();
     }
 
     /// The last step's losses (a device→host copy: call it when logging, not every step).
@@ -298,5 +242,54 @@ impl Pix2Pix {
             d_real: v[D_REAL],
             d_fake: v[D_FAKE],
         }
+    }
+}
+
+impl Model for Pix2Pix {
+    fn kind(&self) -> &'static str {
+        "pix2pix"
+    }
+    fn networks(&self) -> Vec<(&'static str, &ParamStore)> {
+        vec![("G", &self.g.params), ("D", &self.d.params)]
+    }
+    fn networks_mut(&mut self) -> Vec<(&'static str, &mut ParamStore)> {
+        vec![("G", &mut self.g.params), ("D", &mut self.d.params)]
+    }
+    fn loss_names(&self) -> &'static [&'static str] {
+        &Losses::NAMES
+    }
+    fn losses(&self, dev: &Device) -> Vec<f32> {
+        Pix2Pix::losses(self, dev).values().to_vec()
+    }
+    fn check_batch(&self, a: Shape, b: Shape) -> Result<()> {
+        Pix2Pix::check_batch(self, a, b)
+    }
+    fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
+        Pix2Pix::step(self, dev, real_a, real_b, lr)
+    }
+    fn set_phase_timing(&mut self, on: bool) {
+        self.phase_times = on.then(PhaseTimes::default);
+    }
+    fn phase_times(&self) -> Option<&PhaseTimes> {
+        self.phase_times.as_ref()
+    }
+    fn extra_state(&self, _dev: &Device) -> (Vec<NamedTensor>, Vec<(String, String)>) {
+        (vec![], iteration_meta(self.iteration))
+    }
+    fn load_extra_state(
+        &mut self,
+        _dev: &Device,
+        path: &Path,
+        _tensors: &BTreeMap<String, NamedTensor>,
+        meta: &HashMap<String, String>,
+    ) -> Result<()> {
+        self.iteration = read_iteration(path, meta)?;
+        Ok(())
+    }
+    fn generator_ab(&mut self) -> &mut dyn Generator {
+        &mut self.g
+    }
+    fn visuals(&self, dev: &Device) -> Vec<(&'static str, Vec<f32>)> {
+        vec![("fake_B", dev.download(&self.g.output().data))]
     }
 }

@@ -8,9 +8,11 @@
 //! Up path, k = n … 1:
 //!   r_k = ReLU(concat(a_k, u_{k+1})) for k < n, r_n = a_n;  t_k = convT(r_k)
 //!   u_k = Dropout(BN(t_k)) (dropout on the middle 512→512 levels), output = Tanh(t_1 + bias).
+//! The norm is BatchNorm (`--norm batch`, convs without bias) or InstanceNorm (`--norm instance`,
+//! every conv with a bias), SPEC.md §1.
 
 use crate::device::Device;
-use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, ParamBuilder, ParamStore};
+use crate::nn::{Conv2d, ConvTranspose2d, Norm2d, NormKind, ParamBuilder, ParamStore};
 use crate::ops::activation::{activation_backward, activation_forward, dropout_forward, mul, splitmix, Act};
 use crate::ops::conv::ConvGeom;
 use crate::ops::tensor::{extract_channels, insert_channels};
@@ -26,11 +28,12 @@ pub struct UnetConfig {
     pub ngf: usize,
     pub num_downs: usize,
     pub use_dropout: bool,
+    pub norm: NormKind,
 }
 
 impl UnetConfig {
     /// `unet_256` (8 levels) or `unet_128` (7 levels), the reference's names.
-    pub fn named(name: &str, ngf: usize, use_dropout: bool) -> Result<Self> {
+    pub fn named(name: &str, ngf: usize, use_dropout: bool, norm: NormKind) -> Result<Self> {
         let num_downs = match name {
             "unet_256" => 8,
             "unet_128" => 7,
@@ -42,16 +45,74 @@ impl UnetConfig {
             ngf,
             num_downs,
             use_dropout,
+            norm,
         })
     }
 }
 
-struct Level {
-    down: Conv2d,
-    down_bn: Option<BatchNorm2d>,
-    up: ConvTranspose2d,
-    up_bn: Option<BatchNorm2d>,
-    dropout: bool,
+/// SPEC.md §1's three block kinds, each with exactly the layers the table gives it. (A network
+/// has a handful of levels, so the variants' size difference is not worth a Box.)
+#[allow(clippy::large_enum_variant)]
+enum Level {
+    /// Conv only down; ReLU → ConvT (with bias) → Tanh up; returns the up output.
+    Outermost { down: Conv2d, up: ConvTranspose2d },
+    /// LReLU → Conv → norm down; ReLU → ConvT → norm [→ Dropout] up; concat([x, up]).
+    Middle {
+        down: Conv2d,
+        down_norm: Norm2d,
+        up: ConvTranspose2d,
+        up_norm: Norm2d,
+        dropout: bool,
+    },
+    /// LReLU → Conv (no norm) down; ReLU → ConvT → norm up; concat([x, up]).
+    Innermost {
+        down: Conv2d,
+        up: ConvTranspose2d,
+        up_norm: Norm2d,
+    },
+}
+
+impl Level {
+    fn down(&self) -> &Conv2d {
+        match self {
+            Level::Outermost { down, .. } | Level::Middle { down, .. } | Level::Innermost { down, .. } => down,
+        }
+    }
+    fn up(&self) -> &ConvTranspose2d {
+        match self {
+            Level::Outermost { up, .. } | Level::Middle { up, .. } | Level::Innermost { up, .. } => up,
+        }
+    }
+    fn down_norm(&mut self) -> Option<&mut Norm2d> {
+        match self {
+            Level::Middle { down_norm, .. } => Some(down_norm),
+            _ => None,
+        }
+    }
+    fn has_down_norm(&self) -> bool {
+        matches!(self, Level::Middle { .. })
+    }
+    fn up_norm(&self) -> Option<&Norm2d> {
+        match self {
+            Level::Middle { up_norm, .. } | Level::Innermost { up_norm, .. } => Some(up_norm),
+            Level::Outermost { .. } => None,
+        }
+    }
+    fn up_norm_mut(&mut self) -> Option<&mut Norm2d> {
+        match self {
+            Level::Middle { up_norm, .. } | Level::Innermost { up_norm, .. } => Some(up_norm),
+            Level::Outermost { .. } => None,
+        }
+    }
+    fn down_norm_ref(&self) -> Option<&Norm2d> {
+        match self {
+            Level::Middle { down_norm, .. } => Some(down_norm),
+            _ => None,
+        }
+    }
+    fn dropout(&self) -> bool {
+        matches!(self, Level::Middle { dropout: true, .. })
+    }
 }
 
 /// Activations and their gradients for one level, allocated once per input shape.
@@ -134,41 +195,32 @@ impl UnetGenerator {
         let input_nc = if k == 1 { cfg.input_nc } else { outer };
         let p = level_prefix(k);
         let g = |cin, cout| ConvGeom::new(cin, cout, 4, 2, 1);
+        // With BatchNorm no conv but the outermost convT has a bias; with InstanceNorm all do.
+        let bias = cfg.norm.conv_bias();
+        let norm = |b: &mut ParamBuilder, name: String, ch: usize| Norm2d::new(cfg.norm, b, dev, &name, ch);
         let level = if k == 1 {
-            let down = Conv2d::new(b, &format!("{p}.0"), g(input_nc, inner), false);
+            let down = Conv2d::new(b, &format!("{p}.0"), g(input_nc, inner), bias);
             Self::build_level(cfg, dev, b, k + 1, out);
             let up = ConvTranspose2d::new(b, &format!("{p}.3"), g(inner * 2, outer), true);
-            Level {
-                down,
-                down_bn: None,
-                up,
-                up_bn: None,
-                dropout: false,
-            }
+            Level::Outermost { down, up }
         } else if k == n {
-            let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), false);
-            let up = ConvTranspose2d::new(b, &format!("{p}.model.3"), g(inner, outer), false);
-            let up_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.4"), outer);
-            Level {
-                down,
-                down_bn: None,
-                up,
-                up_bn: Some(up_bn),
-                dropout: false,
-            }
+            let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), bias);
+            let up = ConvTranspose2d::new(b, &format!("{p}.model.3"), g(inner, outer), bias);
+            let up_norm = norm(b, format!("{p}.model.4"), outer);
+            Level::Innermost { down, up, up_norm }
         } else {
-            let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), false);
-            let down_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.2"), inner);
+            let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), bias);
+            let down_norm = norm(b, format!("{p}.model.2"), inner);
             Self::build_level(cfg, dev, b, k + 1, out);
-            let up = ConvTranspose2d::new(b, &format!("{p}.model.5"), g(inner * 2, outer), false);
-            let up_bn = BatchNorm2d::new(b, dev, &format!("{p}.model.6"), outer);
+            let up = ConvTranspose2d::new(b, &format!("{p}.model.5"), g(inner * 2, outer), bias);
+            let up_norm = norm(b, format!("{p}.model.6"), outer);
             // The (num_downs − 5) intermediate 512→512 levels, i.e. levels 5..n−1, have dropout.
             let dropout = cfg.use_dropout && k >= 5;
-            Level {
+            Level::Middle {
                 down,
-                down_bn: Some(down_bn),
+                down_norm,
                 up,
-                up_bn: Some(up_bn),
+                up_norm,
                 dropout,
             }
         };
@@ -200,28 +252,28 @@ impl UnetGenerator {
         let mut acts = Vec::with_capacity(n);
         let mut s_in = x;
         for (i, lv) in self.levels.iter().enumerate() {
-            let sc = lv.down.out_shape(s_in).expect("checked input size");
+            let sc = lv.down().out_shape(s_in).expect("checked input size");
             let cat_shape = sc.with_c(2 * sc.c);
             let up_in = if i + 1 < n { cat_shape } else { sc };
-            let st = lv.up.out_shape(up_in);
+            let st = lv.up().out_shape(up_in);
             acts.push(LevelActs {
                 c: z(sc),
-                e: lv.down_bn.as_ref().map(|_| z(sc)),
+                e: lv.has_down_norm().then(|| z(sc)),
                 a: z(sc),
                 cat: (i + 1 < n).then(|| z(cat_shape)),
                 r: (i + 1 < n).then(|| z(cat_shape)),
                 t: z(st),
                 out: z(st),
-                mask: lv.dropout.then(|| z(st)),
-                dropped: lv.dropout.then(|| z(st)),
+                mask: lv.dropout().then(|| z(st)),
+                dropped: lv.dropout().then(|| z(st)),
                 g_out: z(st),
-                g_b: lv.dropout.then(|| z(st)),
+                g_b: lv.dropout().then(|| z(st)),
                 g_t: z(st),
                 g_upin: z(up_in),
                 g_cat: (i + 1 < n).then(|| z(cat_shape)),
                 g_a: z(sc),
                 g_e: z(sc),
-                g_c: lv.down_bn.as_ref().map(|_| z(sc)),
+                g_c: lv.has_down_norm().then(|| z(sc)),
             });
             s_in = sc;
         }
@@ -240,8 +292,8 @@ impl UnetGenerator {
             let cur = &mut rest[0];
             let lv = &mut self.levels[i];
             let input = if i == 0 { x } else { &prev[i - 1].a };
-            lv.down.forward(dev, ps, input, &mut cur.c);
-            if let (Some(bn), Some(e)) = (lv.down_bn.as_mut(), cur.e.as_mut()) {
+            lv.down().forward(dev, ps, input, &mut cur.c);
+            if let (Some(bn), Some(e)) = (lv.down_norm(), cur.e.as_mut()) {
                 bn.forward(dev, ps, train, &cur.c, e);
             }
             let act = if i + 1 < n { LRELU } else { Act::Relu };
@@ -259,8 +311,8 @@ impl UnetGenerator {
                 activation_forward(dev, Act::Relu, cat, r);
             }
             let up_in = cur.r.as_ref().unwrap_or(&cur.a);
-            lv.up.forward(dev, ps, up_in, &mut cur.t);
-            match lv.up_bn.as_mut() {
+            lv.up().forward(dev, ps, up_in, &mut cur.t);
+            match lv.up_norm_mut() {
                 None => activation_forward(dev, Act::Tanh, &cur.t, &mut cur.out),
                 Some(bn) => bn.forward(dev, ps, train, &cur.t, &mut cur.out),
             }
@@ -292,7 +344,7 @@ impl UnetGenerator {
             let (head, tail) = self.acts.split_at_mut(i + 1);
             let cur = &mut head[i];
             let lv = &self.levels[i];
-            match lv.up_bn.as_ref() {
+            match lv.up_norm() {
                 None => activation_backward(dev, Act::Tanh, &cur.t, &cur.out, g_y, &mut cur.g_t),
                 Some(bn) => {
                     let g_bn_out = match (cur.g_b.as_mut(), cur.mask.as_ref()) {
@@ -306,7 +358,7 @@ impl UnetGenerator {
                 }
             }
             let up_in = cur.r.as_ref().unwrap_or(&cur.a);
-            lv.up
+            lv.up()
                 .backward(dev, ps, true, up_in, &cur.g_t, Some(&mut cur.g_upin), false);
             match (cur.cat.as_ref(), cur.r.as_ref(), cur.g_cat.as_mut()) {
                 (Some(cat), Some(r), Some(g_cat)) => {
@@ -326,7 +378,7 @@ impl UnetGenerator {
             let act = if i + 1 < n { LRELU } else { Act::Relu };
             let e = cur.e.as_ref().unwrap_or(&cur.c);
             activation_backward(dev, act, e, &cur.a, &cur.g_a, &mut cur.g_e);
-            let g_c = match (lv.down_bn.as_ref(), cur.g_c.as_mut(), cur.e.as_ref()) {
+            let g_c = match (lv.down_norm_ref(), cur.g_c.as_mut(), cur.e.as_ref()) {
                 (Some(bn), Some(g_c), Some(_)) => {
                     bn.backward(dev, ps, true, &cur.c, &cur.g_e, g_c);
                     &*g_c
@@ -334,8 +386,8 @@ impl UnetGenerator {
                 _ => &cur.g_e,
             };
             match prev.last_mut() {
-                Some(p) => lv.down.backward(dev, ps, true, &p.a, g_c, Some(&mut p.g_a), true),
-                None => lv.down.backward(dev, ps, true, x, g_c, None, false),
+                Some(p) => lv.down().backward(dev, ps, true, &p.a, g_c, Some(&mut p.g_a), true),
+                None => lv.down().backward(dev, ps, true, x, g_c, None, false),
             }
         }
     }

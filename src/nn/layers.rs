@@ -1,6 +1,6 @@
 //! Layers: a parameter layout (spans in a ParamStore) plus the op calls. Activations are owned by
 //! the networks, which pass them in; a layer only keeps what its backward cannot get elsewhere
-//! (BN's batch statistics).
+//! (the norms' statistics).
 
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::device::Device;
@@ -8,6 +8,7 @@ use crate::nvtx;
 use crate::ops::conv::{self, ConvGeom, ConvParams};
 use crate::ops::norm::{self, BnParams, BnSaved};
 use crate::tensor::{Shape, Tensor};
+use anyhow::{bail, Result};
 
 /// NVTX range names of a layer's forward and backward ("model.model.1.model.1 conv fwd"), made
 /// once so that profiling costs no formatting per call.
@@ -193,5 +194,115 @@ impl BatchNorm2d {
         let _r = nvtx::range(&self.labels.bwd);
         let grads = if param_grads { Some(&mut ps.grad) } else { None };
         norm::batch_norm_backward(dev, &self.p, &ps.data, grads, &self.saved, x, dy, dx);
+    }
+}
+
+/// InstanceNorm2d(affine=False, track_running_stats=False), the reference's `--norm instance`:
+/// no parameters and no buffers (so no state_dict entries), the same in train and eval mode.
+pub struct InstanceNorm2d {
+    pub channels: usize,
+    saved: BnSaved,
+    pub labels: Labels,
+}
+
+impl InstanceNorm2d {
+    pub const EPS: f32 = 1e-5;
+
+    pub fn new(dev: &Device, name: &str, channels: usize) -> Self {
+        InstanceNorm2d {
+            channels,
+            saved: BnSaved {
+                mean: dev.zeros(channels),
+                invstd: dev.zeros(channels),
+            },
+            labels: Labels::new(name, "in"),
+        }
+    }
+
+    pub fn forward(&mut self, dev: &Device, x: &Tensor, y: &mut Tensor) {
+        let _r = nvtx::range(&self.labels.fwd);
+        let planes = x.shape.n * x.shape.c;
+        if self.saved.mean.len() != planes {
+            // Statistics per (sample, channel): sized by the batch, allocated once per shape.
+            self.saved = BnSaved {
+                mean: dev.zeros(planes),
+                invstd: dev.zeros(planes),
+            };
+        }
+        norm::instance_norm_forward(dev, Self::EPS, x, y, &mut self.saved);
+    }
+
+    /// Backward of the last forward.
+    pub fn backward(&self, dev: &Device, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+        let _r = nvtx::range(&self.labels.bwd);
+        norm::instance_norm_backward(dev, &self.saved, x, dy, dx);
+    }
+}
+
+/// The reference's `--norm`: which normalisation layer the networks use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormKind {
+    Batch,
+    Instance,
+}
+
+impl NormKind {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "batch" => Ok(NormKind::Batch),
+            "instance" => Ok(NormKind::Instance),
+            _ => bail!("unknown --norm {s:?}: expected batch or instance"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NormKind::Batch => "batch",
+            NormKind::Instance => "instance",
+        }
+    }
+
+    /// The reference's `use_bias`: convs followed by a norm have a bias only with InstanceNorm
+    /// (BatchNorm's beta makes one redundant).
+    pub fn conv_bias(self) -> bool {
+        self == NormKind::Instance
+    }
+}
+
+/// A normalisation layer of either kind, so networks are written once for `--norm batch|instance`.
+pub enum Norm2d {
+    Batch(BatchNorm2d),
+    Instance(InstanceNorm2d),
+}
+
+impl Norm2d {
+    pub fn new(kind: NormKind, b: &mut ParamBuilder, dev: &Device, name: &str, channels: usize) -> Self {
+        match kind {
+            NormKind::Batch => Norm2d::Batch(BatchNorm2d::new(b, dev, name, channels)),
+            NormKind::Instance => Norm2d::Instance(InstanceNorm2d::new(dev, name, channels)),
+        }
+    }
+
+    /// `train` selects batch norm's batch statistics; instance norm ignores it.
+    pub fn forward(&mut self, dev: &Device, ps: &mut ParamStore, train: bool, x: &Tensor, y: &mut Tensor) {
+        match self {
+            Norm2d::Batch(bn) => bn.forward(dev, ps, train, x, y),
+            Norm2d::Instance(inorm) => inorm.forward(dev, x, y),
+        }
+    }
+
+    pub fn backward(
+        &self,
+        dev: &Device,
+        ps: &mut ParamStore,
+        param_grads: bool,
+        x: &Tensor,
+        dy: &Tensor,
+        dx: &mut Tensor,
+    ) {
+        match self {
+            Norm2d::Batch(bn) => bn.backward(dev, ps, param_grads, x, dy, dx),
+            Norm2d::Instance(inorm) => inorm.backward(dev, x, dy, dx),
+        }
     }
 }

@@ -3,5 +3,5 @@
 pub mod layers;
 pub mod params;
 
-pub use layers::{BatchNorm2d, Conv2d, ConvTranspose2d};
+pub use layers::{BatchNorm2d, Conv2d, ConvTranspose2d, InstanceNorm2d, Norm2d, NormKind};
 pub use params::{Init, ParamBuilder, ParamStore};

@@ -4,7 +4,6 @@
 pub mod activation;
 pub mod adam;
 pub mod conv;
-pub mod im2col;
 pub mod loss;
 pub mod norm;
 pub mod tensor;
@@ -24,8 +23,8 @@ mod abi {
             return;
         }
         for (kernel, rust) in [
-            ("conv_fwd_k4", size_of::<super::conv::ConvArgs>()),
-            ("conv_wgrad_kx", size_of::<super::conv::ConvArgs>()),
+            ("conv_fwd_k4", size_of::<super::conv::cuda::ConvArgs>()),
+            ("conv_wgrad_kx", size_of::<super::conv::cuda::ConvArgs>()),
             ("bn_forward_train", size_of::<super::norm::BnArgs>()),
             ("bn_backward", size_of::<super::norm::BnArgs>()),
             ("adam_update", size_of::<super::adam::AdamArgs>()),

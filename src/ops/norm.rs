@@ -1,6 +1,9 @@
-//! Batch normalisation over (N, H, W) per channel, PyTorch semantics (SPEC.md §5): train mode
-//! normalises with the batch mean and *biased* variance and updates the running stats with the
-//! *unbiased* variance; eval mode uses the running stats. CUDA twin: kernels/norm.cu.
+//! Normalisation layers, PyTorch semantics (SPEC.md §5). CUDA twin: kernels/norm.cu.
+//! - BatchNorm2d over (N, H, W) per channel: train mode normalises with the batch mean and
+//!   *biased* variance and updates the running stats with the *unbiased* variance; eval mode uses
+//!   the running stats.
+//! - InstanceNorm2d (affine=False, track_running_stats=False, CycleGAN's): over (H, W) per sample
+//!   and channel, with the biased variance, in train and eval mode alike; no parameters.
 
 use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
@@ -19,7 +22,8 @@ pub struct BnParams {
     pub momentum: f32,
 }
 
-/// Per-channel statistics a train-mode forward keeps for its backward (length C each).
+/// The statistics a forward keeps for its backward: per channel (length C) for batch norm, per
+/// sample and channel (length N·C, index n·C + c) for instance norm.
 pub struct BnSaved {
     pub mean: Storage,
     pub invstd: Storage,
@@ -191,6 +195,83 @@ pub fn batch_norm_backward(
 }
 
 // ---------------------------------------------------------------------------------------------
+// InstanceNorm2d (affine off)
+
+fn check_instance(x: &Tensor, y: &Tensor, saved: &BnSaved) {
+    let s = x.shape;
+    assert_eq!(s, y.shape, "instance norm shapes");
+    assert!(
+        s.hw() > 1,
+        "instance norm needs more than one spatial element per channel (input {s})"
+    );
+    assert!(
+        saved.mean.len() >= s.n * s.c && saved.invstd.len() >= s.n * s.c,
+        "instance norm: saved statistics shorter than N·C for {s}"
+    );
+}
+
+/// y = (x − mean)·invstd per (sample, channel) plane, invstd = 1/sqrt(biased var + eps); keeps
+/// mean and invstd (N·C each) for the backward. The same in train and eval mode.
+pub fn instance_norm_forward(dev: &Device, eps: f32, x: &Tensor, y: &mut Tensor, saved: &mut BnSaved) {
+    check_instance(x, y, saved);
+    let s = x.shape;
+    match dev {
+        Device::Cpu => {
+            let xv = x.cpu();
+            let hw = s.hw();
+            let stats: Vec<(f32, f32)> = xv[..s.numel()]
+                .par_chunks(hw)
+                .zip(y.data.cpu_mut().par_chunks_mut(hw))
+                .map(|(src, out)| {
+                    // Two passes in f64: mean, then the centred sum of squares.
+                    let mean = src.iter().map(|&v| v as f64).sum::<f64>() / hw as f64;
+                    let ss = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
+                    let (mu, is) = (mean as f32, (1.0 / (ss / hw as f64 + eps as f64).sqrt()) as f32);
+                    out.iter_mut().zip(src).for_each(|(o, &v)| *o = (v - mu) * is);
+                    (mu, is)
+                })
+                .collect();
+            let (m, is) = (saved.mean.cpu_mut(), saved.invstd.cpu_mut());
+            for (i, &(mu, inv)) in stats.iter().enumerate() {
+                m[i] = mu;
+                is[i] = inv;
+            }
+        }
+        Device::Cuda(c) => cuda_instance_norm_forward(c, eps, x, y, saved),
+    }
+}
+
+/// dx = invstd/M·(M·dy − Σdy − x̂·Σ(dy·x̂)) per plane (M = H·W), in f64, from the saved statistics.
+pub fn instance_norm_backward(dev: &Device, saved: &BnSaved, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+    check_instance(x, dx, saved);
+    assert_eq!(x.shape, dy.shape, "instance norm backward shapes");
+    let s = x.shape;
+    match dev {
+        Device::Cpu => {
+            let (xv, dyv) = (x.cpu(), dy.cpu());
+            let (mean, invstd) = (saved.mean.cpu(), saved.invstd.cpu());
+            let hw = s.hw();
+            let m = hw as f64;
+            dx.data
+                .cpu_mut()
+                .par_chunks_mut(hw)
+                .enumerate()
+                .for_each(|(plane, out)| {
+                    let (mu, is) = (mean[plane] as f64, invstd[plane] as f64);
+                    let (xs, ds) = (&xv[plane * hw..(plane + 1) * hw], &dyv[plane * hw..(plane + 1) * hw]);
+                    let sdy: f64 = ds.iter().map(|&d| d as f64).sum();
+                    let sdyx: f64 = ds.iter().zip(xs).map(|(&d, &v)| d as f64 * (v as f64 - mu) * is).sum();
+                    for ((o, &d), &v) in out.iter_mut().zip(ds).zip(xs) {
+                        let xhat = (v as f64 - mu) * is;
+                        *o = (is / m * (m * d as f64 - sdy - xhat * sdyx)) as f32;
+                    }
+                });
+        }
+        Device::Cuda(c) => cuda_instance_norm_backward(c, saved, x, dy, dx),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // CUDA launchers (kernels/norm.cu)
 
 /// Mirror of `struct BnArgs` in kernels/norm.cu.
@@ -338,4 +419,43 @@ fn cuda_batch_norm_backward(
             );
         }
     }
+}
+
+/// One block per (sample, channel) plane.
+fn cuda_instance_norm_forward(c: &CudaBackend, eps: f32, x: &Tensor, y: &mut Tensor, saved: &mut BnSaved) {
+    let s = x.shape;
+    let (planes, hw) = ((s.n * s.c) as i64, s.hw() as i64);
+    let cfg = per_channel(s.n * s.c);
+    launch!(
+        c,
+        "norm",
+        "in_forward",
+        cfg,
+        x.cuda(),
+        y.cuda_mut(),
+        saved.mean.cuda_mut(),
+        saved.invstd.cuda_mut(),
+        &planes,
+        &hw,
+        &eps
+    );
+}
+
+fn cuda_instance_norm_backward(c: &CudaBackend, saved: &BnSaved, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+    let s = x.shape;
+    let (planes, hw) = ((s.n * s.c) as i64, s.hw() as i64);
+    let cfg = per_channel(s.n * s.c);
+    launch!(
+        c,
+        "norm",
+        "in_backward",
+        cfg,
+        x.cuda(),
+        dy.cuda(),
+        dx.cuda_mut(),
+        saved.mean.cuda(),
+        saved.invstd.cuda(),
+        &planes,
+        &hw
+    );
 }

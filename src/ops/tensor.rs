@@ -1,10 +1,12 @@
-//! Data movement: fill, copy, and the channel concat / split used by U-Net skips and the
-//! conditional discriminator's input. CUDA twin: kernels/tensor.cu.
+//! Data movement: fill, copy, add, the channel concat / split used by U-Net skips and the
+//! conditional discriminator's input, and reflection padding (the ResNet generator's).
+//! CUDA twin: kernels/tensor.cu.
 
-use crate::device::cpu::zip_map;
+use crate::device::cpu::{zip2_map, zip_map};
 use crate::device::cuda::launch;
 use crate::device::{CudaBackend, Device};
-use crate::tensor::{Storage, Tensor};
+use crate::tensor::{Shape, Storage, Tensor};
+use rayon::prelude::*;
 
 /// Sets every element of `dst` to `value`.
 pub fn fill(dev: &Device, dst: &mut Storage, value: f32) {
@@ -73,8 +75,186 @@ pub fn extract_channels(dev: &Device, src: &Tensor, c0: usize, dst: &mut Tensor,
     }
 }
 
+/// Copies sample `i` of `src` into sample `j` of `dst` (both with the same C×H×W): the image pool's
+/// store and fetch.
+pub fn copy_sample(dev: &Device, src: &Tensor, i: usize, dst: &mut Tensor, j: usize) {
+    let (s, d) = (src.shape, dst.shape);
+    assert!(
+        s.c == d.c && s.h == d.h && s.w == d.w && i < s.n && j < d.n,
+        "copy_sample: sample {i} of {s} into sample {j} of {d}"
+    );
+    let len = s.chw();
+    match dev {
+        Device::Cpu => dst.cpu_mut()[j * len..(j + 1) * len].copy_from_slice(&src.cpu()[i * len..(i + 1) * len]),
+        Device::Cuda(c) => {
+            let from = src.cuda().slice(i * len..(i + 1) * len);
+            let mut to = dst.cuda_mut().slice_mut(j * len..(j + 1) * len);
+            let (one, ch, zero, hw, acc) = (1i32, s.c as i32, 0i32, s.hw() as i64, 0i32);
+            let cfg = c.cfg_1d(len);
+            launch!(
+                c,
+                "tensor",
+                "copy_channels",
+                cfg,
+                &from,
+                &mut to,
+                &one,
+                &ch,
+                &ch,
+                &zero,
+                &zero,
+                &ch,
+                &hw,
+                &acc
+            );
+        }
+    }
+}
+
+/// out = a + b (the ResNet block's residual add; its backward hands dy to both inputs).
+pub fn add(dev: &Device, a: &Tensor, b: &Tensor, out: &mut Tensor) {
+    assert!(a.shape == b.shape && a.shape == out.shape, "add shapes");
+    match dev {
+        Device::Cpu => zip2_map(out.cpu_mut(), a.cpu(), b.cpu(), |o, x, y| *o = x + y),
+        Device::Cuda(c) => cuda_add(c, a, b, out),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reflection padding, PyTorch `reflect` semantics (nn.ReflectionPad2d): the border is mirrored
+// without repeating the edge pixel, so padded index t of an axis of length n reads
+// t < 0 → −t, t ≥ n → 2(n−1) − t. PyTorch requires pad < n on both axes.
+
+/// The input index that padded position `o` (0 ≤ o < n + 2p) of an axis of length n reads.
+pub fn reflect_index(o: usize, n: usize, p: usize) -> usize {
+    let t = o as isize - p as isize;
+    let last = n as isize - 1;
+    let r = if t < 0 {
+        -t
+    } else if t > last {
+        2 * last - t
+    } else {
+        t
+    };
+    r as usize
+}
+
+/// The padded positions that read input index i, ascending (at most three: the left mirror, the
+/// pixel itself, the right mirror). The backward gathers its sum in this order on both devices.
+pub fn reflect_sources(i: usize, n: usize, p: usize) -> impl Iterator<Item = usize> {
+    let left = (i >= 1 && i <= p).then(|| p - i);
+    let right = (i + 2 <= n && i + 1 + p >= n).then(|| 2 * (n - 1) - i + p);
+    left.into_iter().chain(std::iter::once(i + p)).chain(right)
+}
+
+fn check_reflect(pad: usize, x: Shape, y: Shape) {
+    assert!(
+        pad < x.h && pad < x.w,
+        "reflection pad {pad} needs an input larger than the pad (input {x})"
+    );
+    assert!(
+        y.n == x.n && y.c == x.c && y.h == x.h + 2 * pad && y.w == x.w + 2 * pad,
+        "reflection pad {pad}: input {x} output {y} do not fit"
+    );
+}
+
+/// y = ReflectionPad2d(pad)(x).
+pub fn reflection_pad_forward(dev: &Device, pad: usize, x: &Tensor, y: &mut Tensor) {
+    check_reflect(pad, x.shape, y.shape);
+    match dev {
+        Device::Cpu => {
+            let (s, ys) = (x.shape, y.shape);
+            let xv = x.cpu();
+            let cols: Vec<usize> = (0..ys.w).map(|o| reflect_index(o, s.w, pad)).collect();
+            y.data
+                .cpu_mut()
+                .par_chunks_mut(ys.hw())
+                .enumerate()
+                .for_each(|(plane, out)| {
+                    let src = &xv[plane * s.hw()..(plane + 1) * s.hw()];
+                    for (oh, row) in out.chunks_mut(ys.w).enumerate() {
+                        let ih = reflect_index(oh, s.h, pad);
+                        let src_row = &src[ih * s.w..(ih + 1) * s.w];
+                        row.iter_mut().zip(&cols).for_each(|(o, &iw)| *o = src_row[iw]);
+                    }
+                });
+        }
+        Device::Cuda(c) => cuda_reflect(c, "reflect_pad_forward", pad, x.shape, x, y, false),
+    }
+}
+
+/// dx (+)= the reflection pad's adjoint of dy: each input pixel gathers the padded positions that
+/// read it, rows then columns ascending, summed in f32 in that order (identical on both devices).
+pub fn reflection_pad_backward(dev: &Device, pad: usize, dy: &Tensor, dx: &mut Tensor, accumulate: bool) {
+    check_reflect(pad, dx.shape, dy.shape);
+    match dev {
+        Device::Cpu => {
+            let (s, ys) = (dx.shape, dy.shape);
+            let dyv = dy.cpu();
+            let cols: Vec<Vec<usize>> = (0..s.w).map(|i| reflect_sources(i, s.w, pad).collect()).collect();
+            dx.data
+                .cpu_mut()
+                .par_chunks_mut(s.hw())
+                .enumerate()
+                .for_each(|(plane, out)| {
+                    let src = &dyv[plane * ys.hw()..(plane + 1) * ys.hw()];
+                    for (ih, row) in out.chunks_mut(s.w).enumerate() {
+                        for (iw, o) in row.iter_mut().enumerate() {
+                            let mut acc = 0.0f32;
+                            for oh in reflect_sources(ih, s.h, pad) {
+                                for &ow in &cols[iw] {
+                                    acc += src[oh * ys.w + ow];
+                                }
+                            }
+                            *o = if accumulate { *o + acc } else { acc };
+                        }
+                    }
+                });
+        }
+        Device::Cuda(c) => {
+            let s = dx.shape;
+            cuda_reflect(c, "reflect_pad_backward", pad, s, dy, dx, accumulate)
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // CUDA launchers (kernels/tensor.cu)
+
+fn cuda_add(c: &CudaBackend, a: &Tensor, b: &Tensor, out: &mut Tensor) {
+    let n = a.numel() as i64;
+    let cfg = c.cfg_1d(a.numel());
+    launch!(c, "tensor", "tensor_add", cfg, a.cuda(), b.cuda(), out.cuda_mut(), &n);
+}
+
+/// Both reflection-pad kernels: (src, dst, planes, h, w, pad, accumulate) with h, w the unpadded size.
+fn cuda_reflect(
+    c: &CudaBackend,
+    kernel: &'static str,
+    pad: usize,
+    unpadded: Shape,
+    src: &Tensor,
+    dst: &mut Tensor,
+    accumulate: bool,
+) {
+    let total = dst.numel();
+    let (planes, h, w) = ((unpadded.n * unpadded.c) as i64, unpadded.h as i32, unpadded.w as i32);
+    let (p, acc) = (pad as i32, accumulate as i32);
+    let cfg = c.cfg_1d(total);
+    launch!(
+        c,
+        "tensor",
+        kernel,
+        cfg,
+        src.cuda(),
+        dst.cuda_mut(),
+        &planes,
+        &h,
+        &w,
+        &p,
+        &acc
+    );
+}
 
 fn cuda_fill(c: &CudaBackend, dst: &mut Storage, value: f32) {
     let n = dst.len() as i64;

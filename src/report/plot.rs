@@ -1,6 +1,7 @@
-//! The loss plot (the study's Fig. 5): G_GAN, G_L1, D_real and D_fake from `loss_log.csv` against
-//! images seen, raw (thin, light) and smoothed (thick), in two panels because G_L1 (λ·L1, ~10s)
-//! and the GAN losses (~1) do not share a scale.
+//! The loss plot (the study's Fig. 5): the loss columns of `loss_log.csv` (pix2pix: G_GAN, G_L1,
+//! D_real, D_fake; CycleGAN: D_A, G_A, cycle_A, idt_A, D_B, G_B, cycle_B, idt_B) against images
+//! seen, raw (thin, light) and smoothed (thick), in two panels because the weighted L1 terms
+//! (λ·L1, ~10s) and the GAN losses (~1) do not share a scale.
 
 use crate::checkpoint::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,14 +17,22 @@ pub const HEIGHT: u32 = 800;
 /// labels render on machines without fonts and the binary stays self-contained.
 static FONT: &[u8] = include_bytes!("DejaVuSans-ascii.ttf");
 
-/// The loss columns we plot; any other column (lr, timings, later val_cosine …) is ignored.
-const LOSSES: [&str; 4] = ["G_GAN", "G_L1", "D_real", "D_fake"];
+/// The loss columns we plot, per model (the reference's loss_names); any other column (lr,
+/// timings …) is ignored. A log with a `cycle_A` column is CycleGAN's.
+const PIX2PIX_LOSSES: [&str; 4] = ["G_GAN", "G_L1", "D_real", "D_fake"];
+const CYCLEGAN_LOSSES: [&str; 8] = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"];
 
-/// The series read from a loss log: x = images seen, one y vector per entry of [`LOSSES`].
+/// Weighted L1 terms, drawn in the lower panel; the GAN terms go in the upper one.
+fn is_reconstruction(name: &str) -> bool {
+    name == "G_L1" || name.starts_with("cycle_") || name.starts_with("idt_")
+}
+
+/// The series read from a loss log: x = images seen, one y vector per loss in `names`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossLog {
     pub images: Vec<f64>,
-    pub losses: [Vec<f64>; 4],
+    pub names: Vec<&'static str>,
+    pub losses: Vec<Vec<f64>>,
     /// Rows that could not be read (a line cut short by a crash or a concurrent write).
     pub skipped: usize,
 }
@@ -57,10 +66,16 @@ pub fn read_loss_log(csv_path: &Path) -> Result<LossLog> {
     let (mut rdr, headers) = open_csv(csv_path)?;
     let col = |name: &str| column(&headers, name, csv_path);
     let x_col = col("images")?;
-    let y_cols = [col(LOSSES[0])?, col(LOSSES[1])?, col(LOSSES[2])?, col(LOSSES[3])?];
+    let names: Vec<&'static str> = if headers.iter().any(|h| h.trim() == "cycle_A") {
+        CYCLEGAN_LOSSES.to_vec()
+    } else {
+        PIX2PIX_LOSSES.to_vec()
+    };
+    let y_cols = names.iter().map(|n| col(n)).collect::<Result<Vec<usize>>>()?;
     let mut log = LossLog {
         images: vec![],
-        losses: Default::default(),
+        losses: vec![vec![]; names.len()],
+        names,
         skipped: 0,
     };
     for rec in rdr.records() {
@@ -69,10 +84,11 @@ pub fn read_loss_log(csv_path: &Path) -> Result<LossLog> {
             continue;
         };
         let get = |i: usize| rec.get(i).and_then(|v| v.trim().parse::<f64>().ok());
-        match (get(x_col), y_cols.map(get)) {
-            (Some(x), [Some(a), Some(b), Some(c), Some(d)]) => {
+        let ys: Option<Vec<f64>> = y_cols.iter().map(|&i| get(i)).collect();
+        match (get(x_col), ys) {
+            (Some(x), Some(ys)) => {
                 log.images.push(x);
-                for (series, v) in log.losses.iter_mut().zip([a, b, c, d]) {
+                for (series, v) in log.losses.iter_mut().zip(ys) {
                     series.push(v);
                 }
             }
@@ -140,12 +156,18 @@ pub(crate) fn write_png(png: &Path, buf: &[u8], w: u32, h: u32) -> Result<()> {
     write_atomic(png, &bytes)
 }
 
-/// Series colours: D_real green, D_fake red (the pair to watch), G_GAN blue, G_L1 purple.
+/// Series colours: D_real green, D_fake red (the pair to watch), G_GAN blue, G_L1 purple; for
+/// CycleGAN the A side in those colours (D_A green, G_A blue, cycle_A purple, idt_A brown) and the
+/// B side in others (D_B red, G_B orange, cycle_B pink, idt_B grey).
 fn colour(name: &str) -> RGBColor {
     match name {
-        "G_GAN" => RGBColor(31, 119, 180),
-        "D_real" => RGBColor(44, 160, 44),
-        "D_fake" => RGBColor(214, 39, 40),
+        "G_GAN" | "G_A" => RGBColor(31, 119, 180),
+        "D_real" | "D_A" => RGBColor(44, 160, 44),
+        "D_fake" | "D_B" => RGBColor(214, 39, 40),
+        "G_B" => RGBColor(255, 127, 14),
+        "idt_A" => RGBColor(140, 86, 75),
+        "cycle_B" => RGBColor(227, 119, 194),
+        "idt_B" => RGBColor(127, 127, 127),
         _ => RGBColor(148, 103, 189),
     }
 }
@@ -158,8 +180,14 @@ fn draw(log: &LossLog, buf: &mut [u8], title: &str) -> DrawResult {
     root.fill(&WHITE)?;
     let root = root.titled(&format!("losses: {title}"), ("sans-serif", 18))?;
     let panels = root.split_evenly((2, 1));
-    panel(&panels[0], log, &[0, 2, 3], "GAN losses")?;
-    panel(&panels[1], log, &[1], "G_L1 (lambda * L1)")?;
+    let (rec, gan): (Vec<usize>, Vec<usize>) = (0..log.names.len()).partition(|&i| is_reconstruction(log.names[i]));
+    let lower = if log.names.contains(&"G_L1") {
+        "G_L1 (lambda * L1)"
+    } else {
+        "cycle and identity (lambda * L1)"
+    };
+    panel(&panels[0], log, &gan, "GAN losses")?;
+    panel(&panels[1], log, &rec, lower)?;
     root.present()?;
     Ok(())
 }
@@ -208,7 +236,7 @@ where
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     for &i in which {
-        let name = LOSSES[i];
+        let name = log.names[i];
         let c = colour(name);
         let points = |ys: &[f64]| -> Vec<(f64, f64)> {
             log.images

@@ -79,11 +79,12 @@ pub fn config_name(p: &ScaleParams) -> String {
 
 /// Times `reps` steps after one warm-up step (allocation, module loading) at each measured batch.
 pub fn measure(p: &ScaleParams, dev: &Device, seed: u64, reps: usize) -> Result<StepTimes> {
-    let gcfg = UnetConfig::named(p.net_g, p.ngf, true)?;
+    let gcfg = UnetConfig::named(p.net_g, p.ngf, true, crate::nn::layers::NormKind::Batch)?;
     let dcfg = PatchGanConfig {
         input_nc: 6,
         ndf: p.ndf,
         n_layers: 3,
+        norm: crate::nn::layers::NormKind::Batch,
     };
     let mut m = Pix2Pix::new(gcfg, dcfg, Pix2PixOptions::default(), dev, seed)
         .with_context(|| format!("building {} for the measured step", config_name(p)))?;

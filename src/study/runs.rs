@@ -9,12 +9,14 @@ use super::StudyConfig;
 use crate::data::DataOptions;
 use crate::device::Device;
 use crate::eval::{evaluate_run, write_metrics_csv};
-use crate::infer::{run_test, TestConfig};
+use crate::infer::{run_test, TestConfig, TestModel};
 use crate::models::patchgan::PatchGanConfig;
 use crate::models::pix2pix::Pix2PixOptions;
 use crate::models::unet::UnetConfig;
+use crate::models::ModelConfig;
+use crate::nn::layers::NormKind;
 use crate::optim::{LrPolicy, Schedule};
-use crate::train::{checkpoint_paths, train, TrainConfig};
+use crate::train::{net_path, state_path, train, TrainConfig};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -52,11 +54,12 @@ fn phase(style: &str) -> String {
 
 fn nets(p: &ScaleParams) -> Result<(UnetConfig, PatchGanConfig)> {
     Ok((
-        UnetConfig::named(p.net_g, p.ngf, true)?,
+        UnetConfig::named(p.net_g, p.ngf, true, NormKind::Batch)?,
         PatchGanConfig {
             input_nc: 6,
             ndf: p.ndf,
             n_layers: 3,
+            norm: NormKind::Batch,
         },
     ))
 }
@@ -79,9 +82,12 @@ pub fn train_config(cfg: &StudyConfig, r: &RunSpec, resume: bool) -> Result<Trai
             in_memory: true,
             ..DataOptions::default()
         },
-        gcfg,
-        dcfg,
-        opt: Pix2PixOptions::default(),
+        unaligned: false,
+        model: ModelConfig::Pix2Pix {
+            g: gcfg,
+            d: dcfg,
+            opt: Pix2PixOptions::default(),
+        },
         schedule: Schedule {
             lr: 2e-4,
             policy: LrPolicy::Linear,
@@ -139,7 +145,7 @@ pub fn train_words(cfg: &StudyConfig, r: &RunSpec) -> Vec<String> {
 /// Trains run `r`; Ok(false) when Ctrl-C stopped it (its `latest` checkpoint is saved).
 pub fn train_stage(cfg: &StudyConfig, r: &RunSpec, dev: &Device, rec: &mut StageRecord) -> Result<bool> {
     let dir = checkpoints_dir(&cfg.out).join(r.dir_name());
-    let resume = checkpoint_paths(&dir, "latest")[2].exists();
+    let resume = state_path(&dir, "latest").exists();
     if !resume && dir.exists() {
         // The study's own folder of a run that never saved a state: start it afresh.
         std::fs::remove_dir_all(&dir)?;
@@ -153,9 +159,10 @@ pub fn train_stage(cfg: &StudyConfig, r: &RunSpec, dev: &Device, rec: &mut Stage
         println!("{}: resuming {}", r.label(), dir.display());
     }
     let s = train(&tc, dev)?;
+    let l = |i: usize| s.last_losses.get(i).copied().unwrap_or(f32::NAN);
     rec.notes.push(format!(
         "{} iterations, {} images, {:.1} s of training in this call; last losses G_GAN {:.3} G_L1 {:.3} D_real {:.3} D_fake {:.3}",
-        s.iterations, s.images, s.seconds, s.last_losses.g_gan, s.last_losses.g_l1, s.last_losses.d_real, s.last_losses.d_fake
+        s.iterations, s.images, s.seconds, l(0), l(1), l(2), l(3)
     ));
     Ok(!s.interrupted)
 }
@@ -169,13 +176,13 @@ fn test_config(
 ) -> Result<TestConfig> {
     let p = &cfg.params;
     let (gcfg, _) = nets(p)?;
-    let [g, _, _] = checkpoint_paths(&checkpoints_dir(&cfg.out).join(r.dir_name()), "latest");
+    let g = net_path(&checkpoints_dir(&cfg.out).join(r.dir_name()), "latest", "G");
     Ok(TestConfig {
         dataroot,
         phase: phase.to_string(),
-        checkpoint: g,
+        model: TestModel::Pix2Pix { g: gcfg, checkpoint: g },
         results_dir: results_root.join(r.dir_name()).join(format!("{phase}_latest")),
-        gcfg,
+        unaligned: false,
         data: DataOptions {
             load_size: p.crop_size,
             crop_size: p.crop_size,
@@ -231,12 +238,14 @@ pub fn test_stage(cfg: &StudyConfig, r: &RunSpec, dev: &Device, rec: &mut StageR
             return Ok(false);
         }
         let tc = test_config(cfg, r, dataroot, &phase, &root)?;
-        if !tc.checkpoint.is_file() {
-            bail!(
-                "{} not found: run {}'s training did not finish",
-                tc.checkpoint.display(),
-                r.id
-            );
+        if let TestModel::Pix2Pix { checkpoint, .. } = &tc.model {
+            if !checkpoint.is_file() {
+                bail!(
+                    "{} not found: run {}'s training did not finish",
+                    checkpoint.display(),
+                    r.id
+                );
+            }
         }
         rec.commands.push(command(&test_words(cfg, r, &tc, &root)));
         if tc.results_dir.exists() {

@@ -1,5 +1,5 @@
 //! The CPU reference's patch matrix for conv and transposed conv: im2col, its adjoint col2im,
-//! a per-thread scratch buffer, and the bias helpers. Used by `ops::conv` only.
+//! a per-thread scratch buffer, and the bias helpers. Used by `ops::conv::cpu` only.
 
 use rayon::prelude::*;
 use std::cell::RefCell;

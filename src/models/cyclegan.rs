@@ -1,0 +1,386 @@
+//! One CycleGAN training iteration (SPEC.md §7, the reference's cycle_gan_model.py). G_A: A→B,
+//! G_B: B→A (ResNet generators); D_A judges B-domain images, D_B A-domain ones (PatchGANs with 3
+//! input channels). Unlike pix2pix, the G step comes first:
+//! 1. G step (D frozen): zero G's grads; the six terms
+//!    G_A = GAN(D_A(fake_B), 1), G_B = GAN(D_B(fake_A), 1), cycle_A = λ_A·L1(G_B(fake_B), A),
+//!    cycle_B = λ_B·L1(G_A(fake_A), B), idt_A = λ_B·λ_idt·L1(G_A(B), B), idt_B = λ_A·λ_idt·L1(G_B(A), A)
+//!    with fake_B = G_A(A), fake_A = G_B(B); backward of their sum; Adam on G_A and G_B.
+//! 2. D step: zero D's grads; D_A: 0.5·[GAN(D_A(B), 1) + GAN(D_A(pool_B.query(fake_B)), 0)], real
+//!    pass first; D_B the same with A and pool_A; Adam on D_A and D_B.
+//!
+//! Each network keeps the activations of one forward, so the G step runs as three chains, each
+//! forward then backward: A → fake_B → rec_A (with D_A on fake_B), B → fake_A → rec_B (with D_B
+//! on fake_A), and the identities. The gradient is the same sum as the reference's one backward
+//! (weights do not change within the step), and each network's forwards keep the reference's
+//! order (G_A: fake_B, rec_B, idt_A; G_B: rec_A, fake_A, idt_B), so BatchNorm running statistics
+//! (with --norm batch) see the same sequence.
+
+use super::image_pool::ImagePool;
+use super::model::{iteration_meta, network_seed, read_iteration, Generator, Model};
+use super::patchgan::{PatchGan, PatchGanConfig};
+use super::phases::{PhaseTimes, StepTimer};
+use super::pix2pix::GanMode;
+use super::resnet::{ResnetConfig, ResnetGenerator};
+use crate::checkpoint::NamedTensor;
+use crate::device::Device;
+use crate::nn::ParamStore;
+use crate::ops::loss::{gan_loss, l1_loss, LossOut};
+use crate::ops::tensor::copy;
+use crate::tensor::{Shape, Storage, Tensor};
+use anyhow::{bail, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CycleGanOptions {
+    pub gan_mode: GanMode,
+    pub lambda_a: f32,
+    pub lambda_b: f32,
+    pub lambda_identity: f32,
+    pub pool_size: usize,
+    pub beta1: f64,
+    pub beta2: f64,
+}
+
+impl Default for CycleGanOptions {
+    /// The reference's CycleGAN defaults: lsgan, λ_A = λ_B = 10, λ_idt = 0.5, pool 50, Adam(0.5, 0.999).
+    fn default() -> Self {
+        CycleGanOptions {
+            gan_mode: GanMode::Lsgan,
+            lambda_a: 10.0,
+            lambda_b: 10.0,
+            lambda_identity: 0.5,
+            pool_size: 50,
+            beta1: 0.5,
+            beta2: 0.999,
+        }
+    }
+}
+
+/// The reference's loss_names.
+pub const LOSS_NAMES: [&str; 8] = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"];
+
+// Slots of the device loss buffer; D_A and D_B are logged as 0.5·(real + fake).
+const D_A_REAL: usize = 0;
+const D_A_FAKE: usize = 1;
+const G_A: usize = 2;
+const CYCLE_A: usize = 3;
+const IDT_A: usize = 4;
+const D_B_REAL: usize = 5;
+const D_B_FAKE: usize = 6;
+const G_B: usize = 7;
+const CYCLE_B: usize = 8;
+const IDT_B: usize = 9;
+const SLOTS: usize = 10;
+
+/// Buffers of the step, allocated once per batch shape.
+struct StepBuffers {
+    shape: Shape,
+    fake_b: Tensor,
+    rec_a: Tensor,
+    fake_a: Tensor,
+    rec_b: Tensor,
+    /// Gradient of a generator's output; of the second generator's input (a fake); of D's input.
+    g_img: Tensor,
+    g_fake: Tensor,
+    g_d_in: Tensor,
+    g_logits: Tensor,
+    pooled: Tensor,
+}
+
+pub struct CycleGan {
+    pub g_a: ResnetGenerator,
+    pub g_b: ResnetGenerator,
+    pub d_a: PatchGan,
+    pub d_b: PatchGan,
+    pub pool_a: ImagePool,
+    pub pool_b: ImagePool,
+    pub opt: CycleGanOptions,
+    pub iteration: u64,
+    pub phase_times: Option<PhaseTimes>,
+    losses: Storage,
+    bufs: Option<StepBuffers>,
+}
+
+impl CycleGan {
+    /// G_A, G_B, D_A, D_B initialised from one seed in the reference's model_names order; the
+    /// pools draw from their own streams of the same seed.
+    pub fn new(g: ResnetConfig, d: PatchGanConfig, opt: CycleGanOptions, dev: &Device, seed: u64) -> Result<Self> {
+        if d.input_nc != g.output_nc || g.input_nc != g.output_nc {
+            bail!(
+                "CycleGAN needs generators with as many input as output channels and an unconditional D on them \
+                 (G {}→{}, D {} channels)",
+                g.input_nc,
+                g.output_nc,
+                d.input_nc
+            );
+        }
+        Ok(CycleGan {
+            g_a: ResnetGenerator::new(g, dev, network_seed(seed, 1))?,
+            g_b: ResnetGenerator::new(g, dev, network_seed(seed, 2))?,
+            d_a: PatchGan::new(d, dev, network_seed(seed, 3))?,
+            d_b: PatchGan::new(d, dev, network_seed(seed, 4))?,
+            pool_a: ImagePool::new(opt.pool_size, network_seed(seed, 5)),
+            pool_b: ImagePool::new(opt.pool_size, network_seed(seed, 6)),
+            opt,
+            iteration: 0,
+            phase_times: None,
+            losses: dev.zeros(SLOTS),
+            bufs: None,
+        })
+    }
+
+    pub fn check_batch(&self, a: Shape, b: Shape) -> Result<()> {
+        self.g_a.check_input(a)?;
+        if b != a {
+            bail!("real_B is {b}, expected the shape of real_A ({a})");
+        }
+        self.d_a.out_shape(a)?;
+        Ok(())
+    }
+
+    fn ensure_buffers(&mut self, dev: &Device, s: Shape) {
+        if self.bufs.as_ref().is_some_and(|b| b.shape == s) {
+            return;
+        }
+        let logits = self.d_a.out_shape(s).expect("checked batch");
+        let z = |s: Shape| dev.zeros_tensor(s);
+        self.bufs = Some(StepBuffers {
+            shape: s,
+            fake_b: z(s),
+            rec_a: z(s),
+            fake_a: z(s),
+            rec_b: z(s),
+            g_img: z(s),
+            g_fake: z(s),
+            g_d_in: z(s),
+            g_logits: z(logits),
+            pooled: z(s),
+        });
+    }
+
+    /// One optimize_parameters() call at learning rate `lr`. No host synchronisation inside.
+    pub fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
+        self.ensure_buffers(dev, real_a.shape);
+        self.iteration += 1;
+        let o = self.opt;
+        let kind = o.gan_mode.loss();
+        let bufs = self.bufs.as_mut().expect("buffers allocated");
+        let losses = &mut self.losses;
+        let w = |slot: usize, weight: f32| LossOut {
+            slot,
+            weight,
+            grad_weight: weight,
+        };
+        let mut t = StepTimer::new(dev, self.phase_times.take());
+
+        // 1. G step. Chain A: fake_B = G_A(A), rec_A = G_B(fake_B); cycle_A and G_A's GAN term.
+        t.phase("G chain A (G_A, G_B, D_A)");
+        self.g_a.params.zero_grad();
+        self.g_b.params.zero_grad();
+        copy(dev, self.g_a.forward(dev, real_a, true), &mut bufs.fake_b, false);
+        copy(dev, self.g_b.forward(dev, &bufs.fake_b, true), &mut bufs.rec_a, false);
+        l1_loss(
+            dev,
+            &bufs.rec_a,
+            real_a,
+            w(CYCLE_A, o.lambda_a),
+            losses,
+            Some(&mut bufs.g_img),
+        );
+        self.g_b
+            .backward(dev, &bufs.fake_b, &bufs.g_img, Some(&mut bufs.g_fake));
+        let logits = self.d_a.forward(dev, &bufs.fake_b);
+        gan_loss(dev, kind, logits, 1.0, w(G_A, 1.0), losses, Some(&mut bufs.g_logits));
+        self.d_a
+            .backward(dev, &bufs.fake_b, &bufs.g_logits, false, Some(&mut bufs.g_d_in));
+        copy(dev, &bufs.g_d_in, &mut bufs.g_fake, true);
+        self.g_a.backward(dev, real_a, &bufs.g_fake, None);
+
+        // Chain B: fake_A = G_B(B), rec_B = G_A(fake_A); cycle_B and G_B's GAN term.
+        t.phase("G chain B (G_B, G_A, D_B)");
+        copy(dev, self.g_b.forward(dev, real_b, true), &mut bufs.fake_a, false);
+        copy(dev, self.g_a.forward(dev, &bufs.fake_a, true), &mut bufs.rec_b, false);
+        l1_loss(
+            dev,
+            &bufs.rec_b,
+            real_b,
+            w(CYCLE_B, o.lambda_b),
+            losses,
+            Some(&mut bufs.g_img),
+        );
+        self.g_a
+            .backward(dev, &bufs.fake_a, &bufs.g_img, Some(&mut bufs.g_fake));
+        let logits = self.d_b.forward(dev, &bufs.fake_a);
+        gan_loss(dev, kind, logits, 1.0, w(G_B, 1.0), losses, Some(&mut bufs.g_logits));
+        self.d_b
+            .backward(dev, &bufs.fake_a, &bufs.g_logits, false, Some(&mut bufs.g_d_in));
+        copy(dev, &bufs.g_d_in, &mut bufs.g_fake, true);
+        self.g_b.backward(dev, real_b, &bufs.g_fake, None);
+
+        // Identity terms: idt_A = G_A(B) against B, idt_B = G_B(A) against A.
+        if o.lambda_identity > 0.0 {
+            t.phase("G identity");
+            let idt_a = self.g_a.forward(dev, real_b, true);
+            let wa = w(IDT_A, o.lambda_b * o.lambda_identity);
+            l1_loss(dev, idt_a, real_b, wa, losses, Some(&mut bufs.g_img));
+            self.g_a.backward(dev, real_b, &bufs.g_img, None);
+            let idt_b = self.g_b.forward(dev, real_a, true);
+            let wb = w(IDT_B, o.lambda_a * o.lambda_identity);
+            l1_loss(dev, idt_b, real_a, wb, losses, Some(&mut bufs.g_img));
+            self.g_b.backward(dev, real_a, &bufs.g_img, None);
+        }
+        t.phase("Adam G");
+        self.g_a.params.adam(lr, o.beta1, o.beta2);
+        self.g_b.params.adam(lr, o.beta1, o.beta2);
+
+        // 2. D step: real first, then the pooled fake (detached: D's input gradient is not used).
+        t.phase("D step (D_A, D_B)");
+        self.d_a.params.zero_grad();
+        self.d_b.params.zero_grad();
+        let half = |slot: usize| LossOut {
+            slot,
+            weight: 1.0,
+            grad_weight: 0.5,
+        };
+        for (d, pool, real, fake, (real_slot, fake_slot)) in [
+            (
+                &mut self.d_a,
+                &mut self.pool_b,
+                real_b,
+                &bufs.fake_b,
+                (D_A_REAL, D_A_FAKE),
+            ),
+            (
+                &mut self.d_b,
+                &mut self.pool_a,
+                real_a,
+                &bufs.fake_a,
+                (D_B_REAL, D_B_FAKE),
+            ),
+        ] {
+            pool.query(dev, fake, &mut bufs.pooled);
+            let logits = d.forward(dev, real);
+            gan_loss(
+                dev,
+                kind,
+                logits,
+                1.0,
+                half(real_slot),
+                losses,
+                Some(&mut bufs.g_logits),
+            );
+            d.backward(dev, real, &bufs.g_logits, true, None);
+            let logits = d.forward(dev, &bufs.pooled);
+            gan_loss(
+                dev,
+                kind,
+                logits,
+                0.0,
+                half(fake_slot),
+                losses,
+                Some(&mut bufs.g_logits),
+            );
+            d.backward(dev, &bufs.pooled, &bufs.g_logits, true, None);
+        }
+        t.phase("Adam D");
+        self.d_a.params.adam(lr, o.beta1, o.beta2);
+        self.d_b.params.adam(lr, o.beta1, o.beta2);
+        self.phase_times = t.finish();
+    }
+
+    /// The last step's losses in `LOSS_NAMES` order (one device→host copy).
+    pub fn loss_values(&self, dev: &Device) -> Vec<f32> {
+        let v = dev.download(&self.losses);
+        vec![
+            (v[D_A_REAL] + v[D_A_FAKE]) * 0.5,
+            v[G_A],
+            v[CYCLE_A],
+            v[IDT_A],
+            (v[D_B_REAL] + v[D_B_FAKE]) * 0.5,
+            v[G_B],
+            v[CYCLE_B],
+            v[IDT_B],
+        ]
+    }
+}
+
+impl Model for CycleGan {
+    fn kind(&self) -> &'static str {
+        "cycle_gan"
+    }
+    fn networks(&self) -> Vec<(&'static str, &ParamStore)> {
+        vec![
+            ("G_A", &self.g_a.params),
+            ("G_B", &self.g_b.params),
+            ("D_A", &self.d_a.params),
+            ("D_B", &self.d_b.params),
+        ]
+    }
+    fn networks_mut(&mut self) -> Vec<(&'static str, &mut ParamStore)> {
+        vec![
+            ("G_A", &mut self.g_a.params),
+            ("G_B", &mut self.g_b.params),
+            ("D_A", &mut self.d_a.params),
+            ("D_B", &mut self.d_b.params),
+        ]
+    }
+    fn loss_names(&self) -> &'static [&'static str] {
+        &LOSS_NAMES
+    }
+    fn losses(&self, dev: &Device) -> Vec<f32> {
+        self.loss_values(dev)
+    }
+    fn check_batch(&self, a: Shape, b: Shape) -> Result<()> {
+        CycleGan::check_batch(self, a, b)
+    }
+    fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
+        CycleGan::step(self, dev, real_a, real_b, lr)
+    }
+    fn set_phase_timing(&mut self, on: bool) {
+        self.phase_times = on.then(PhaseTimes::default);
+    }
+    fn phase_times(&self) -> Option<&PhaseTimes> {
+        self.phase_times.as_ref()
+    }
+    fn extra_state(&self, dev: &Device) -> (Vec<NamedTensor>, Vec<(String, String)>) {
+        let mut meta = iteration_meta(self.iteration);
+        let mut tensors = vec![];
+        for (name, pool) in [("pool_A", &self.pool_a), ("pool_B", &self.pool_b)] {
+            let (t, m) = pool.state(dev, name);
+            tensors.extend(t);
+            meta.extend(m);
+        }
+        (tensors, meta)
+    }
+    fn load_extra_state(
+        &mut self,
+        dev: &Device,
+        path: &Path,
+        tensors: &BTreeMap<String, NamedTensor>,
+        meta: &HashMap<String, String>,
+    ) -> Result<()> {
+        self.iteration = read_iteration(path, meta)?;
+        self.pool_a.load_state(dev, "pool_A", path, tensors, meta)?;
+        self.pool_b.load_state(dev, "pool_B", path, tensors, meta)
+    }
+    fn generator_ab(&mut self) -> &mut dyn Generator {
+        &mut self.g_a
+    }
+    fn visuals(&self, dev: &Device) -> Vec<(&'static str, Vec<f32>)> {
+        let Some(b) = self.bufs.as_ref() else {
+            return vec![];
+        };
+        let mut v = vec![
+            ("fake_B", dev.download(&b.fake_b.data)),
+            ("rec_A", dev.download(&b.rec_a.data)),
+            ("fake_A", dev.download(&b.fake_a.data)),
+            ("rec_B", dev.download(&b.rec_b.data)),
+        ];
+        if self.opt.lambda_identity > 0.0 {
+            v.push(("idt_A", dev.download(&self.g_a.output().data)));
+            v.push(("idt_B", dev.download(&self.g_b.output().data)));
+        }
+        v
+    }
+}

@@ -1,0 +1,281 @@
+//! The CUDA launchers of conv and convT (kernels/conv.cu): the three implicit GEMMs of a
+//! [`ConvProblem`] (see `mod.rs` and the top of kernels/conv.cu), with split-K when the output has
+//! too few tiles, reduced in a fixed order (deterministic).
+
+use super::{ConvParams, ConvProblem};
+use crate::device::cuda::launch;
+use crate::device::CudaBackend;
+use crate::tensor::{Storage, Tensor};
+use cudarc::driver::{CudaView, CudaViewMut};
+
+/// Mirror of `struct ConvArgs` in kernels/conv.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvArgs {
+    n: i32,
+    cin: i32,
+    h: i32,
+    w: i32,
+    cout: i32,
+    ho: i32,
+    wo: i32,
+    k: i32,
+    s: i32,
+    p: i32,
+    splits: i32,
+    kchunk: i32,
+    accumulate: i32,
+    has_bias: i32,
+}
+
+// SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
+unsafe impl cudarc::driver::DeviceRepr for ConvArgs {}
+
+/// The GEMM tile of kernels/conv.cu (BM = BN = 64, BK = 16, 256 threads).
+const TILE: usize = 64;
+const TILE_K: usize = 16;
+/// Split-K aims at this many blocks (a function of the shapes only, so results do not depend on
+/// the GPU model), with at least 8 K-steps per split, at most 64 splits and a bounded workspace.
+const TARGET_BLOCKS: usize = 512;
+const MAX_SPLITS: usize = 64;
+const MAX_WORKSPACE: usize = 64 << 20;
+
+impl ConvProblem {
+    fn args(&self, splits: usize, kchunk: usize, accumulate: bool, has_bias: bool) -> ConvArgs {
+        for v in [self.n * self.x_len(), self.n * self.y_len()] {
+            assert!(
+                v < i32::MAX as usize,
+                "conv tensor of {v} elements is beyond the kernels' 32-bit indexing"
+            );
+        }
+        ConvArgs {
+            n: self.n as i32,
+            cin: self.cin as i32,
+            h: self.h as i32,
+            w: self.w as i32,
+            cout: self.cout as i32,
+            ho: self.ho as i32,
+            wo: self.wo as i32,
+            k: self.k as i32,
+            s: self.s as i32,
+            p: self.p as i32,
+            splits: splits as i32,
+            kchunk: kchunk as i32,
+            accumulate: accumulate as i32,
+            has_bias: has_bias as i32,
+        }
+    }
+}
+
+/// (splits, kchunk) for a GEMM with `tiles` output tiles, reduction length `k` and `out` outputs.
+fn split_k(tiles: usize, k: usize, out: usize) -> (usize, usize) {
+    let by_k = k.div_ceil(TILE_K * 8).max(1);
+    let by_ws = (MAX_WORKSPACE / out.max(1)).max(1);
+    let want = TARGET_BLOCKS.div_ceil(tiles.max(1));
+    let splits = want.min(by_k).min(by_ws).clamp(1, MAX_SPLITS);
+    let kchunk = k.div_ceil(splits).div_ceil(TILE_K).max(1) * TILE_K;
+    (k.div_ceil(kchunk).max(1), kchunk)
+}
+
+/// A bias added to the GEMM's output: the values, and the channel count and plane size of `out`.
+struct Bias<'a> {
+    values: &'a CudaView<'a, f32>,
+    channels: usize,
+    plane: usize,
+}
+
+/// One implicit-GEMM launch. Every GEMM kernel has the signature (in0, in1, bias, out, ws, args).
+struct Gemm<'a> {
+    kernel: &'static str,
+    /// (column tiles, row tiles, z = splits [× parity classes for dgrad]).
+    grid: (usize, usize, usize),
+    args: ConvArgs,
+    in0: &'a CudaView<'a, f32>,
+    in1: &'a CudaView<'a, f32>,
+    bias: Option<Bias<'a>>,
+    out_numel: usize,
+}
+
+/// Launches the GEMM into `out` and, when split, the reduction of its partial results (which then
+/// applies the bias and the accumulation; the GEMM writes raw partials).
+fn run(c: &CudaBackend, g: Gemm, out: &mut CudaViewMut<f32>) {
+    let grid = g.grid;
+    assert!(grid.1 <= 65535 && grid.2 <= 65535, "conv grid {grid:?} too large");
+    let cfg = cudarc::driver::LaunchConfig {
+        grid_dim: (grid.0.max(1) as u32, grid.1.max(1) as u32, grid.2.max(1) as u32),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let a = g.args;
+    let splits = a.splits as usize;
+    let mut ws = c.workspace(if splits > 1 { splits * g.out_numel } else { 1 });
+    let (bias_v, bias_c, bias_hw) = match &g.bias {
+        Some(b) => (b.values, b.channels, b.plane),
+        None => (g.in1, 1, 1), // never read: has_bias = 0
+    };
+    launch!(c, "conv", g.kernel, cfg, g.in0, g.in1, bias_v, &mut *out, &mut *ws, &a);
+    if splits > 1 {
+        let (sp, numel) = (splits as i32, g.out_numel as i64);
+        let (ch, hw) = (bias_c as i32, bias_hw as i64);
+        let (acc, hb) = (a.accumulate, a.has_bias);
+        let cfg = c.cfg_1d(g.out_numel);
+        launch!(
+            c,
+            "conv",
+            "splitk_reduce",
+            cfg,
+            &*ws,
+            &sp,
+            &numel,
+            &mut *out,
+            bias_v,
+            &ch,
+            &hw,
+            &acc,
+            &hb
+        );
+    }
+}
+
+/// y (+)= conv(x, W) (+ bias).
+pub(super) fn fwd(
+    c: &CudaBackend,
+    pb: &ConvProblem,
+    x: &CudaView<f32>,
+    w: &CudaView<f32>,
+    bias: Option<&CudaView<f32>>,
+    y: &mut CudaViewMut<f32>,
+    accumulate: bool,
+) {
+    let (m, n, k) = (pb.cout, pb.n * pb.ho * pb.wo, pb.cin * pb.k * pb.k);
+    let out = pb.n * pb.y_len();
+    if out == 0 {
+        return;
+    }
+    let tiles = (m.div_ceil(TILE), n.div_ceil(TILE));
+    let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
+    let gemm = Gemm {
+        kernel: match pb.k {
+            3 => "conv_fwd_k3",
+            4 => "conv_fwd_k4",
+            7 => "conv_fwd_k7",
+            _ => "conv_fwd_kx",
+        },
+        grid: (tiles.1, tiles.0, splits),
+        args: pb.args(splits, kchunk, accumulate, bias.is_some()),
+        in0: x,
+        in1: w,
+        bias: bias.map(|values| Bias {
+            values,
+            channels: pb.cout,
+            plane: pb.ho * pb.wo,
+        }),
+        out_numel: out,
+    };
+    run(c, gemm, y);
+}
+
+/// dx (+)= conv data gradient of dy (+ bias: a transposed conv's forward).
+pub(super) fn dgrad(
+    c: &CudaBackend,
+    pb: &ConvProblem,
+    dy: &CudaView<f32>,
+    w: &CudaView<f32>,
+    bias: Option<&CudaView<f32>>,
+    dx: &mut CudaViewMut<f32>,
+    accumulate: bool,
+) {
+    let s = pb.s;
+    let taps = pb.k.div_ceil(s);
+    let (m, n_max, k_max) = (
+        pb.cin,
+        pb.n * pb.h.div_ceil(s) * pb.w.div_ceil(s),
+        pb.cout * taps * taps,
+    );
+    let out = pb.n * pb.x_len();
+    if out == 0 {
+        return;
+    }
+    let tiles = (m.div_ceil(TILE), n_max.div_ceil(TILE));
+    let (splits, kchunk) = split_k(tiles.0 * tiles.1 * s * s, k_max, out);
+    let kernel = match (pb.k.is_multiple_of(s), taps) {
+        (true, 2) => "conv_dgrad_t2",
+        (true, 3) => "conv_dgrad_t3",
+        (true, 4) => "conv_dgrad_t4",
+        (true, 7) => "conv_dgrad_t7",
+        _ => "conv_dgrad_tx",
+    };
+    let gemm = Gemm {
+        kernel,
+        grid: (tiles.1, tiles.0, splits * s * s),
+        args: pb.args(splits, kchunk, accumulate, bias.is_some()),
+        in0: dy,
+        in1: w,
+        bias: bias.map(|values| Bias {
+            values,
+            channels: pb.cin,
+            plane: pb.h * pb.w,
+        }),
+        out_numel: out,
+    };
+    run(c, gemm, dx);
+}
+
+/// dW += weight gradient of the convolution (x, dy).
+pub(super) fn wgrad(
+    c: &CudaBackend,
+    pb: &ConvProblem,
+    x: &CudaView<f32>,
+    dy: &CudaView<f32>,
+    dw: &mut CudaViewMut<f32>,
+) {
+    let (m, n, k) = (pb.cout, pb.cin * pb.k * pb.k, pb.n * pb.ho * pb.wo);
+    let out = m * n;
+    if out == 0 || k == 0 {
+        return;
+    }
+    let tiles = (m.div_ceil(TILE), n.div_ceil(TILE));
+    let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
+    let gemm = Gemm {
+        kernel: match pb.k {
+            3 => "conv_wgrad_k3",
+            4 => "conv_wgrad_k4",
+            7 => "conv_wgrad_k7",
+            _ => "conv_wgrad_kx",
+        },
+        grid: (tiles.1, tiles.0, splits),
+        args: pb.args(splits, kchunk, true, false),
+        in0: x,
+        in1: dy,
+        bias: None,
+        out_numel: out,
+    };
+    run(c, gemm, dw);
+}
+
+/// db[c] += Σ over samples and pixels of dy[:, c] (per sample in f64, as the CPU).
+pub(super) fn bias_grad(c: &CudaBackend, dy: &Tensor, db: &mut CudaViewMut<f32>) {
+    let s = dy.shape;
+    let (n, ch, hw) = (s.n as i32, s.c as i32, s.hw() as i64);
+    let cfg = cudarc::driver::LaunchConfig {
+        grid_dim: (s.c as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    launch!(c, "conv", "bias_grad", cfg, dy.cuda(), &n, &ch, &hw, &mut *db);
+}
+
+/// The weight and optional bias of a conv layer as device views.
+pub(super) fn weights<'a>(params: &'a Storage, p: &ConvParams) -> (CudaView<'a, f32>, Option<CudaView<'a, f32>>) {
+    let s = params.cuda();
+    (s.slice(p.weight.range()), p.bias.map(|b| s.slice(b.range())))
+}
+
+pub(super) fn full(t: &Tensor) -> CudaView<'_, f32> {
+    t.cuda().slice(0..t.numel())
+}
+
+pub(super) fn full_mut(t: &mut Tensor) -> CudaViewMut<'_, f32> {
+    let n = t.numel();
+    t.cuda_mut().slice_mut(0..n)
+}
