@@ -50,7 +50,7 @@ fn tiny_study_writes_every_table_and_figure_and_resumes() {
         "--no-progress",
     ];
     let log = ok(t.path(), &args);
-    assert!(log.contains("not available (CycleGAN not built yet)"), "{log}");
+    assert!(log.contains("not available (CycleGAN is not wired into the study yet)"), "{log}");
     assert!(log.contains("measured on"), "the plan shows the measured step:\n{log}");
     let st = t.path().join("st");
     for f in [
@@ -84,7 +84,7 @@ fn tiny_study_writes_every_table_and_figure_and_resumes() {
         "0.00622",
         "0.01052",
         "colorFERET",
-        "not available (CycleGAN not built yet)",
+        "not available (CycleGAN is not wired into the study yet)",
         "Inception V3",
         "pix2pix train --dataroot",
         "pix2pix prepare --photos",

@@ -1,5 +1,5 @@
 //! What the study runs: the scales (tiny, small, full) and the study's Table 2 (six runs, one of
-//! them CycleGAN, which is listed but not available until the CycleGAN model exists).
+//! them CycleGAN, which is listed but not available until the study drives the CycleGAN model).
 
 use anyhow::{bail, Result};
 use std::fmt;
@@ -156,7 +156,7 @@ impl DataVariant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Model {
     Pix2Pix,
-    /// Not built yet: the run is listed as not available.
+    /// Not driven by the study yet: the run is listed as not available.
     CycleGan,
 }
 
@@ -172,7 +172,7 @@ impl Model {
     pub fn unavailable(self) -> Option<&'static str> {
         match self {
             Model::Pix2Pix => None,
-            Model::CycleGan => Some("not available (CycleGAN not built yet)"),
+            Model::CycleGan => Some("not available (CycleGAN is not wired into the study yet)"),
         }
     }
 }
@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(RUNS[5].model.name(), "cycle_gan");
         assert_eq!(
             RUNS[5].model.unavailable(),
-            Some("not available (CycleGAN not built yet)")
+            Some("not available (CycleGAN is not wired into the study yet)")
         );
         let names: std::collections::HashSet<String> = RUNS.iter().map(|r| r.dir_name()).collect();
         assert_eq!(names.len(), RUNS.len());
