@@ -50,7 +50,10 @@ fn tiny_study_writes_every_table_and_figure_and_resumes() {
         "--no-progress",
     ];
     let log = ok(t.path(), &args);
-    assert!(log.contains("not available (CycleGAN is not wired into the study yet)"), "{log}");
+    assert!(
+        log.contains("not available (CycleGAN is not wired into the study yet)"),
+        "{log}"
+    );
     assert!(log.contains("measured on"), "the plan shows the measured step:\n{log}");
     let st = t.path().join("st");
     for f in [
