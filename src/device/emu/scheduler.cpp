@@ -25,7 +25,6 @@ extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const voi
 #if defined(EMU_TSAN)
 extern "C" void* __tsan_get_current_fiber(void);
 extern "C" void* __tsan_create_fiber(unsigned flags);
-extern "C" void __tsan_destroy_fiber(void* fiber);
 extern "C" void __tsan_switch_to_fiber(void* fiber, unsigned flags);
 extern "C" void __tsan_acquire(void* addr);
 extern "C" void __tsan_release(void* addr);
@@ -212,7 +211,6 @@ void to_scheduler(Exec& e, Fiber* f, bool dying) {
 }
 
 Fiber* running() {
-    Exec& e = exec();
     if (!cur_thread) {
         fprintf(stderr, "cuda-emu: a device function was called outside a kernel\n");
         abort();
