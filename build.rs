@@ -10,7 +10,8 @@
 //! The emulated CUDA device (src/device/emu/): the same kernels/*.cu compiled for the host with the C++
 //! compiler (`$CXX`, else g++) under src/device/emu/cuda_host.h and linked with the emulated driver into
 //! a libcuda.so of our own, embedded in the binary: `plain`, and where the compiler has the runtimes,
-//! `memcheck` (AddressSanitizer) and `racecheck` (ThreadSanitizer) builds. `PIX2PIX_EMU=0` skips them.
+//! `memcheck` (AddressSanitizer) and `racecheck` (ThreadSanitizer) builds. `PIX2PIX_EMU=0` skips them;
+//! `PIX2PIX_EMU_MODES=plain` (a comma-separated subset) builds only those, for a quicker dev build.
 //!
 //! No `--use_fast_math`, and `-fmad=false`: the kernels are compared against the fp32 CPU reference
 //! (which never contracts a*b+c), so plain expressions round as on the CPU; hot loops use fmaf().
@@ -31,6 +32,7 @@ fn main() {
         "PIX2PIX_REQUIRE_CUDA",
         "CXX",
         "PIX2PIX_EMU",
+        "PIX2PIX_EMU_MODES",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -255,12 +257,14 @@ fn build_emu(kernels_dir: &Path, emu_dir: &Path, out_dir: &Path) -> Result<Emu, 
 
     let asan = compiler_lib(&cxx, "libasan.so");
     let tsan = compiler_lib(&cxx, "libtsan.so");
+    let wanted = env::var("PIX2PIX_EMU_MODES").ok();
+    let wanted = |mode: &str| wanted.as_deref().is_none_or(|w| w.split(',').any(|m| m.trim() == mode));
     let mut variants: Vec<(&'static str, Vec<&str>, Vec<&str>)> = vec![("plain", vec![], vec![])];
-    if asan.is_some() {
+    if asan.is_some() && wanted("memcheck") {
         let defs = vec!["-DEMU_ASAN", "-DEMU_SHARED_STATIC", "-g1"];
         variants.push(("memcheck", defs, vec!["-fsanitize=address", "-fno-omit-frame-pointer"]));
     }
-    if tsan.is_some() {
+    if tsan.is_some() && wanted("racecheck") {
         let defs = vec!["-DEMU_TSAN", "-DEMU_SHARED_STATIC", "-g1"];
         variants.push(("racecheck", defs, vec!["-fsanitize=thread"]));
     }
