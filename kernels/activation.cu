@@ -32,9 +32,11 @@ KERNEL void act_backward(const float* x, const float* y, const float* dy, float*
 }
 
 // Inverted dropout: mask = uniform(seed, i) >= p ? scale : 0, y = x * mask. `scale` = 1/(1-p) as
-// the CPU computes it in f32, passed in so both sides use the same rounded value.
+// the CPU computes it in f32, passed in so both sides use the same rounded value. The seed is read
+// from device memory (written before each step), so a captured step replays with new masks.
 KERNEL void dropout_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ mask,
-                            long long n, unsigned long long seed, float p, float scale) {
+                            long long n, const unsigned long long* __restrict__ seed_ptr, float p, float scale) {
+    const unsigned long long seed = *seed_ptr;
     GRID_STRIDE(i, n) {
         const float m = uniform01(seed, (uint64_t)i) >= p ? scale : 0.0f;
         mask[i] = m;

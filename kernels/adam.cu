@@ -1,13 +1,13 @@
 // Fused Adam over a network's flat parameter buffer (one launch per network). Twin of
 // src/ops/adam.rs; PyTorch semantics (torch.optim.Adam, no weight decay, no amsgrad). The scalar
-// factors are computed on the host in f64 and rounded to f32, exactly as the CPU path does.
+// factors are computed on the host in f64 and rounded to f32, exactly as the CPU path does; they
+// are read from device memory (written before each step), so a step captured as a CUDA graph
+// replays with the current step's values.
 #include "common.cuh"
 
 // Mirrored by `AdamArgs` in src/ops/adam.rs (#[repr(C)]).
 struct AdamArgs {
     unsigned long long n;
-    float neg_step;  // -lr / (1 - beta1^t)
-    float bc2_sqrt;  // sqrt(1 - beta2^t)
     float one_m_b1;  // 1 - beta1
     float b2;        // beta2
     float one_m_b2;  // 1 - beta2
@@ -20,14 +20,16 @@ __device__ __forceinline__ float lerp_aten(float start, float end, float w) {
 }
 
 KERNEL void adam_update(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                        float* __restrict__ v, AdamArgs a) {
+                        float* __restrict__ v, AdamArgs a, const float* __restrict__ factors) {
+    const float neg_step = factors[0];  // -lr / (1 - beta1^t)
+    const float bc2_sqrt = factors[1];  // sqrt(1 - beta2^t)
     GRID_STRIDE(i, a.n) {
         const float gi = g[i];
         const float mi = lerp_aten(m[i], gi, a.one_m_b1);
         const float vi = v[i] * a.b2 + a.one_m_b2 * gi * gi;
-        const float denom = sqrtf(vi) / a.bc2_sqrt + a.eps;
+        const float denom = sqrtf(vi) / bc2_sqrt + a.eps;
         m[i] = mi;
         v[i] = vi;
-        p[i] = p[i] + a.neg_step * mi / denom;
+        p[i] = p[i] + neg_step * mi / denom;
     }
 }

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod emu;
+pub mod step_values;
 
 use crate::tensor::{Shape, Storage, Tensor};
 use anyhow::{bail, Result};

@@ -161,8 +161,28 @@ impl CycleGan {
 
     /// One optimize_parameters() call at learning rate `lr`. No host synchronisation inside.
     pub fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
-        self.ensure_buffers(dev, real_a.shape);
+        self.prepare_step(lr);
+        self.run_step(dev, real_a, real_b);
+    }
+
+    /// The host half of a step: the four Adam steps' factors.
+    pub fn prepare_step(&mut self, lr: f64) {
         self.iteration += 1;
+        let o = self.opt;
+        for ps in [
+            &mut self.g_a.params,
+            &mut self.g_b.params,
+            &mut self.d_a.params,
+            &mut self.d_b.params,
+        ] {
+            ps.prepare_adam(lr, o.beta1, o.beta2);
+        }
+    }
+
+    /// The device half of a step: every launch, in SPEC.md §7's order. (The image pools decide
+    /// on the host which copies to make, so with a pool this is not capturable as a graph.)
+    pub fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor) {
+        self.ensure_buffers(dev, real_a.shape);
         let o = self.opt;
         let kind = o.gan_mode.loss();
         let bufs = self.bufs.as_mut().expect("buffers allocated");
@@ -231,8 +251,8 @@ impl CycleGan {
             self.g_b.backward(dev, real_a, &bufs.g_img, None);
         }
         t.phase("Adam G");
-        self.g_a.params.adam(lr, o.beta1, o.beta2);
-        self.g_b.params.adam(lr, o.beta1, o.beta2);
+        self.g_a.params.apply_adam();
+        self.g_b.params.apply_adam();
 
         // 2. D step: real first, then the pooled fake (detached: D's input gradient is not used).
         t.phase("D step (D_A, D_B)");
@@ -284,14 +304,18 @@ impl CycleGan {
             d.backward(dev, &bufs.pooled, &bufs.g_logits, true, None);
         }
         t.phase("Adam D");
-        self.d_a.params.adam(lr, o.beta1, o.beta2);
-        self.d_b.params.adam(lr, o.beta1, o.beta2);
+        self.d_a.params.apply_adam();
+        self.d_b.params.apply_adam();
         self.phase_times = t.finish();
     }
 
     /// The last step's losses in `LOSS_NAMES` order (one device→host copy).
     pub fn loss_values(&self, dev: &Device) -> Vec<f32> {
-        let v = dev.download(&self.losses);
+        Self::logged_losses(&dev.download(&self.losses))
+    }
+
+    /// The logged losses from the raw slots (D_A, D_B are the halved sums of their two terms).
+    fn logged_losses(v: &[f32]) -> Vec<f32> {
         vec![
             (v[D_A_REAL] + v[D_A_FAKE]) * 0.5,
             v[G_A],
@@ -328,14 +352,23 @@ impl Model for CycleGan {
     fn loss_names(&self) -> &'static [&'static str] {
         &LOSS_NAMES
     }
-    fn losses(&self, dev: &Device) -> Vec<f32> {
-        self.loss_values(dev)
+    fn loss_buffer(&self) -> &Storage {
+        &self.losses
+    }
+    fn losses_from(&self, raw: &[f32]) -> Vec<f32> {
+        Self::logged_losses(raw)
     }
     fn check_batch(&self, a: Shape, b: Shape) -> Result<()> {
         CycleGan::check_batch(self, a, b)
     }
-    fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
-        CycleGan::step(self, dev, real_a, real_b, lr)
+    fn prepare_step(&mut self, _dev: &Device, lr: f64) {
+        CycleGan::prepare_step(self, lr)
+    }
+    fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor) {
+        CycleGan::run_step(self, dev, real_a, real_b)
+    }
+    fn graph_blocker(&self) -> Option<&'static str> {
+        (self.opt.pool_size > 0).then_some("the image pools (--pool-size > 0) decide their copies on the host")
     }
     fn set_phase_timing(&mut self, on: bool) {
         self.phase_times = on.then(PhaseTimes::default);

@@ -11,7 +11,7 @@ use crate::checkpoint::NamedTensor;
 use crate::device::Device;
 use crate::nn::ParamStore;
 use crate::ops::activation::splitmix;
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::{Shape, Storage, Tensor};
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -25,12 +25,35 @@ pub trait Model {
     fn networks_mut(&mut self) -> Vec<(&'static str, &mut ParamStore)>;
     /// The logged losses, in the reference's loss_names order.
     fn loss_names(&self) -> &'static [&'static str];
+    /// The device buffer the step writes its raw loss values into (read asynchronously by the
+    /// training loop; `losses_from` turns its contents into the logged losses).
+    fn loss_buffer(&self) -> &Storage;
+    /// The logged losses, in `loss_names` order, from the contents of `loss_buffer`.
+    fn losses_from(&self, raw: &[f32]) -> Vec<f32>;
     /// The last step's losses in `loss_names` order (one device→host copy: call when logging).
-    fn losses(&self, dev: &Device) -> Vec<f32>;
+    fn losses(&self, dev: &Device) -> Vec<f32> {
+        self.losses_from(&dev.download(self.loss_buffer()))
+    }
     /// Checks a batch (real_A, real_B) against the networks, with an error naming the mismatch.
     fn check_batch(&self, a: Shape, b: Shape) -> Result<()>;
+    /// The host half of optimize_parameters() at learning rate `lr`: advances the step counters
+    /// and writes this step's values (Adam's factors, dropout seeds) to the device.
+    fn prepare_step(&mut self, dev: &Device, lr: f64);
+    /// The device half: every launch of the step, with no host synchronisation, copy or (after a
+    /// first step at this batch shape) allocation, so that it can be captured once as a CUDA
+    /// graph and replayed (`models::graph::StepGraph`). Host state it changes must change by the
+    /// same amount every step (BN's num_batches_tracked counters), which replay reproduces.
+    fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor);
     /// One optimize_parameters() call at learning rate `lr`, no host synchronisation inside.
-    fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64);
+    fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
+        self.prepare_step(dev, lr);
+        self.run_step(dev, real_a, real_b);
+    }
+    /// Why `run_step` cannot be captured as a graph (host-side decisions that change the
+    /// launches from step to step), or None.
+    fn graph_blocker(&self) -> Option<&'static str> {
+        None
+    }
     /// Turns per-phase timing on (the table starts empty).
     fn set_phase_timing(&mut self, on: bool);
     fn phase_times(&self) -> Option<&PhaseTimes>;

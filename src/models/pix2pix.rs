@@ -164,18 +164,31 @@ impl Pix2Pix {
 
     /// One optimize_parameters() call at learning rate `lr`. No host synchronisation inside.
     pub fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
-        self.ensure_buffers(dev, real_a.shape);
+        self.prepare_step(dev, lr);
+        self.run_step(dev, real_a, real_b);
+    }
+
+    /// The host half of a step: the iteration's dropout seed and both Adam steps' factors.
+    pub fn prepare_step(&mut self, dev: &Device, lr: f64) {
         let seed = self.dropout_seed();
         self.iteration += 1;
-        let kind = self.opt.gan_mode.loss();
+        self.g.set_dropout_seed(dev, seed);
         let (b1, b2) = (self.opt.beta1, self.opt.beta2);
+        self.d.params.prepare_adam(lr, b1, b2);
+        self.g.params.prepare_adam(lr, b1, b2);
+    }
+
+    /// The device half of a step (capturable): every launch, in SPEC.md §3's order.
+    pub fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor) {
+        self.ensure_buffers(dev, real_a.shape);
+        let kind = self.opt.gan_mode.loss();
         let bufs = self.bufs.as_mut().expect("buffers allocated");
         let ca = real_a.shape.c;
         let mut t = StepTimer::new(dev, self.phase_times.take());
 
         // 1. G forward.
         t.phase("G forward");
-        let fake_b = self.g.forward(dev, real_a, true, Some(seed));
+        let fake_b = self.g.forward_prepared(dev, real_a, true, true);
 
         // 2. D step: fake (detached) then real.
         t.phase("D step (fwd+bwd ×2)");
@@ -203,7 +216,7 @@ impl Pix2Pix {
         );
         self.d.backward(dev, &bufs.d_in, &bufs.g_logits, true, None);
         t.phase("Adam D");
-        self.d.params.adam(lr, b1, b2);
+        self.d.params.apply_adam();
 
         // 3. G step through the updated, frozen D.
         t.phase("G step (D fwd+bwd, G bwd)");
@@ -229,7 +242,7 @@ impl Pix2Pix {
         extract_channels(dev, &bufs.g_d_in, ca, &mut bufs.g_fake, true);
         self.g.backward(dev, real_a, &bufs.g_fake);
         t.phase("Adam G");
-        self.g.params.adam(lr, b1, b2);
+        self.g.params.apply_adam();
         self.phase_times = t.finish();
     }
 
@@ -258,14 +271,20 @@ impl Model for Pix2Pix {
     fn loss_names(&self) -> &'static [&'static str] {
         &Losses::NAMES
     }
-    fn losses(&self, dev: &Device) -> Vec<f32> {
-        Pix2Pix::losses(self, dev).values().to_vec()
+    fn loss_buffer(&self) -> &Storage {
+        &self.losses
+    }
+    fn losses_from(&self, raw: &[f32]) -> Vec<f32> {
+        raw[..4].to_vec()
     }
     fn check_batch(&self, a: Shape, b: Shape) -> Result<()> {
         Pix2Pix::check_batch(self, a, b)
     }
-    fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
-        Pix2Pix::step(self, dev, real_a, real_b, lr)
+    fn prepare_step(&mut self, dev: &Device, lr: f64) {
+        Pix2Pix::prepare_step(self, dev, lr)
+    }
+    fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor) {
+        Pix2Pix::run_step(self, dev, real_a, real_b)
     }
     fn set_phase_timing(&mut self, on: bool) {
         self.phase_times = on.then(PhaseTimes::default);

@@ -11,9 +11,10 @@
 //! The norm is BatchNorm (`--norm batch`, convs without bias) or InstanceNorm (`--norm instance`,
 //! every conv with a bias), SPEC.md §1.
 
+use crate::device::step_values::StepValues;
 use crate::device::Device;
 use crate::nn::{Conv2d, ConvTranspose2d, Norm2d, NormKind, ParamBuilder, ParamStore};
-use crate::ops::activation::{activation_backward, activation_forward, dropout_forward, mul, splitmix, Act};
+use crate::ops::activation::{activation_backward, activation_forward, dropout_apply, mul, splitmix, Act};
 use crate::ops::conv::ConvGeom;
 use crate::ops::tensor::{extract_channels, insert_channels};
 use crate::tensor::{Shape, Tensor};
@@ -150,6 +151,9 @@ pub struct UnetGenerator {
     levels: Vec<Level>,
     acts: Vec<LevelActs>,
     input_shape: Option<Shape>,
+    /// Level i's dropout seed, splitmix(step seed, i), set before each step (`set_dropout_seed`)
+    /// and read by the dropout kernels from memory.
+    dropout_seeds: StepValues<u64>,
 }
 
 /// The state_dict prefix of level k (1-based): model.model for the outermost block, then one
@@ -169,10 +173,11 @@ impl UnetGenerator {
         let mut b = ParamBuilder::new(seed);
         let mut levels: Vec<Option<Level>> = (0..cfg.num_downs).map(|_| None).collect();
         Self::build_level(&cfg, dev, &mut b, 1, &mut levels);
-        let levels = levels.into_iter().map(|l| l.expect("every level built")).collect();
+        let levels: Vec<Level> = levels.into_iter().map(|l| l.expect("every level built")).collect();
         Ok(UnetGenerator {
             cfg,
             params: b.finish(dev),
+            dropout_seeds: StepValues::new(dev, levels.len()),
             levels,
             acts: vec![],
             input_shape: None,
@@ -284,6 +289,22 @@ impl UnetGenerator {
     /// fake = G(x). `train`: BN with batch statistics (and running-stat updates); dropout is on
     /// when `dropout_seed` is given (training, and the reference's default test mode).
     pub fn forward(&mut self, dev: &Device, x: &Tensor, train: bool, dropout_seed: Option<u64>) -> &Tensor {
+        if let Some(seed) = dropout_seed {
+            self.set_dropout_seed(dev, seed);
+        }
+        self.forward_prepared(dev, x, train, dropout_seed.is_some())
+    }
+
+    /// Sets the dropout masks of the next `forward_prepared`: level i draws with
+    /// splitmix(seed, i). Host work (a copy to the device): call it before a step.
+    pub fn set_dropout_seed(&mut self, dev: &Device, seed: u64) {
+        let seeds: Vec<u64> = (0..self.levels.len() as u64).map(|i| splitmix(seed, i)).collect();
+        self.dropout_seeds.set(dev, &seeds);
+    }
+
+    /// `forward` with dropout from the seed last set (`dropout`) or off; no host copy, so a
+    /// training step made of it can be captured as a CUDA graph.
+    pub fn forward_prepared(&mut self, dev: &Device, x: &Tensor, train: bool, dropout: bool) -> &Tensor {
         self.ensure_acts(dev, x.shape);
         let n = self.levels.len();
         let ps = &mut self.params;
@@ -316,8 +337,8 @@ impl UnetGenerator {
                 None => activation_forward(dev, Act::Tanh, &cur.t, &mut cur.out),
                 Some(bn) => bn.forward(dev, ps, train, &cur.t, &mut cur.out),
             }
-            if let (Some(mask), Some(dropped), Some(seed)) = (cur.mask.as_mut(), cur.dropped.as_mut(), dropout_seed) {
-                dropout_forward(dev, 0.5, splitmix(seed, i as u64), &cur.out, dropped, mask);
+            if let (Some(mask), Some(dropped), true) = (cur.mask.as_mut(), cur.dropped.as_mut(), dropout) {
+                dropout_apply(dev, 0.5, &self.dropout_seeds, i, &cur.out, dropped, mask);
             } else if let Some(dropped) = cur.dropped.as_mut() {
                 // Dropout off (eval or --no-dropout at run time): pass the BN output through.
                 crate::ops::tensor::copy(dev, &cur.out, dropped, false);

@@ -3,8 +3,9 @@
 //! buffer and `num_batches_tracked` counters on the host. Every entry keeps the PyTorch
 //! state_dict key and shape, which is what checkpoints are written with.
 
+use crate::device::step_values::StepValues;
 use crate::device::Device;
-use crate::ops::adam::{adam_update, AdamStep};
+use crate::ops::adam::{adam_apply, AdamStep};
 use crate::ops::tensor::fill;
 use crate::tensor::{Span, Storage};
 use anyhow::{bail, Result};
@@ -41,6 +42,10 @@ pub struct ParamStore {
     pub counters: Vec<i64>,
     /// Number of Adam steps taken (PyTorch's state['step']).
     pub adam_step: u64,
+    /// The prepared Adam step (`prepare_adam`): its hyperparameters and, in device memory, its
+    /// two factors, which `apply_adam` reads.
+    adam_next: Option<AdamStep>,
+    adam_factors: StepValues<f32>,
 }
 
 /// How a parameter starts (SPEC.md §4: conv weights N(0, 0.02), BN gamma N(1, 0.02), biases 0).
@@ -135,6 +140,8 @@ impl ParamBuilder {
             buffers: dev.upload(&self.buffers),
             counters: self.counters,
             adam_step: 0,
+            adam_next: None,
+            adam_factors: StepValues::new(dev, 2),
         }
     }
 }
@@ -153,8 +160,15 @@ impl ParamStore {
         fill(&self.device, &mut self.grad, 0.0);
     }
 
-    /// One Adam step over every parameter.
+    /// One Adam step over every parameter (`prepare_adam` then `apply_adam`).
     pub fn adam(&mut self, lr: f64, beta1: f64, beta2: f64) {
+        self.prepare_adam(lr, beta1, beta2);
+        self.apply_adam();
+    }
+
+    /// The host half of the next Adam step: counts it and writes its bias-corrected factors to
+    /// the device. Called before a step (never inside a graph capture).
+    pub fn prepare_adam(&mut self, lr: f64, beta1: f64, beta2: f64) {
         self.adam_step += 1;
         let s = AdamStep {
             lr,
@@ -163,9 +177,18 @@ impl ParamStore {
             eps: 1e-8,
             step: self.adam_step,
         };
-        adam_update(
+        let (neg_step, bc2_sqrt) = s.factors();
+        self.adam_factors.set(&self.device, &[neg_step, bc2_sqrt]);
+        self.adam_next = Some(s);
+    }
+
+    /// The device half: the update with the prepared factors (capturable: no host copy).
+    pub fn apply_adam(&mut self) {
+        let s = self.adam_next.expect("apply_adam without prepare_adam");
+        adam_apply(
             &self.device,
             &s,
+            &self.adam_factors,
             &mut self.data,
             &self.grad,
             &mut self.adam_m,
@@ -229,6 +252,8 @@ impl ParamStore {
             buffers: mv(&self.buffers),
             counters: self.counters.clone(),
             adam_step: self.adam_step,
+            adam_next: None,
+            adam_factors: StepValues::new(dev, 2),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::device::cpu::{zip2_map, zip_map};
 use crate::device::cuda::launch;
+use crate::device::step_values::StepValues;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -102,12 +103,31 @@ pub fn uniform(seed: u64, i: u64) -> f32 {
 }
 
 /// Inverted dropout: an element is kept when uniform(seed, i) ≥ p and then scaled by 1/(1−p).
-/// `mask` receives the per-element factor (0 or 1/(1−p)) for the backward.
+/// `mask` receives the per-element factor (0 or 1/(1−p)) for the backward. (Allocates the seed's
+/// device copy: for tests and one-off calls; networks keep their seeds in `StepValues` and call
+/// `dropout_apply`.)
 pub fn dropout_forward(dev: &Device, p: f32, seed: u64, x: &Tensor, y: &mut Tensor, mask: &mut Tensor) {
+    let mut seeds = StepValues::new(dev, 1);
+    seeds.set(dev, &[seed]);
+    dropout_apply(dev, p, &seeds, 0, x, y, mask);
+}
+
+/// Dropout with seed `seeds[i]`, read from memory (device memory on CUDA, so a captured step
+/// replays with each step's masks).
+pub fn dropout_apply(
+    dev: &Device,
+    p: f32,
+    seeds: &StepValues<u64>,
+    i: usize,
+    x: &Tensor,
+    y: &mut Tensor,
+    mask: &mut Tensor,
+) {
     assert!(x.shape == y.shape && x.shape == mask.shape, "dropout shapes");
     assert!((0.0..1.0).contains(&p), "dropout probability {p} outside [0, 1)");
     match dev {
         Device::Cpu => {
+            let seed = seeds.host()[i];
             let scale = 1.0 / (1.0 - p);
             mask.cpu_mut()
                 .par_chunks_mut(1 << 14)
@@ -123,7 +143,7 @@ pub fn dropout_forward(dev: &Device, p: f32, seed: u64, x: &Tensor, y: &mut Tens
                 });
             zip2_map(y.cpu_mut(), x.cpu(), mask.cpu(), |o, v, m| *o = v * m);
         }
-        Device::Cuda(c) => cuda_dropout_forward(c, p, seed, x, y, mask),
+        Device::Cuda(c) => cuda_dropout_forward(c, p, seeds, i, x, y, mask),
     }
 }
 
@@ -185,7 +205,16 @@ fn cuda_activation_backward(c: &CudaBackend, a: Act, x: &Tensor, y: &Tensor, dy:
     );
 }
 
-fn cuda_dropout_forward(c: &CudaBackend, p: f32, seed: u64, x: &Tensor, y: &mut Tensor, mask: &mut Tensor) {
+fn cuda_dropout_forward(
+    c: &CudaBackend,
+    p: f32,
+    seeds: &StepValues<u64>,
+    i: usize,
+    x: &Tensor,
+    y: &mut Tensor,
+    mask: &mut Tensor,
+) {
+    let seed = seeds.cuda(i);
     // The same f32 expression as the CPU path, so both scale by the identical value.
     let scale = 1.0 / (1.0 - p);
     let n = x.numel() as i64;

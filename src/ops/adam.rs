@@ -1,9 +1,11 @@
 //! Adam over a network's flat parameter buffer, PyTorch semantics (torch.optim.Adam, no weight
 //! decay, no amsgrad): m ← lerp(m, g, 1−β1); v ← β2·v + (1−β2)·g²;
 //! p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε). The scalar factors are computed in f64 as
-//! PyTorch does in Python, the elementwise part in f32. CUDA twin: kernels/adam.cu (one fused launch).
+//! PyTorch does in Python, the elementwise part in f32. CUDA twin: kernels/adam.cu (one fused launch). The two per-step
+//! factors are read from memory (`StepValues`), so one captured step serves every step.
 
 use crate::device::cuda::launch;
+use crate::device::step_values::StepValues;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::Storage;
 use rayon::prelude::*;
@@ -37,7 +39,27 @@ pub fn lerp(start: f32, end: f32, w: f32) -> f32 {
     }
 }
 
+/// One Adam step with the factors of `s` (allocates their device copy: for tests and one-off
+/// updates; training prepares them once per step and calls `adam_apply`).
 pub fn adam_update(dev: &Device, s: &AdamStep, param: &mut Storage, grad: &Storage, m: &mut Storage, v: &mut Storage) {
+    let mut factors = StepValues::new(dev, 2);
+    let (neg_step, bc2_sqrt) = s.factors();
+    factors.set(dev, &[neg_step, bc2_sqrt]);
+    adam_apply(dev, s, &factors, param, grad, m, v);
+}
+
+/// One Adam step whose per-step factors [−step_size, √(1−β2ᵗ)] (`AdamStep::factors`) are read
+/// from `factors` (device memory on CUDA, so a captured step replays with each step's values);
+/// β1, β2 and ε come from `s`.
+pub fn adam_apply(
+    dev: &Device,
+    s: &AdamStep,
+    factors: &StepValues<f32>,
+    param: &mut Storage,
+    grad: &Storage,
+    m: &mut Storage,
+    v: &mut Storage,
+) {
     let len = param.len();
     assert!(
         grad.len() == len && m.len() == len && v.len() == len,
@@ -45,7 +67,7 @@ pub fn adam_update(dev: &Device, s: &AdamStep, param: &mut Storage, grad: &Stora
     );
     match dev {
         Device::Cpu => {
-            let (neg_step, bc2_sqrt) = s.factors();
+            let (neg_step, bc2_sqrt) = (factors.host()[0], factors.host()[1]);
             // 1−β are formed in f64 then rounded, as PyTorch passes Python floats to its f32 kernels.
             let (one_m_b1, b2, one_m_b2, eps) = (
                 (1.0 - s.beta1) as f32,
@@ -69,7 +91,7 @@ pub fn adam_update(dev: &Device, s: &AdamStep, param: &mut Storage, grad: &Stora
                     }
                 });
         }
-        Device::Cuda(c) => cuda_adam_update(c, s, param, grad, m, v),
+        Device::Cuda(c) => cuda_adam_apply(c, s, factors, param, grad, m, v),
     }
 }
 
@@ -81,8 +103,6 @@ pub fn adam_update(dev: &Device, s: &AdamStep, param: &mut Storage, grad: &Stora
 #[derive(Clone, Copy)]
 pub(crate) struct AdamArgs {
     n: u64,
-    neg_step: f32,
-    bc2_sqrt: f32,
     one_m_b1: f32,
     b2: f32,
     one_m_b2: f32,
@@ -92,26 +112,24 @@ pub(crate) struct AdamArgs {
 // SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
 unsafe impl cudarc::driver::DeviceRepr for AdamArgs {}
 
-fn cuda_adam_update(
+fn cuda_adam_apply(
     c: &CudaBackend,
     s: &AdamStep,
+    factors: &StepValues<f32>,
     param: &mut Storage,
     grad: &Storage,
     m: &mut Storage,
     v: &mut Storage,
 ) {
-    // The same f64 → f32 factors as the CPU path.
-    let (neg_step, bc2_sqrt) = s.factors();
     let a = AdamArgs {
         n: param.len() as u64,
-        neg_step,
-        bc2_sqrt,
         one_m_b1: (1.0 - s.beta1) as f32,
         b2: s.beta2 as f32,
         one_m_b2: (1.0 - s.beta2) as f32,
         eps: s.eps as f32,
     };
     let cfg = c.cfg_1d(param.len());
+    let f = factors.cuda(0);
     launch!(
         c,
         "adam",
@@ -121,6 +139,7 @@ fn cuda_adam_update(
         grad.cuda(),
         m.cuda_mut(),
         v.cuda_mut(),
-        &a
+        &a,
+        &f
     );
 }

@@ -22,16 +22,17 @@ mod abi {
             assert!(!required, "PIX2PIX_REQUIRE_CUDA=1 but no PTX embedded");
             return;
         }
-        for (kernel, rust) in [
-            ("conv_fwd_k4", size_of::<super::conv::cuda::ConvArgs>()),
-            ("conv_wgrad_kx", size_of::<super::conv::cuda::ConvArgs>()),
-            ("bn_forward_train", size_of::<super::norm::BnArgs>()),
-            ("bn_backward", size_of::<super::norm::BnArgs>()),
-            ("adam_update", size_of::<super::adam::AdamArgs>()),
+        // (kernel, the struct's parameter position counted from the last, its Rust size)
+        for (kernel, from_end, rust) in [
+            ("conv_fwd_k4", 0, size_of::<super::conv::cuda::ConvArgs>()),
+            ("conv_wgrad_kx", 0, size_of::<super::conv::cuda::ConvArgs>()),
+            ("bn_forward_train", 0, size_of::<super::norm::BnArgs>()),
+            ("bn_backward", 0, size_of::<super::norm::BnArgs>()),
+            ("adam_update", 1, size_of::<super::adam::AdamArgs>()),
         ] {
             let ptx = ptx_param_sizes(kernel).unwrap_or_else(|| panic!("{kernel} not in the PTX"));
             assert_eq!(
-                ptx.last(),
+                ptx.iter().rev().nth(from_end),
                 Some(&rust),
                 "{kernel}: PTX parameter sizes {ptx:?}, Rust struct {rust} bytes"
             );
