@@ -18,14 +18,16 @@ if [ "$mode" = build ]; then
     export PIX2PIX_REQUIRE_CUDA=1
     cargo build --release
     cargo test --release --test gpu_ops --no-run 2>&1 | tee /tmp/gpu_ops_build.log
+    cargo test --release --test graph_step --no-run 2>&1 | tee -a /tmp/gpu_ops_build.log
     cargo bench --no-run 2>&1 | tee /tmp/bench_build.log
     mkdir -p "$BIN"
     newest() { ls -t target/release/deps/$1-* 2>/dev/null | grep -v '\.d$' | head -n1; }
     cp target/release/pix2pix "$BIN/pix2pix"
     cp "$(newest gpu_ops)" "$BIN/gpu_ops"
+    cp "$(newest graph_step)" "$BIN/graph_step"
     cp "$(newest step)" "$BIN/bench_step"
     cp "$(newest kernels)" "$BIN/bench_kernels"
-    strip "$BIN"/pix2pix "$BIN"/gpu_ops "$BIN"/bench_step "$BIN"/bench_kernels
+    strip "$BIN"/pix2pix "$BIN"/gpu_ops "$BIN"/graph_step "$BIN"/bench_step "$BIN"/bench_kernels
     du -sh "$BIN"
     echo "carry $BIN and run: benches/gpu_session.sh run"
     exit 0
@@ -49,6 +51,7 @@ if [ $emulated = 1 ]; then
     DEV=cuda-emu
     echo "DRY RUN on the emulated CUDA device: times are host times, not GPU figures" | tee "$OUT/gpu.txt"
     step gpu_ops "$BIN/gpu_ops" --test-threads=2 embedded_ptx adam  # the whole suite runs in cargo test
+    step graph_step "$BIN/graph_step" cyclegan_with_pool                # likewise
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --ngf 8 --ndf 8 --failures-only
     step kernels "$BIN/bench_kernels" --device $DEV --reps 1
@@ -62,6 +65,8 @@ else
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
     export PIX2PIX_REQUIRE_GPU=1
     step gpu_ops "$BIN/gpu_ops" --nocapture --test-threads=1
+    # Graph replay bit-identical to eager launches, on the real driver's graphs.
+    (cd "$OUT" && PIX2PIX_TEST_DEVICE=cuda "$OLDPWD_BIN/graph_step" --nocapture --test-threads=1 --skip train_with_and_without >graph_step.log 2>&1) && status+=("graph_step ok") || status+=("graph_step FAILED")
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --failures-only
     step kernels "$BIN/bench_kernels" --device $DEV
@@ -74,7 +79,7 @@ fi
 echo
 echo "================ summary ================"
 printf '%s\n' "${status[@]}"
-grep -h -E "^ +256 +[0-9]+ " "$OUT/step_gpu.log" "$OUT/step_cpu.log" 2>/dev/null
+grep -h -E "^ +256 +[0-9]+ |one by one" "$OUT/step_gpu.log" "$OUT/step_cpu.log" 2>/dev/null
 grep -h -E "^ *(eager|bench|bf16cl) " "$OUT/pytorch.log" 2>/dev/null
 grep -h "worst rel err" "$OUT"/gradcheck_*.log 2>/dev/null
 # A failed step fails the session (the dry run in CI relies on it).

@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench step                      # unet_128 @128² and unet_256 @256², batch 1, CPU
 //!   cargo bench --bench step -- --device cuda --batch 1,8,64 --size 256
+//!       # on CUDA: steps launched one by one and replayed from one CUDA graph, side by side
 //!   cargo bench --bench step -- --model cycle_gan --size 128,256 --iters 3
 //!       # CycleGAN: resnet_9blocks ngf 64 G_A/G_B, IN PatchGANs ndf 64, pool 0, batch 1:
 //!       # 1.88 TFLOP per iteration at 256² (SPEC.md §8), a quarter of it at 128²
@@ -15,11 +16,13 @@
 //! are the H200's fp32 SIMT ~60 TFLOP/s and ~4.8 TB/s) — so the gap to the limit is visible.
 
 use pix2pix::device::Device;
+use pix2pix::models::graph::StepGraph;
+use pix2pix::models::model::Model;
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::{Pix2Pix, Pix2PixOptions};
 use pix2pix::models::unet::UnetConfig;
 use pix2pix::nn::NormKind;
-use pix2pix::tensor::Shape;
+use pix2pix::tensor::{Shape, Tensor};
 use std::time::Instant;
 
 // As in the CLI: the GEMM's packing buffers come and go every call; mimalloc keeps their pages.
@@ -77,25 +80,41 @@ fn main() -> anyhow::Result<()> {
             let a: Vec<f32> = (0..s.numel()).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
             let b: Vec<f32> = (0..s.numel()).map(|i| ((i % 241) as f32 / 120.0) - 1.0).collect();
             let (a, b) = (device.upload_tensor(s, &a), device.upload_tensor(s, &b));
-            m.step(&device, &a, &b, 2e-4); // warm-up: allocations, page faults, module loads
-            device.synchronize();
-            let mut times = vec![];
-            for _ in 0..iters {
-                let t = Instant::now();
-                m.step(&device, &a, &b, 2e-4);
-                device.synchronize();
-                times.push(t.elapsed().as_secs_f64());
-            }
-            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            let med = times[times.len() / 2];
+            let mut graph_line = String::new();
+            let med = if device.is_cuda() {
+                // Back-to-back steps with one synchronisation at the end, as in training: launched
+                // one by one, then replayed from one captured CUDA graph.
+                let eager = time_steps(&device, &mut m, &a, &b, iters, false);
+                let graph = time_steps(&device, &mut m, &a, &b, iters, true);
+                graph_line = format!(
+                    "{:>6}   one by one {:.3} ms/iter, CUDA graph {:.3} ms/iter ({:.2}x)\n",
+                    "",
+                    eager * 1e3,
+                    graph * 1e3,
+                    eager / graph
+                );
+                graph.min(eager)
+            } else {
+                m.step(&device, &a, &b, 2e-4); // warm-up: allocations, page faults
+                let mut times = vec![];
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    m.step(&device, &a, &b, 2e-4);
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                times[times.len() / 2]
+            };
             let flop = gflop_per_image(size) * batch as f64 * (ngf as f64 / 64.0).powi(2);
             println!(
-                "{size:>6} {batch:>5} {med:>10.4} {:>10.2} {:>9.1} {:>10.2}   ({net}, median of {iters}, {})",
+                "{size:>6} {batch:>5} {med:>10.4} {:>10.2} {:>9.1} {:>10.2}   ({net}, {} of {iters}, {})",
                 batch as f64 / med,
                 flop / med,
                 med * 1e3,
+                if device.is_cuda() { "best mode, mean" } else { "median" },
                 device.describe()
             );
+            print!("{graph_line}");
             // Per phase, from separate steps with a sync at each boundary.
             m.phase_times = Some(Default::default());
             for _ in 0..iters.min(3) {
@@ -130,6 +149,25 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Mean seconds per step over `iters` back-to-back steps with one synchronisation at the end,
+/// after warm-up (two steps: the graph path captures on its second).
+fn time_steps(device: &Device, m: &mut dyn Model, a: &Tensor, b: &Tensor, iters: usize, graph: bool) -> f64 {
+    let mut g = StepGraph::new(graph);
+    for _ in 0..2 {
+        m.prepare_step(device, 2e-4);
+        g.run(device, m, a, b).expect("step");
+    }
+    device.synchronize();
+    let t = Instant::now();
+    for _ in 0..iters {
+        m.prepare_step(device, 2e-4);
+        g.run(device, m, a, b).expect("step");
+    }
+    device.synchronize();
+    assert_eq!(g.replays > 0, graph, "graph mode {graph}: {} replays", g.replays);
+    t.elapsed().as_secs_f64() / iters as f64
 }
 
 /// The CycleGAN step (SPEC.md §8: ≈ 1.88 TFLOP per iteration at 256², batch 1), timed like

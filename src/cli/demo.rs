@@ -152,6 +152,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         options_text: format!("demo: {a:?}\n"),
         progress: true,
         profile: false,
+        graph: true,
         val_freq: 1,
         val_images: 20,
     };

@@ -62,6 +62,10 @@ pub struct TrainArgs {
     /// from the second iteration on. Adds synchronisations; use with --max-iters.
     #[arg(long)]
     pub profile: bool,
+    /// On CUDA, launch every kernel of every step one by one instead of capturing the step once
+    /// as a CUDA graph and replaying it (the default; for comparison and debugging).
+    #[arg(long)]
+    pub no_graph: bool,
     /// Validate on DATAROOT/val every this many epochs: mean cosine dissimilarity and L1 into
     /// val_log.csv and val.png, sample images into web/index.html (0: never).
     #[arg(long, default_value_t = 1)]
@@ -99,6 +103,7 @@ pub fn run_train(a: &TrainArgs, options_text: String) -> Result<()> {
         options_text,
         progress: !a.no_progress,
         profile: a.profile,
+        graph: !a.no_graph,
         val_freq: a.val_freq,
         val_images: a.val_images,
     };

@@ -2,6 +2,7 @@
 //! interface every model offers to the training loop (`model.rs`).
 
 pub mod cyclegan;
+pub mod graph;
 pub mod image_pool;
 pub mod model;
 pub mod patchgan;

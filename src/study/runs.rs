@@ -106,6 +106,7 @@ pub fn train_config(cfg: &StudyConfig, r: &RunSpec, resume: bool) -> Result<Trai
         options_text: format!("{}\n(run by pix2pix study; {})\n", command(&words), r.label()),
         progress: cfg.progress,
         profile: false,
+        graph: true,
         val_freq: 1,
         val_images: p.val_images,
     })

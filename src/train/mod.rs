@@ -8,6 +8,7 @@
 use crate::checkpoint::{self, NamedTensor, Values};
 use crate::data::{AlignedDataset, DataOptions, Dataset, Loader, UnalignedDataset};
 use crate::device::Device;
+use crate::models::graph::StepGraph;
 use crate::models::model::Model;
 use crate::models::ModelConfig;
 use crate::nn::ParamStore;
@@ -20,6 +21,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+mod losses;
+use losses::LossReader;
 
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -51,6 +55,8 @@ pub struct TrainConfig {
     /// Time every phase (and, on CUDA, every kernel) from the second iteration on, and print
     /// the table at the end.
     pub profile: bool,
+    /// On CUDA, capture the step as a CUDA graph and replay it (`--no-graph` turns it off).
+    pub graph: bool,
     /// Validate on DATAROOT/val every this many epochs (0: never).
     pub val_freq: usize,
     /// At most this many validation images per validation.
@@ -363,13 +369,16 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
     );
     let start = Instant::now();
     let mut last = vec![0.0f32; loss_names.len()];
-    let (mut ta, mut tb) = (None, None);
+    let (mut ta, mut tb): (Option<Tensor>, Option<Tensor>) = (None, None);
     let mut since_latest = 0usize;
     let mut since_print = 0usize;
     let bpe = loader.batches_per_epoch();
     let mut interrupted = false;
     let first_iter = pos.total_iters;
     let mut kernel_times = vec![];
+    let mut graph = StepGraph::new(cfg.graph);
+    let mut reader = LossReader::new(dev, model.loss_buffer().len());
+    let mut last_push = Instant::now();
     'epochs: while pos.epoch <= cfg.schedule.last_epoch() {
         let epoch = pos.epoch;
         let lr = cfg.schedule.lr_at(epoch);
@@ -398,65 +407,43 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
                 // The first iteration allocates and loads modules: profile from the second.
                 crate::profile::start(dev, model);
             }
-            let t0 = Instant::now();
-            model.step(dev, ta.as_ref().unwrap(), tb.as_ref().unwrap(), lr);
-            // Reading the losses waits for the step: it is also where a diverged run is caught.
-            last = model.losses(dev);
+            model.prepare_step(dev, lr);
+            graph.run(dev, model, ta.as_ref().unwrap(), tb.as_ref().unwrap())?;
             if model.phase_times().is_some() {
                 kernel_times = crate::profile::collect(dev);
-            }
-            let step_s = t0.elapsed().as_secs_f64();
-            for (name, v) in loss_names.iter().zip(&last) {
-                if !v.is_finite() {
-                    let kept = if state_path(&dir, "latest").exists() {
-                        format!("the last good checkpoint in {} was kept", dir.display())
-                    } else {
-                        "no checkpoint had been written yet".to_string()
-                    };
-                    bail!(
-                        "loss {name} became {v} at epoch {epoch}, iteration {}; stopping: {kept}",
-                        pos.total_iters + 1
-                    );
-                }
             }
             pos.batches_done += 1;
             pos.total_iters += 1;
             pos.total_images += batch.n;
             since_latest += batch.n;
-            since_print += batch.n;
-            pb.inc(1);
-            pb.set_message(loss_line(loss_names, &last, " "));
-            // The CSV gets every iteration (the plot's raw curve); the text log every
-            // --print-freq images, as the reference's loss_log.txt.
-            let iters_in_epoch = pos.batches_done * cfg.data.batch_size;
-            let values: Vec<String> = last.iter().map(|v| v.to_string()).collect();
-            writeln!(
-                logs.csv,
-                "{epoch},{iters_in_epoch},{},{},{lr:e},{step_s:.5},{:.5}",
-                pos.total_images,
-                values.join(","),
-                batch.wait_s
-            )?;
-            if since_print >= cfg.print_freq {
-                since_print = 0;
-                let per_img = step_s / batch.n as f64;
-                let parts: Vec<String> = loss_names
-                    .iter()
-                    .zip(&last)
-                    .map(|(n, v)| format!("{n}: {v:.3}"))
-                    .collect();
-                writeln!(
-                    logs.txt,
-                    "(epoch: {epoch}, iters: {iters_in_epoch}, time: {per_img:.3}, data: {:.3}) , {}",
-                    batch.wait_s,
-                    parts.join(", ")
-                )?;
+            let now = Instant::now();
+            let row = Row {
+                epoch,
+                iters_in_epoch: pos.batches_done * cfg.data.batch_size,
+                images: pos.total_images,
+                iteration: pos.total_iters,
+                lr,
+                step_s: ((now - last_push).as_secs_f64() - batch.wait_s).max(0.0),
+                wait_s: batch.wait_s,
+                n: batch.n,
+            };
+            last_push = now;
+            for (row, raw) in reader.push(dev, model.loss_buffer(), row) {
+                last = model.losses_from(&raw);
+                log_row(&mut logs, cfg, &dir, loss_names, &row, &last, &mut since_print)?;
+                pb.set_message(loss_line(loss_names, &last, " "));
             }
+            pb.inc(1);
             let stop_iters = cfg.max_iters.is_some_and(|m| pos.total_iters >= m);
             let stop_time = cfg.max_seconds.is_some_and(|s| start.elapsed().as_secs_f64() >= s);
             interrupted = INTERRUPTED.load(Ordering::SeqCst);
             if since_latest >= cfg.save_latest_freq || stop_iters || stop_time || interrupted {
                 since_latest = 0;
+                // Every loss up to this step is read (and checked) before its state is saved.
+                for (row, raw) in reader.drain() {
+                    last = model.losses_from(&raw);
+                    log_row(&mut logs, cfg, &dir, loss_names, &row, &last, &mut since_print)?;
+                }
                 pos.epoch_done = pos.batches_done == bpe;
                 save_state(&dir, "latest", model, dev, pos)?;
             }
@@ -467,6 +454,10 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
                 }
                 break 'epochs;
             }
+        }
+        for (row, raw) in reader.drain() {
+            last = model.losses_from(&raw);
+            log_row(&mut logs, cfg, &dir, loss_names, &row, &last, &mut since_print)?;
         }
         pb.finish_and_clear();
         if iter.skipped() > 0 {
@@ -495,6 +486,16 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         // Stopped mid-epoch: the loss plot still shows everything logged.
         let _ = crate::report::plot_losses(&dir.join("loss_log.csv"), &dir.join("loss.png"));
     }
+    if dev.is_cuda() {
+        let how = match graph.eager_reason(dev, model) {
+            None => format!(
+                "{} step(s) replayed from one CUDA graph ({} capture(s), {} eager)",
+                graph.replays, graph.captures, graph.eager
+            ),
+            Some(why) => format!("{} step(s) launched one by one ({why})", graph.eager),
+        };
+        println!("steps: {how}");
+    }
     if let Some(pt) = model.phase_times() {
         print!("{}", crate::profile::render(pt, &kernel_times));
     } else if cfg.profile {
@@ -509,6 +510,78 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         interrupted,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// What the loop knows of a step when it queues the step's losses.
+struct Row {
+    epoch: usize,
+    /// Images of this epoch trained on (the reference's `iters` column).
+    iters_in_epoch: usize,
+    /// Images trained on in total.
+    images: usize,
+    /// 1-based iteration number over the whole run.
+    iteration: usize,
+    lr: f64,
+    /// The loop's period at this step less the wait for data (on CUDA the host runs ahead of
+    /// the device by at most `losses::SLOTS` steps, so over a window this is the device's step
+    /// time; on the CPU it is the step's time).
+    step_s: f64,
+    wait_s: f64,
+    n: usize,
+}
+
+/// One step's losses: checked (a non-finite loss stops the run before anything is saved), then
+/// written to loss_log.csv and, every --print-freq images, to loss_log.txt.
+fn log_row(
+    logs: &mut Logs,
+    cfg: &TrainConfig,
+    dir: &Path,
+    names: &[&str],
+    row: &Row,
+    losses: &[f32],
+    since_print: &mut usize,
+) -> Result<()> {
+    for (name, v) in names.iter().zip(losses) {
+        if !v.is_finite() {
+            let kept = if state_path(dir, "latest").exists() {
+                format!("the last good checkpoint in {} was kept", dir.display())
+            } else {
+                "no checkpoint had been written yet".to_string()
+            };
+            bail!(
+                "loss {name} became {v} at epoch {}, iteration {}; stopping: {kept}",
+                row.epoch,
+                row.iteration
+            );
+        }
+    }
+    let values: Vec<String> = losses.iter().map(|v| v.to_string()).collect();
+    writeln!(
+        logs.csv,
+        "{},{},{},{},{:e},{:.5},{:.5}",
+        row.epoch,
+        row.iters_in_epoch,
+        row.images,
+        values.join(","),
+        row.lr,
+        row.step_s,
+        row.wait_s
+    )?;
+    *since_print += row.n;
+    if *since_print >= cfg.print_freq {
+        *since_print = 0;
+        let per_img = row.step_s / row.n as f64;
+        let parts: Vec<String> = names.iter().zip(losses).map(|(n, v)| format!("{n}: {v:.3}")).collect();
+        writeln!(
+            logs.txt,
+            "(epoch: {}, iters: {}, time: {per_img:.3}, data: {:.3}) , {}",
+            row.epoch,
+            row.iters_in_epoch,
+            row.wait_s,
+            parts.join(", ")
+        )?;
+    }
+    Ok(())
 }
 
 /// "E / LAST" (the reference's), or for a run bounded by --max-minutes, where the last epoch is
