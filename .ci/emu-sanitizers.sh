@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The GPU test suite (tests/gpu_ops.rs) on the emulated CUDA device's sanitizer builds:
+# The GPU test suite (tests/gpu_ops.rs) on the emulated CUDA device's sanitizer builds, and under
+# memcheck also the pix2pix graph-replay test (tests/graph_step.rs: replayed steps read and write
+# only live buffers):
 #   memcheck  (kernels built with AddressSanitizer: out-of-bounds and use-after-free on device memory)
 #   racecheck (ThreadSanitizer: shared-memory races within a block, e.g. a missing __syncthreads)
 # Cases above a size limit are left out there (tests/gpu_ops.rs: fits); every kernel still runs.
@@ -10,8 +12,14 @@ cd "$(dirname "$0")/.."
 MODES=("${@:-memcheck racecheck}")
 read -r -a MODES <<<"${MODES[*]}"
 CXX="${CXX:-g++}"
-BIN="$(cargo test --release --no-run --test gpu_ops 2>&1 | grep -o 'target/release/deps/gpu_ops-[0-9a-f]*' | tail -n1)"
-[ -x "$BIN" ] || { echo "emu-sanitizers: no gpu_ops test binary (build failed?)" >&2; exit 1; }
+test_bin() {
+    local b
+    b="$(cargo test --release --no-run --test "$1" 2>&1 | grep -o "target/release/deps/$1-[0-9a-f]*" | tail -n1)"
+    [ -x "$b" ] || { echo "emu-sanitizers: no $1 test binary (build failed?)" >&2; exit 1; }
+    echo "$b"
+}
+BIN="$(test_bin gpu_ops)"
+GRAPH_BIN="$(test_bin graph_step)"
 for mode in "${MODES[@]}"; do
     case "$mode" in
         memcheck) rt="$("$CXX" -print-file-name=libasan.so)";
@@ -23,5 +31,8 @@ for mode in "${MODES[@]}"; do
     echo "== gpu_ops on cuda-emu:$mode ($rt)"
     start=$(date +%s)
     LD_PRELOAD="$rt" PIX2PIX_TEST_DEVICE="cuda-emu:$mode" "$BIN" --test-threads 2
+    if [ "$mode" = memcheck ]; then
+        LD_PRELOAD="$rt" PIX2PIX_TEST_DEVICE="cuda-emu:$mode" "$GRAPH_BIN" pix2pix_graph_replay
+    fi
     echo "== cuda-emu:$mode: $(( $(date +%s) - start )) s"
 done
