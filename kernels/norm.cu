@@ -1,6 +1,11 @@
 // Batch and instance normalisation, twin of src/ops/norm.rs (PyTorch semantics).
-// Train mode: one block per channel, two passes in f64 (mean, then the centred sum of squares),
-// block reductions in a fixed order (reproducible), no atomics. Eval mode: elementwise.
+// Train mode: two passes in f64 (mean, then the centred sum of squares), block reductions in a
+// fixed order (reproducible), no atomics. Eval mode: elementwise.
+// BN train kernels come in two variants (src/ops/norm.rs picks, PIX2PIX_BN_VARIANT overrides):
+//   v1 one block per channel (bn_forward_train, bn_backward): the baseline;
+//   v2 S blocks per channel (bn_split_*), for few channels with many values each (batch 64, the
+//      outer levels): each block reduces its chunk into f64 partials, and every block of the
+//      channel sums the S partials in the same order, so the result is reproducible.
 #include "common.cuh"
 
 // Mirrored by `BnArgs` in src/ops/norm.rs (#[repr(C)]). Offsets index the flat parameter buffer
@@ -89,6 +94,125 @@ KERNEL void bn_backward(const float* __restrict__ x, const float* __restrict__ d
         dx[i] = (float)(k * (md * (double)dy[i] - sdy - xhat * sdyx));
     }
     if (a.has_grads && threadIdx.x == 0) {
+        grads[a.gamma_off + c] += (float)sdyx;
+        grads[a.beta_off + c] += (float)sdy;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// v2: grid (C, S). Block (c, s) owns elements [s*chunk, min((s+1)*chunk, m)) of channel c, with
+// chunk = ceil(m / S). part[(c*S + s)*2 + k] holds its partial sums (f64).
+
+__device__ __forceinline__ void bn_chunk(const BnArgs& a, int splits, long long* lo, long long* hi) {
+    const long long m = (long long)a.n * a.hw;
+    const long long chunk = (m + splits - 1) / splits;
+    *lo = (long long)blockIdx.y * chunk;
+    *hi = min(m, *lo + chunk);
+}
+
+// The sum over the channel's S partials k, in a fixed order (the same in every block).
+__device__ __forceinline__ double bn_total(const double* part, int c, int splits, int k) {
+    double t = 0.0;
+    for (int s = 0; s < splits; ++s) t += part[(c * splits + s) * 2 + k];
+    return t;
+}
+
+// Pass 1: part[.][0] = sum of x over the chunk.
+KERNEL void bn_split_sum(const float* __restrict__ x, double* __restrict__ part, BnArgs a, int splits) {
+    const int c = blockIdx.x;
+    long long lo, hi;
+    bn_chunk(a, splits, &lo, &hi);
+    double s = 0.0;
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) s += (double)x[bn_index(a, c, e)];
+    s = block_sum(s);
+    if (threadIdx.x == 0) part[(c * splits + blockIdx.y) * 2] = s;
+}
+
+// Pass 2: part[.][1] = centred sum of squares over the chunk, about the channel's mean.
+KERNEL void bn_split_sq(const float* __restrict__ x, double* __restrict__ part, BnArgs a, int splits) {
+    const int c = blockIdx.x;
+    long long lo, hi;
+    bn_chunk(a, splits, &lo, &hi);
+    const double mean = bn_total(part, c, splits, 0) / ((double)a.n * a.hw);
+    double ss = 0.0;
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        const double d = (double)x[bn_index(a, c, e)] - mean;
+        ss += d * d;
+    }
+    ss = block_sum(ss);
+    if (threadIdx.x == 0) part[(c * splits + blockIdx.y) * 2 + 1] = ss;
+}
+
+// Pass 3: y over the chunk; block s = 0 writes the saved statistics and the running stats.
+KERNEL void bn_split_apply(const float* __restrict__ x, float* __restrict__ y, const float* __restrict__ params,
+                           float* __restrict__ buffers, float* __restrict__ saved_mean,
+                           float* __restrict__ saved_invstd, const double* __restrict__ part, BnArgs a,
+                           int splits) {
+    const int c = blockIdx.x;
+    long long lo, hi;
+    bn_chunk(a, splits, &lo, &hi);
+    const long long m = (long long)a.n * a.hw;
+    const double mean = bn_total(part, c, splits, 0) / (double)m;
+    const double ss = bn_total(part, c, splits, 1);
+    const float mu = (float)mean;
+    const float is = (float)(1.0 / sqrt(ss / (double)m + (double)a.eps));
+    if (blockIdx.y == 0 && threadIdx.x == 0) {
+        saved_mean[c] = mu;
+        saved_invstd[c] = is;
+        const double mom = (double)a.momentum;
+        float* rm = &buffers[a.rmean_off + c];
+        float* rv = &buffers[a.rvar_off + c];
+        *rm = (float)((1.0 - mom) * (double)*rm + mom * mean);
+        *rv = (float)((1.0 - mom) * (double)*rv + mom * ss / (double)(m - 1));
+    }
+    const float g = params[a.gamma_off + c], bb = params[a.beta_off + c];
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        const long long i = bn_index(a, c, e);
+        y[i] = (x[i] - mu) * is * g + bb;
+    }
+}
+
+// Backward pass 1: part[.][0] = sum(dy), part[.][1] = sum(dy * xhat) over the chunk.
+KERNEL void bn_split_bwd_sums(const float* __restrict__ x, const float* __restrict__ dy,
+                              const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
+                              double* __restrict__ part, BnArgs a, int splits) {
+    const int c = blockIdx.x;
+    long long lo, hi;
+    bn_chunk(a, splits, &lo, &hi);
+    const double mu = (double)saved_mean[c], is = (double)saved_invstd[c];
+    double sdy = 0.0, sdyx = 0.0;
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        const long long i = bn_index(a, c, e);
+        const double d = (double)dy[i];
+        sdy += d;
+        sdyx += d * ((double)x[i] - mu) * is;
+    }
+    sdy = block_sum(sdy);
+    sdyx = block_sum(sdyx);
+    if (threadIdx.x == 0) {
+        part[(c * splits + blockIdx.y) * 2] = sdy;
+        part[(c * splits + blockIdx.y) * 2 + 1] = sdyx;
+    }
+}
+
+// Backward pass 2: dx over the chunk as bn_backward; block s = 0 adds dgamma, dbeta.
+KERNEL void bn_split_bwd_apply(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
+                               const float* __restrict__ params, float* __restrict__ grads,
+                               const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
+                               const double* __restrict__ part, BnArgs a, int splits) {
+    const int c = blockIdx.x;
+    long long lo, hi;
+    bn_chunk(a, splits, &lo, &hi);
+    const double sdy = bn_total(part, c, splits, 0), sdyx = bn_total(part, c, splits, 1);
+    const double mu = (double)saved_mean[c], is = (double)saved_invstd[c];
+    const double md = (double)a.n * a.hw;
+    const double k = (double)params[a.gamma_off + c] * is / md;
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        const long long i = bn_index(a, c, e);
+        const double xhat = ((double)x[i] - mu) * is;
+        dx[i] = (float)(k * (md * (double)dy[i] - sdy - xhat * sdyx));
+    }
+    if (a.has_grads && blockIdx.y == 0 && threadIdx.x == 0) {
         grads[a.gamma_off + c] += (float)sdyx;
         grads[a.beta_off + c] += (float)sdy;
     }

@@ -343,6 +343,10 @@ fn batch_norm() {
         Shape::new(1, 512, 16, 16),
         Shape::new(1, 512, 2, 2),
         Shape::new(4, 8, 5, 3),
+        // Few channels with many values: the v2 kernels, S blocks per channel (4 here; 2 with
+        // an uneven last chunk below).
+        Shape::new(8, 4, 64, 64),
+        Shape::new(3, 5, 61, 67),
     ] {
         if !fits(shape.numel()) {
             continue;
@@ -384,7 +388,17 @@ fn batch_norm() {
             invstd: nan_storage(&g, c),
         };
         batch_norm_forward_train(&Device::Cpu, &p, &pc, &mut bc, &xc, &mut yc, &mut sc);
+        let Device::Cuda(cb) = &g else { unreachable!() };
+        cb.set_profiling(true);
         batch_norm_forward_train(&g, &p, &pg, &mut bg, &xg, &mut yg, &mut sg);
+        // Which variant ran: v2 for few channels with many values each (ops/norm.rs bn_splits).
+        let ran: Vec<&str> = cb.collect_kernel_times().iter().map(|k| k.name).collect();
+        cb.set_profiling(false);
+        let v2 = shape.c <= 8 && shape.n * shape.hw() >= 8192;
+        let expect = if v2 { "bn_split_apply" } else { "bn_forward_train" };
+        if std::env::var_os("PIX2PIX_BN_VARIANT").is_none() {
+            assert!(ran.contains(&expect), "{shape}: expected {expect}, ran {ran:?}");
+        }
         check_t(&format!("bn train forward {shape} y"), &g, &yg, &yc, 1e-6);
         check(
             &format!("bn train forward {shape} mean"),

@@ -5,7 +5,7 @@
 //! - InstanceNorm2d (affine=False, track_running_stats=False, CycleGAN's): over (H, W) per sample
 //!   and channel, with the biased variance, in train and eval mode alike; no parameters.
 
-use crate::device::cuda::launch;
+use crate::device::cuda::{launch, SCRATCH64_LEN};
 use crate::device::{CudaBackend, Device};
 use crate::tensor::{Span, Storage, Tensor};
 use rayon::prelude::*;
@@ -312,6 +312,32 @@ fn bn_args(p: &BnParams, x: &Tensor, has_grads: bool) -> BnArgs {
     }
 }
 
+/// Blocks per channel for the BN train kernels: 1 (v1, bn_forward_train / bn_backward) unless the
+/// channels are too few to fill the GPU and each has many values (the outer levels; batch 64),
+/// then S > 1 (v2, bn_split_*): about two blocks per SM in all, at least 4096 values per block,
+/// at most 32 blocks per channel, and C·S·2 partials within the f64 scratch.
+/// `PIX2PIX_BN_VARIANT=1` forces v1, `=2` v2 wherever S ≥ 2 is possible (the kernel lab's switch).
+fn bn_splits(c: &CudaBackend, channels: usize, m: usize) -> u32 {
+    static VARIANT: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    let variant = *VARIANT.get_or_init(|| std::env::var("PIX2PIX_BN_VARIANT").ok().and_then(|v| v.parse().ok()));
+    let cap = (m / 4096).min(32).min(SCRATCH64_LEN / (2 * channels));
+    let want = match variant {
+        Some(1) => 1,
+        Some(2) => cap,
+        _ => (2 * c.sm_count as usize).div_ceil(channels).min(cap),
+    };
+    want.max(1) as u32
+}
+
+/// Grid (C, S) for the v2 BN kernels.
+fn per_channel_split(c: usize, splits: u32) -> cudarc::driver::LaunchConfig {
+    cudarc::driver::LaunchConfig {
+        grid_dim: (c as u32, splits, 1),
+        block_dim: (crate::device::cuda::BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// One block per channel.
 fn per_channel(c: usize) -> cudarc::driver::LaunchConfig {
     cudarc::driver::LaunchConfig {
@@ -331,6 +357,29 @@ fn cuda_batch_norm_forward_train(
     saved: &mut BnSaved,
 ) {
     let a = bn_args(p, x, false);
+    let splits = bn_splits(c, x.shape.c, x.shape.n * x.shape.hw());
+    if splits > 1 {
+        let cfg = per_channel_split(x.shape.c, splits);
+        let mut part = c.scratch64();
+        launch!(c, "norm", "bn_split_sum", cfg, x.cuda(), &mut *part, &a, &splits);
+        launch!(c, "norm", "bn_split_sq", cfg, x.cuda(), &mut *part, &a, &splits);
+        launch!(
+            c,
+            "norm",
+            "bn_split_apply",
+            cfg,
+            x.cuda(),
+            y.cuda_mut(),
+            params.cuda(),
+            buffers.cuda_mut(),
+            saved.mean.cuda_mut(),
+            saved.invstd.cuda_mut(),
+            &*part,
+            &a,
+            &splits
+        );
+        return;
+    }
     let cfg = per_channel(x.shape.c);
     launch!(
         c,
@@ -381,6 +430,61 @@ fn cuda_batch_norm_backward(
     dy: &Tensor,
     dx: &mut Tensor,
 ) {
+    let splits = bn_splits(c, x.shape.c, x.shape.n * x.shape.hw());
+    if splits > 1 {
+        let cfg = per_channel_split(x.shape.c, splits);
+        let mut part = c.scratch64();
+        let a = bn_args(p, x, grads.is_some());
+        launch!(
+            c,
+            "norm",
+            "bn_split_bwd_sums",
+            cfg,
+            x.cuda(),
+            dy.cuda(),
+            saved.mean.cuda(),
+            saved.invstd.cuda(),
+            &mut *part,
+            &a,
+            &splits
+        );
+        // Without gradients the kernel never touches its grads argument (params stands in).
+        match grads {
+            Some(g) => launch!(
+                c,
+                "norm",
+                "bn_split_bwd_apply",
+                cfg,
+                x.cuda(),
+                dy.cuda(),
+                dx.cuda_mut(),
+                params.cuda(),
+                g.cuda_mut(),
+                saved.mean.cuda(),
+                saved.invstd.cuda(),
+                &*part,
+                &a,
+                &splits
+            ),
+            None => launch!(
+                c,
+                "norm",
+                "bn_split_bwd_apply",
+                cfg,
+                x.cuda(),
+                dy.cuda(),
+                dx.cuda_mut(),
+                params.cuda(),
+                params.cuda(),
+                saved.mean.cuda(),
+                saved.invstd.cuda(),
+                &*part,
+                &a,
+                &splits
+            ),
+        }
+        return;
+    }
     let cfg = per_channel(x.shape.c);
     match grads {
         Some(g) => {
