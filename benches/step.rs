@@ -156,13 +156,13 @@ fn main() -> anyhow::Result<()> {
 fn time_steps(device: &Device, m: &mut dyn Model, a: &Tensor, b: &Tensor, iters: usize, graph: bool) -> f64 {
     let mut g = StepGraph::new(graph);
     for _ in 0..2 {
-        m.prepare_step(device, 2e-4);
+        m.prepare_step(device, 2e-4, a.shape);
         g.run(device, m, a, b).expect("step");
     }
     device.synchronize();
     let t = Instant::now();
     for _ in 0..iters {
-        m.prepare_step(device, 2e-4);
+        m.prepare_step(device, 2e-4, a.shape);
         g.run(device, m, a, b).expect("step");
     }
     device.synchronize();

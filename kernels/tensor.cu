@@ -19,6 +19,23 @@ KERNEL void copy_channels(const float* __restrict__ src, float* __restrict__ dst
     }
 }
 
+// The image pool's copies for one batch (src/models/image_pool.rs): for each sample b in order,
+// out[b] = src >= 0 ? pool[src] : fake[b], then pool[store] = fake[b] when store >= 0, with
+// (src, store) = plan[2b], plan[2b + 1]. Each thread walks the samples in order for its elements,
+// so a sample sees the stores of the samples before it, as the reference's per-image loop does.
+// The plan is read from device memory (written before the step), so a captured step replays it.
+KERNEL void pool_exchange(const float* __restrict__ fake, float* __restrict__ pool, float* __restrict__ out,
+                          const int* __restrict__ plan, int n, long long chw) {
+    GRID_STRIDE(e, chw) {
+        for (int b = 0; b < n; ++b) {
+            const int src = plan[2 * b], store = plan[2 * b + 1];
+            const float v = fake[b * chw + e];
+            out[b * chw + e] = src >= 0 ? pool[src * chw + e] : v;
+            if (store >= 0) pool[store * chw + e] = v;
+        }
+    }
+}
+
 // out = a + b (the residual add; out may alias either input).
 KERNEL void tensor_add(const float* a, const float* b, float* out, long long n) {
     GRID_STRIDE(i, n) out[i] = a[i] + b[i];

@@ -786,6 +786,44 @@ fn whole_step_gradcheck() {
 // ---------------------------------------------------------------------------------------------
 // CycleGAN's ops: reflection padding, residual add, instance norm, the ResNet generator's convs.
 
+/// The image pool's copies (ops::tensor::pool_exchange) with a plan that stores, swaps, passes
+/// and, within one batch, reads a slot an earlier image has just stored into.
+#[test]
+fn pool_exchange_follows_its_plan() {
+    use pix2pix::device::step_values::StepValues;
+    use pix2pix::ops::tensor::pool_exchange;
+    let g = gpu_or_skip!();
+    let mut r = rng(14);
+    let s = Shape::new(5, 3, 9, 7);
+    let ps = Shape::new(4, 3, 9, 7);
+    // (source, store) per image: store in 2; swap with 1; pass; swap with 2 (just stored); store in 0.
+    let plan = [-1, 2, 1, 1, -1, -1, 2, 2, -1, 0];
+    let (fc, fg) = rand_pair(&g, &mut r, s);
+    let pool0 = rand_vec(&mut r, ps.numel());
+    let (mut pc, mut pg) = pair(&g, ps, &pool0);
+    let (mut oc, mut og) = outputs(&g, s);
+    let mut plan_c = StepValues::new(&Device::Cpu, plan.len());
+    plan_c.set(&Device::Cpu, &plan);
+    let mut plan_g = StepValues::new(&g, plan.len());
+    plan_g.set(&g, &plan);
+    pool_exchange(&Device::Cpu, &plan_c, &fc, &mut pc, &mut oc);
+    pool_exchange(&g, &plan_g, &fg, &mut pg, &mut og);
+    check_t("pool_exchange out", &g, &og, &oc, 0.0);
+    check_t("pool_exchange pool", &g, &pg, &pc, 0.0);
+    // The plan's meaning, on the CPU result: image 3 gets image 0 (stored in slot 2 just before).
+    let chw = s.chw();
+    let (f, o, p) = (fc.cpu(), oc.cpu(), pc.cpu());
+    assert_eq!(&o[3 * chw..4 * chw], &f[..chw]);
+    assert_eq!(
+        &o[chw..2 * chw],
+        &pool0[chw..2 * chw],
+        "image 1 gets slot 1's old image"
+    );
+    assert_eq!(&p[2 * chw..3 * chw], &f[3 * chw..4 * chw], "slot 2 ends with image 3");
+    assert_eq!(&p[..chw], &f[4 * chw..], "slot 0 holds image 4");
+    assert_eq!(&p[3 * chw..], &pool0[3 * chw..], "slot 3 untouched");
+}
+
 #[test]
 fn reflection_pad_and_residual_add() {
     let g = gpu_or_skip!();

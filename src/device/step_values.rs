@@ -46,6 +46,12 @@ impl<T: DeviceRepr + ValidAsZeroBits + Copy + Default + Unpin> StepValues<T> {
         &self.host
     }
 
+    /// Every value in device memory, as a view for a kernel argument.
+    pub fn cuda_all(&self) -> CudaView<'_, T> {
+        let d = self.dev.as_ref().expect("step values on the CPU device");
+        d.slice(..self.host.len().max(1))
+    }
+
     /// Value `i` in device memory, as a one-element view for a kernel argument.
     pub fn cuda(&self, i: usize) -> CudaView<'_, T> {
         assert!(i < self.host.len(), "step value {i} of {}", self.host.len());

@@ -161,13 +161,15 @@ impl CycleGan {
 
     /// One optimize_parameters() call at learning rate `lr`. No host synchronisation inside.
     pub fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
-        self.prepare_step(lr);
+        self.prepare_step(dev, lr, real_a.shape);
         self.run_step(dev, real_a, real_b);
     }
 
-    /// The host half of a step: the four Adam steps' factors.
-    pub fn prepare_step(&mut self, lr: f64) {
+    /// The host half of a step: the four Adam steps' factors and both pools' plans.
+    pub fn prepare_step(&mut self, dev: &Device, lr: f64, batch: Shape) {
         self.iteration += 1;
+        self.pool_b.prepare(dev, batch);
+        self.pool_a.prepare(dev, batch);
         let o = self.opt;
         for ps in [
             &mut self.g_a.params,
@@ -179,8 +181,7 @@ impl CycleGan {
         }
     }
 
-    /// The device half of a step: every launch, in SPEC.md §7's order. (The image pools decide
-    /// on the host which copies to make, so with a pool this is not capturable as a graph.)
+    /// The device half of a step (capturable): every launch, in SPEC.md §7's order.
     pub fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor) {
         self.ensure_buffers(dev, real_a.shape);
         let o = self.opt;
@@ -279,7 +280,7 @@ impl CycleGan {
                 (D_B_REAL, D_B_FAKE),
             ),
         ] {
-            pool.query(dev, fake, &mut bufs.pooled);
+            pool.apply(dev, fake, &mut bufs.pooled);
             let logits = d.forward(dev, real);
             gan_loss(
                 dev,
@@ -361,14 +362,11 @@ impl Model for CycleGan {
     fn check_batch(&self, a: Shape, b: Shape) -> Result<()> {
         CycleGan::check_batch(self, a, b)
     }
-    fn prepare_step(&mut self, _dev: &Device, lr: f64) {
-        CycleGan::prepare_step(self, lr)
+    fn prepare_step(&mut self, dev: &Device, lr: f64, batch: Shape) {
+        CycleGan::prepare_step(self, dev, lr, batch)
     }
     fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor) {
         CycleGan::run_step(self, dev, real_a, real_b)
-    }
-    fn graph_blocker(&self) -> Option<&'static str> {
-        (self.opt.pool_size > 0).then_some("the image pools (--pool-size > 0) decide their copies on the host")
     }
     fn set_phase_timing(&mut self, on: bool) {
         self.phase_times = on.then(PhaseTimes::default);

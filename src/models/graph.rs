@@ -7,9 +7,9 @@
 //! `Model::prepare_step` before each launch; the host counters a step advances (BN's
 //! num_batches_tracked) are advanced on replay by the amount the captured step advanced them.
 //!
-//! A new batch shape (the smaller last batch of an epoch), `--no-graph`, per-phase timing
-//! (`--profile`, which synchronises between phases) and models whose launches depend on host
-//! decisions (`Model::graph_blocker`) run eagerly; so does the CPU.
+//! A new batch shape (the smaller last batch of an epoch), `--no-graph` and per-phase timing
+//! (`--profile`, which synchronises between phases) run eagerly; so does the CPU. A model's host
+//! decisions (CycleGAN's image pool) are made in `prepare_step` and reach the graph as data.
 
 use super::model::Model;
 use crate::device::cuda::err_str;
@@ -67,7 +67,7 @@ impl StepGraph {
         } else if model.phase_times().is_some() {
             Some("per-phase timing synchronises inside the step")
         } else {
-            model.graph_blocker()
+            None
         }
     }
 

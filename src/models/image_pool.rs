@@ -5,14 +5,18 @@
 //!   put the new one in its slot, otherwise return the new one and leave the pool unchanged;
 //! - size 0 passes images through.
 //!
-//! The images stay on the device (one [size, C, H, W] tensor; copies per image, no host round
-//! trip). The decisions are host-side draws from a counter-based hash of (seed, draw number),
-//! so they are deterministic, independent of the device, and resume exactly from the counter.
+//! The images stay on the device (one [size, C, H, W] tensor, no host round trip). The
+//! decisions are host-side draws from a counter-based hash of (seed, draw number), so they are
+//! deterministic, independent of the device, and resume exactly from the counter. `prepare`
+//! makes them before the step and writes the batch's plan (which slot each image comes from and
+//! goes to) to device memory; `apply` is one launch that follows it (`ops::tensor::pool_exchange`),
+//! so a step with a pool can be captured as a CUDA graph and replayed.
 
 use crate::checkpoint::{NamedTensor, Values};
+use crate::device::step_values::StepValues;
 use crate::device::Device;
 use crate::ops::activation::{splitmix, uniform};
-use crate::ops::tensor::copy_sample;
+use crate::ops::tensor::pool_exchange;
 use crate::tensor::{Shape, Tensor};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +29,9 @@ pub struct ImagePool {
     draws: u64,
     stored: usize,
     images: Option<Tensor>,
+    /// The prepared batch's plan: (source slot or −1 for the new image, slot to store it in or −1)
+    /// per image.
+    plan: Option<StepValues<i32>>,
 }
 
 impl ImagePool {
@@ -35,6 +42,7 @@ impl ImagePool {
             draws: 0,
             stored: 0,
             images: None,
+            plan: None,
         }
     }
 
@@ -52,39 +60,58 @@ impl ImagePool {
         splitmix(self.seed, self.draws - 1)
     }
 
-    /// Writes the images D trains on for the batch `fake` into `out` (same shape as `fake`).
+    /// Writes the images D trains on for the batch `fake` into `out` (same shape as `fake`):
+    /// `prepare` then `apply`.
     pub fn query(&mut self, dev: &Device, fake: &Tensor, out: &mut Tensor) {
-        assert_eq!(fake.shape, out.shape, "image pool query shapes");
-        let one = Shape::new(self.size.max(1), fake.shape.c, fake.shape.h, fake.shape.w);
+        self.prepare(dev, fake.shape);
+        self.apply(dev, fake, out);
+    }
+
+    /// The host half of a query for a batch of this shape: the reference's decisions, image by
+    /// image, written as the plan `apply` follows (and the pool allocated for the image size).
+    pub fn prepare(&mut self, dev: &Device, batch: Shape) {
+        let one = Shape::new(self.size.max(1), batch.c, batch.h, batch.w);
         if self.images.as_ref().is_some_and(|t| t.shape != one) {
             // Another image size: the stored history does not fit it (the reference would fail
             // to concatenate); start a new history.
             self.images = None;
             self.stored = 0;
         }
-        for b in 0..fake.shape.n {
-            if self.size == 0 {
-                copy_sample(dev, fake, b, out, b);
-                continue;
-            }
-            let images = self.images.get_or_insert_with(|| dev.zeros_tensor(one));
-            if self.stored < self.size {
-                copy_sample(dev, fake, b, images, self.stored);
+        self.images.get_or_insert_with(|| dev.zeros_tensor(one));
+        let mut plan = Vec::with_capacity(2 * batch.n);
+        for _ in 0..batch.n {
+            let (src, store) = if self.size == 0 {
+                (-1, -1)
+            } else if self.stored < self.size {
+                // Not full: store the image and return it.
                 self.stored += 1;
-                copy_sample(dev, fake, b, out, b);
-                continue;
-            }
-            let p = uniform(self.seed, self.draws);
-            self.draws += 1;
-            if p > 0.5 {
-                let id = (self.draw() % self.size as u64) as usize;
-                let images = self.images.as_mut().expect("pool allocated");
-                copy_sample(dev, images, id, out, b);
-                copy_sample(dev, fake, b, images, id);
+                (-1, self.stored as i32 - 1)
             } else {
-                copy_sample(dev, fake, b, out, b);
-            }
+                let p = uniform(self.seed, self.draws);
+                self.draws += 1;
+                if p > 0.5 {
+                    // Return a stored image, keep the new one in its slot.
+                    let id = (self.draw() % self.size as u64) as i32;
+                    (id, id)
+                } else {
+                    (-1, -1)
+                }
+            };
+            plan.extend([src, store]);
         }
+        if self.plan.as_ref().is_none_or(|p| p.host().len() != plan.len()) {
+            self.plan = Some(StepValues::new(dev, plan.len()));
+        }
+        self.plan.as_mut().expect("allocated").set(dev, &plan);
+    }
+
+    /// The device half: the prepared plan's copies (one launch, no host copy).
+    pub fn apply(&mut self, dev: &Device, fake: &Tensor, out: &mut Tensor) {
+        assert_eq!(fake.shape, out.shape, "image pool query shapes");
+        let (Some(plan), Some(images)) = (self.plan.as_ref(), self.images.as_mut()) else {
+            panic!("ImagePool::apply without prepare");
+        };
+        pool_exchange(dev, plan, fake, images, out);
     }
 
     /// The pool as train-state tensors and metadata under `name` ("pool_A").

@@ -36,9 +36,10 @@ pub trait Model {
     }
     /// Checks a batch (real_A, real_B) against the networks, with an error naming the mismatch.
     fn check_batch(&self, a: Shape, b: Shape) -> Result<()>;
-    /// The host half of optimize_parameters() at learning rate `lr`: advances the step counters
-    /// and writes this step's values (Adam's factors, dropout seeds) to the device.
-    fn prepare_step(&mut self, dev: &Device, lr: f64);
+    /// The host half of optimize_parameters() at learning rate `lr` for a batch of this shape:
+    /// advances the step counters and writes this step's values (Adam's factors, dropout seeds,
+    /// the image pools' plans) to the device.
+    fn prepare_step(&mut self, dev: &Device, lr: f64, batch: Shape);
     /// The device half: every launch of the step, with no host synchronisation, copy or (after a
     /// first step at this batch shape) allocation, so that it can be captured once as a CUDA
     /// graph and replayed (`models::graph::StepGraph`). Host state it changes must change by the
@@ -46,13 +47,8 @@ pub trait Model {
     fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor);
     /// One optimize_parameters() call at learning rate `lr`, no host synchronisation inside.
     fn step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor, lr: f64) {
-        self.prepare_step(dev, lr);
+        self.prepare_step(dev, lr, real_a.shape);
         self.run_step(dev, real_a, real_b);
-    }
-    /// Why `run_step` cannot be captured as a graph (host-side decisions that change the
-    /// launches from step to step), or None.
-    fn graph_blocker(&self) -> Option<&'static str> {
-        None
     }
     /// Turns per-phase timing on (the table starts empty).
     fn set_phase_timing(&mut self, on: bool);

@@ -280,7 +280,7 @@ impl Model for Pix2Pix {
     fn check_batch(&self, a: Shape, b: Shape) -> Result<()> {
         Pix2Pix::check_batch(self, a, b)
     }
-    fn prepare_step(&mut self, dev: &Device, lr: f64) {
+    fn prepare_step(&mut self, dev: &Device, lr: f64, _batch: Shape) {
         Pix2Pix::prepare_step(self, dev, lr)
     }
     fn run_step(&mut self, dev: &Device, real_a: &Tensor, real_b: &Tensor) {

@@ -4,6 +4,7 @@
 
 use crate::device::cpu::{zip2_map, zip_map};
 use crate::device::cuda::launch;
+use crate::device::step_values::StepValues;
 use crate::device::{CudaBackend, Device};
 use crate::tensor::{Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -106,6 +107,62 @@ pub fn copy_sample(dev: &Device, src: &Tensor, i: usize, dst: &mut Tensor, j: us
                 &ch,
                 &hw,
                 &acc
+            );
+        }
+    }
+}
+
+/// The image pool's copies for one batch (models::image_pool): for each sample b in order,
+/// out[b] = pool[src] (or fake[b] when src < 0), then pool[store] = fake[b] (when store ≥ 0),
+/// with (src, store) = plan[2b], plan[2b + 1]. A later sample sees an earlier one's store. The
+/// plan is read from memory, so a captured step replays with each step's plan.
+pub fn pool_exchange(dev: &Device, plan: &StepValues<i32>, fake: &Tensor, pool: &mut Tensor, out: &mut Tensor) {
+    let (f, p) = (fake.shape, pool.shape);
+    assert!(
+        f == out.shape && f.c == p.c && f.h == p.h && f.w == p.w && plan.host().len() == 2 * f.n,
+        "pool_exchange: fake {f}, pool {p}, out {}, plan of {}",
+        out.shape,
+        plan.host().len()
+    );
+    assert!(
+        plan.host().iter().all(|&i| i < p.n as i32),
+        "pool_exchange: plan names a slot beyond the pool's {}",
+        p.n
+    );
+    let chw = f.chw();
+    match dev {
+        Device::Cpu => {
+            let (fake, pool, out) = (fake.cpu(), pool.cpu_mut(), out.cpu_mut());
+            for (b, step) in plan.host().chunks(2).enumerate() {
+                let (src, store) = (step[0], step[1]);
+                let fb = &fake[b * chw..(b + 1) * chw];
+                if src >= 0 {
+                    let s = src as usize * chw;
+                    out[b * chw..(b + 1) * chw].copy_from_slice(&pool[s..s + chw]);
+                } else {
+                    out[b * chw..(b + 1) * chw].copy_from_slice(fb);
+                }
+                if store >= 0 {
+                    let s = store as usize * chw;
+                    pool[s..s + chw].copy_from_slice(fb);
+                }
+            }
+        }
+        Device::Cuda(c) => {
+            let (n, chw) = (f.n as i32, chw as i64);
+            let cfg = c.cfg_1d(f.chw());
+            let plan = plan.cuda_all();
+            launch!(
+                c,
+                "tensor",
+                "pool_exchange",
+                cfg,
+                fake.cuda(),
+                pool.cuda_mut(),
+                out.cuda_mut(),
+                &plan,
+                &n,
+                &chw
             );
         }
     }

@@ -407,7 +407,7 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
                 // The first iteration allocates and loads modules: profile from the second.
                 crate::profile::start(dev, model);
             }
-            model.prepare_step(dev, lr);
+            model.prepare_step(dev, lr, shape);
             graph.run(dev, model, ta.as_ref().unwrap(), tb.as_ref().unwrap())?;
             if model.phase_times().is_some() {
                 kernel_times = crate::profile::collect(dev);
