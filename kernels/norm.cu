@@ -26,6 +26,18 @@ __device__ __forceinline__ long long bn_index(const BnArgs& a, int c, long long 
     return (b * a.c + c) * a.hw + (e - b * a.hw);
 }
 
+// The channel's statistics for the backward, and the running stats (PyTorch: unbiased variance).
+__device__ __forceinline__ void bn_save_stats(const BnArgs& a, int c, double mean, double ss, long long m,
+                                              float* buffers, float* saved_mean, float* saved_invstd) {
+    saved_mean[c] = (float)mean;
+    saved_invstd[c] = (float)(1.0 / sqrt(ss / (double)m + (double)a.eps));
+    const double mom = (double)a.momentum;
+    float* rm = &buffers[a.rmean_off + c];
+    float* rv = &buffers[a.rvar_off + c];
+    *rm = (float)((1.0 - mom) * (double)*rm + mom * mean);
+    *rv = (float)((1.0 - mom) * (double)*rv + mom * ss / (double)(m - 1));
+}
+
 KERNEL void bn_forward_train(const float* __restrict__ x, float* __restrict__ y, const float* __restrict__ params,
                              float* __restrict__ buffers, float* __restrict__ saved_mean,
                              float* __restrict__ saved_invstd, BnArgs a) {
@@ -42,15 +54,7 @@ KERNEL void bn_forward_train(const float* __restrict__ x, float* __restrict__ y,
     ss = block_sum(ss);
     const float mu = (float)mean;
     const float is = (float)(1.0 / sqrt(ss / (double)m + (double)a.eps));
-    if (threadIdx.x == 0) {
-        saved_mean[c] = mu;
-        saved_invstd[c] = is;
-        const double mom = (double)a.momentum;
-        float* rm = &buffers[a.rmean_off + c];
-        float* rv = &buffers[a.rvar_off + c];
-        *rm = (float)((1.0 - mom) * (double)*rm + mom * mean);
-        *rv = (float)((1.0 - mom) * (double)*rv + mom * ss / (double)(m - 1));
-    }
+    if (threadIdx.x == 0) bn_save_stats(a, c, mean, ss, m, buffers, saved_mean, saved_invstd);
     const float g = params[a.gamma_off + c], bb = params[a.beta_off + c];
     for (long long e = threadIdx.x; e < m; e += blockDim.x) {
         const long long i = bn_index(a, c, e);
@@ -156,15 +160,7 @@ KERNEL void bn_split_apply(const float* __restrict__ x, float* __restrict__ y, c
     const double ss = bn_total(part, c, splits, 1);
     const float mu = (float)mean;
     const float is = (float)(1.0 / sqrt(ss / (double)m + (double)a.eps));
-    if (blockIdx.y == 0 && threadIdx.x == 0) {
-        saved_mean[c] = mu;
-        saved_invstd[c] = is;
-        const double mom = (double)a.momentum;
-        float* rm = &buffers[a.rmean_off + c];
-        float* rv = &buffers[a.rvar_off + c];
-        *rm = (float)((1.0 - mom) * (double)*rm + mom * mean);
-        *rv = (float)((1.0 - mom) * (double)*rv + mom * ss / (double)(m - 1));
-    }
+    if (blockIdx.y == 0 && threadIdx.x == 0) bn_save_stats(a, c, mean, ss, m, buffers, saved_mean, saved_invstd);
     const float g = params[a.gamma_off + c], bb = params[a.beta_off + c];
     for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
         const long long i = bn_index(a, c, e);

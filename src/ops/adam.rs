@@ -68,13 +68,13 @@ pub fn adam_apply(
     match dev {
         Device::Cpu => {
             let (neg_step, bc2_sqrt) = (factors.host()[0], factors.host()[1]);
-            // 1−β are formed in f64 then rounded, as PyTorch passes Python floats to its f32 kernels.
-            let (one_m_b1, b2, one_m_b2, eps) = (
-                (1.0 - s.beta1) as f32,
-                s.beta2 as f32,
-                (1.0 - s.beta2) as f32,
-                s.eps as f32,
-            );
+            let AdamArgs {
+                one_m_b1,
+                b2,
+                one_m_b2,
+                eps,
+                ..
+            } = AdamArgs::new(s, len);
             const CH: usize = 1 << 14;
             param
                 .cpu_mut()
@@ -112,6 +112,20 @@ pub(crate) struct AdamArgs {
 // SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
 unsafe impl cudarc::driver::DeviceRepr for AdamArgs {}
 
+impl AdamArgs {
+    /// The per-run constants as f32, shared by both devices: 1−β are formed in f64 then rounded,
+    /// as PyTorch passes Python floats to its f32 kernels.
+    fn new(s: &AdamStep, n: usize) -> Self {
+        AdamArgs {
+            n: n as u64,
+            one_m_b1: (1.0 - s.beta1) as f32,
+            b2: s.beta2 as f32,
+            one_m_b2: (1.0 - s.beta2) as f32,
+            eps: s.eps as f32,
+        }
+    }
+}
+
 fn cuda_adam_apply(
     c: &CudaBackend,
     s: &AdamStep,
@@ -121,13 +135,7 @@ fn cuda_adam_apply(
     m: &mut Storage,
     v: &mut Storage,
 ) {
-    let a = AdamArgs {
-        n: param.len() as u64,
-        one_m_b1: (1.0 - s.beta1) as f32,
-        b2: s.beta2 as f32,
-        one_m_b2: (1.0 - s.beta2) as f32,
-        eps: s.eps as f32,
-    };
+    let a = AdamArgs::new(s, param.len());
     let cfg = c.cfg_1d(param.len());
     let f = factors.cuda(0);
     launch!(

@@ -430,11 +430,21 @@ fn cuda_batch_norm_backward(
     dy: &Tensor,
     dx: &mut Tensor,
 ) {
+    let a = bn_args(p, x, grads.is_some());
+    // The kernels write dgamma/dbeta into `grads` only when has_grads: without gradients
+    // (frozen D) `params` stands in for the pointer and is never written.
+    macro_rules! with_grads {
+        ($launch:ident) => {
+            match grads {
+                Some(g) => $launch!(g.cuda_mut()),
+                None => $launch!(params.cuda()),
+            }
+        };
+    }
     let splits = bn_splits(c, x.shape.c, x.shape.n * x.shape.hw());
     if splits > 1 {
         let cfg = per_channel_split(x.shape.c, splits);
         let mut part = c.scratch64();
-        let a = bn_args(p, x, grads.is_some());
         launch!(
             c,
             "norm",
@@ -448,47 +458,32 @@ fn cuda_batch_norm_backward(
             &a,
             &splits
         );
-        // Without gradients the kernel never touches its grads argument (params stands in).
-        match grads {
-            Some(g) => launch!(
-                c,
-                "norm",
-                "bn_split_bwd_apply",
-                cfg,
-                x.cuda(),
-                dy.cuda(),
-                dx.cuda_mut(),
-                params.cuda(),
-                g.cuda_mut(),
-                saved.mean.cuda(),
-                saved.invstd.cuda(),
-                &*part,
-                &a,
-                &splits
-            ),
-            None => launch!(
-                c,
-                "norm",
-                "bn_split_bwd_apply",
-                cfg,
-                x.cuda(),
-                dy.cuda(),
-                dx.cuda_mut(),
-                params.cuda(),
-                params.cuda(),
-                saved.mean.cuda(),
-                saved.invstd.cuda(),
-                &*part,
-                &a,
-                &splits
-            ),
+        macro_rules! apply {
+            ($g:expr) => {
+                launch!(
+                    c,
+                    "norm",
+                    "bn_split_bwd_apply",
+                    cfg,
+                    x.cuda(),
+                    dy.cuda(),
+                    dx.cuda_mut(),
+                    params.cuda(),
+                    $g,
+                    saved.mean.cuda(),
+                    saved.invstd.cuda(),
+                    &*part,
+                    &a,
+                    &splits
+                )
+            };
         }
+        with_grads!(apply);
         return;
     }
     let cfg = per_channel(x.shape.c);
-    match grads {
-        Some(g) => {
-            let a = bn_args(p, x, true);
+    macro_rules! backward {
+        ($g:expr) => {
             launch!(
                 c,
                 "norm",
@@ -498,31 +493,14 @@ fn cuda_batch_norm_backward(
                 dy.cuda(),
                 dx.cuda_mut(),
                 params.cuda(),
-                g.cuda_mut(),
+                $g,
                 saved.mean.cuda(),
                 saved.invstd.cuda(),
                 &a
-            );
-        }
-        None => {
-            // No gradients wanted: the kernel never touches its grads argument (params stands in).
-            let a = bn_args(p, x, false);
-            launch!(
-                c,
-                "norm",
-                "bn_backward",
-                cfg,
-                x.cuda(),
-                dy.cuda(),
-                dx.cuda_mut(),
-                params.cuda(),
-                params.cuda(),
-                saved.mean.cuda(),
-                saved.invstd.cuda(),
-                &a
-            );
-        }
+            )
+        };
     }
+    with_grads!(backward);
 }
 
 /// One block per (sample, channel) plane.
