@@ -644,6 +644,28 @@ fn both_toolchains() -> Option<(&'static str, &'static str)> {
     }
 }
 
+#[test]
+fn ptx_isa_versions_map_to_the_drivers_that_load_them() {
+    use pix2pix::device::cuda::ptx_needs_cuda;
+    // The PTX ISA release history: 7.x is CUDA 11.x; 8.0–8.5 is 12.0–12.5 (12.6 kept 8.5); 8.6,
+    // 8.7, 8.8 came with 12.7, 12.8, 12.9; 9.0 with 13.0.
+    let table = [
+        ((7, 8), 11080),
+        ((8, 0), 12000),
+        ((8, 4), 12040),
+        ((8, 5), 12050),
+        ((8, 6), 12070),
+        ((8, 7), 12080),
+        ((8, 8), 12090),
+        ((9, 0), 13000),
+        ((9, 1), 13010),
+    ];
+    for (isa, cuda) in table {
+        assert_eq!(ptx_needs_cuda(isa), Some(cuda), "PTX ISA {isa:?}");
+    }
+    assert_eq!(ptx_needs_cuda((6, 5)), None);
+}
+
 /// Runs `child_ptx_choice` on the plain emulated device with `env`; returns (succeeded, output).
 fn run_ptx_child(env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -705,7 +727,7 @@ fn a_cuda_12_4_driver_loads_the_cuda_12_ptx_and_runs_it() {
     assert!(line.contains(&format!("PTX sm_90 ISA 8.0 by {old}")), "{text}");
     // describe() says why: the CUDA 13 PTX needs a newer driver.
     assert!(
-        text.contains(&format!("PTX sm_90 ISA 9.0 by {new} needs a CUDA 13.0 driver")),
+        text.contains(&format!("{new}'s PTX (ISA 9.0) needs a CUDA 13.0 driver")),
         "{text}"
     );
     assert!(text.contains("conv forward matches the CPU"), "{text}");
@@ -756,7 +778,8 @@ fn a_cuda_11_driver_gets_no_kernels_and_is_told_why() {
     let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "11080")]);
     assert!(!ok, "{text}");
     assert!(
-        text.contains("no embedded PTX loads") && text.contains(&format!("ISA 8.0 by {old} needs a CUDA 12.0 driver")),
+        text.contains("no embedded PTX loads")
+            && text.contains(&format!("{old}'s PTX (ISA 8.0) needs a CUDA 12.0 driver")),
         "{text}"
     );
 }

@@ -78,14 +78,24 @@ pub mod embedded {
 
     /// The sets to try on a device of compute capability `cc` (×10) under a driver of CUDA
     /// `driver` (cuDriverGetVersion), best first: the highest arch not above `cc`, then the newest
-    /// PTX ISA; sets whose ISA needs a newer driver are left out, each with a line saying why.
+    /// PTX ISA; sets whose ISA needs a newer driver are left out, with one line per toolchain
+    /// saying why.
     pub fn plan(cc: u32, driver: i32) -> (Vec<PtxSet>, Vec<String>) {
         let mut try_ = Vec::new();
         let mut skipped = Vec::new();
         for s in sets().into_iter().filter(|s| s.arch <= cc) {
             match super::ptx_needs_cuda(s.isa) {
                 Some(need) if need > driver => {
-                    skipped.push(format!("{s} needs a CUDA {} driver", super::cuda_version_str(need)))
+                    let why = format!(
+                        "{}'s PTX (ISA {}.{}) needs a CUDA {} driver",
+                        s.toolchain,
+                        s.isa.0,
+                        s.isa.1,
+                        super::cuda_version_str(need)
+                    );
+                    if !skipped.contains(&why) {
+                        skipped.push(why);
+                    }
                 }
                 _ => try_.push(s),
             }
@@ -261,9 +271,16 @@ impl CudaBackend {
                     archs.last().unwrap()
                 );
             }
+            let oldest = embedded::sets()
+                .into_iter()
+                .filter(|s| s.arch <= cc)
+                .filter_map(|s| ptx_needs_cuda(s.isa))
+                .min()
+                .map(cuda_version_str)
+                .unwrap_or_else(|| "?".into());
             bail!(
-                "no embedded PTX loads on {name} (sm_{cc}) under this driver (CUDA {}): {}; update the driver, \
-                 or build with PTX an older driver loads (CUDA 12's NVRTC, PIX2PIX_NVRTC)",
+                "no embedded PTX loads on {name} (sm_{cc}) under this driver (CUDA {}): {}; update the \
+                 driver to CUDA {oldest} or later",
                 cuda_version_str(driver_version),
                 passed_over.join("; ")
             );
