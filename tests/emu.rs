@@ -773,6 +773,20 @@ fn a_driver_refusing_ptx_it_should_load_falls_back_to_older_ptx() {
 }
 
 #[test]
+fn pix2pix_ptx_picks_a_toolchain() {
+    let Some((_, old)) = both_toolchains() else { return };
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "13000"), ("PIX2PIX_PTX", "nvrtc")]);
+    assert!(ok, "{text}");
+    assert!(
+        loaded_line(&text).contains(&format!("PTX sm_90 ISA 8.0 by {old}")),
+        "{text}"
+    );
+    assert!(text.contains("PIX2PIX_PTX=nvrtc"), "{text}");
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_PTX", "clang")]);
+    assert!(!ok && text.contains("PIX2PIX_PTX=clang names no toolchain"), "{text}");
+}
+
+#[test]
 fn a_cuda_11_driver_gets_no_kernels_and_is_told_why() {
     let Some((_, old)) = both_toolchains() else { return };
     let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "11080")]);

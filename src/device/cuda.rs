@@ -79,11 +79,12 @@ pub mod embedded {
     /// The sets to try on a device of compute capability `cc` (×10) under a driver of CUDA
     /// `driver` (cuDriverGetVersion), best first: the highest arch not above `cc`, then the newest
     /// PTX ISA; sets whose ISA needs a newer driver are left out, with one line per toolchain
-    /// saying why.
-    pub fn plan(cc: u32, driver: i32) -> (Vec<PtxSet>, Vec<String>) {
+    /// saying why. `only` keeps the toolchains whose name starts with it (`PIX2PIX_PTX=nvrtc`).
+    pub fn plan(cc: u32, driver: i32, only: Option<&str>) -> (Vec<PtxSet>, Vec<String>) {
         let mut try_ = Vec::new();
         let mut skipped = Vec::new();
-        for s in sets().into_iter().filter(|s| s.arch <= cc) {
+        let wanted = |s: &PtxSet| only.is_none_or(|o| s.toolchain.starts_with(o));
+        for s in sets().into_iter().filter(|s| s.arch <= cc && wanted(s)) {
             match super::ptx_needs_cuda(s.isa) {
                 Some(need) if need > driver => {
                     let why = format!(
@@ -247,7 +248,22 @@ impl CudaBackend {
         // (CUDA_ERROR_UNSUPPORTED_PTX_VERSION, e.g. a driver older than our ISA table says) falls
         // back to the next. `ptx_why` keeps each set passed over and why.
         let archs = embedded::archs();
-        let (plan, mut passed_over) = embedded::plan(cc, driver_version);
+        // PIX2PIX_PTX=nvrtc (or nvcc) loads only that toolchain's PTX: to run CUDA 12's PTX on a
+        // GPU whose driver would take CUDA 13's.
+        let only = std::env::var("PIX2PIX_PTX").ok().filter(|v| !v.is_empty());
+        if let Some(o) = &only {
+            if !embedded::TOOLCHAINS.iter().any(|t| t.0.starts_with(o.as_str())) {
+                let names: Vec<&str> = embedded::TOOLCHAINS.iter().map(|t| t.0).collect();
+                bail!(
+                    "PIX2PIX_PTX={o} names no toolchain of this build ({})",
+                    names.join(", ")
+                );
+            }
+        }
+        let (plan, mut passed_over) = embedded::plan(cc, driver_version, only.as_deref());
+        if let Some(o) = &only {
+            passed_over.push(format!("PIX2PIX_PTX={o}"));
+        }
         let mut loaded = None;
         for set in plan {
             match load_set(&ctx, set) {
