@@ -84,8 +84,8 @@ fn build_tool(dir: &Path) -> Option<PathBuf> {
 const SMALL: &[&str] = &["--netG", "unet_128", "--ngf", "8", "--ndf", "8", "--device", "cpu"];
 
 /// Runs `pix2pix step` on a fresh tiny model under the tool (`extra` environment on top) and
-/// returns the tool's log (empty when the tool was never initialised).
-fn step_under_tool(dir: &Path, lib: &Path, extra: &[(&str, &str)]) -> String {
+/// returns the tool's log (empty when the tool was never initialised) and the step's output.
+fn step_under_tool(dir: &Path, lib: &Path, extra: &[(&str, &str)]) -> (String, String) {
     let log = dir.join(format!("ranges-{}.txt", extra.len()));
     let _ = std::fs::remove_file(&log);
     let run = |args: &[&str], tool: bool| {
@@ -110,7 +110,7 @@ fn step_under_tool(dir: &Path, lib: &Path, extra: &[(&str, &str)]) -> String {
     if !dir.join("checkpoints/nvtx/latest_net_G.safetensors").exists() {
         run(&["init", "--name", "nvtx"], false);
     }
-    run(
+    let out = run(
         &[
             "step",
             "--name",
@@ -122,7 +122,7 @@ fn step_under_tool(dir: &Path, lib: &Path, extra: &[(&str, &str)]) -> String {
         ],
         true,
     );
-    std::fs::read_to_string(&log).unwrap_or_default()
+    (std::fs::read_to_string(&log).unwrap_or_default(), out)
 }
 
 #[test]
@@ -130,7 +130,11 @@ fn an_injected_tool_receives_the_phases_of_a_step_in_order() {
     let t = tempfile::tempdir().unwrap();
     let Some(lib) = build_tool(t.path()) else { return };
     make_synthetic_dataset(&t.path().join("data"), 1, 0, 0, 128, 1).unwrap();
-    let log = step_under_tool(t.path(), &lib, &[]);
+    let (log, out) = step_under_tool(t.path(), &lib, &[]);
+    assert!(
+        out.contains(&format!("NVTX ranges went to injection {}", lib.display())),
+        "{out}"
+    );
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.first(), Some(&"version 3"), "{log}");
     assert_eq!(lines.get(1), Some(&"init ok"), "{log}");
@@ -183,9 +187,14 @@ fn a_tool_that_fails_its_init_or_pix2pix_nvtx_0_leaves_ranges_off() {
     let t = tempfile::tempdir().unwrap();
     let Some(lib) = build_tool(t.path()) else { return };
     make_synthetic_dataset(&t.path().join("data"), 1, 0, 0, 128, 1).unwrap();
-    let log = step_under_tool(t.path(), &lib, &[("TOOL_MODE", "fail")]);
+    let (log, out) = step_under_tool(t.path(), &lib, &[("TOOL_MODE", "fail")]);
     assert!(log.ends_with("init refuses\n"), "{log}");
     assert!(!log.contains("push"), "{log}");
-    let log = step_under_tool(t.path(), &lib, &[("PIX2PIX_NVTX", "0"), ("TOOL_MODE", "ok")]);
+    assert!(
+        out.contains("InitializeInjectionNvtx2 failed") && !out.contains("NVTX ranges went"),
+        "{out}"
+    );
+    let (log, out) = step_under_tool(t.path(), &lib, &[("PIX2PIX_NVTX", "0"), ("TOOL_MODE", "ok")]);
     assert_eq!(log, "", "PIX2PIX_NVTX=0 must not load the tool");
+    assert!(!out.contains("NVTX ranges went"), "{out}");
 }
