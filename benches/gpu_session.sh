@@ -53,6 +53,7 @@ if [ $emulated = 1 ]; then
     step gpu_ops "$BIN/gpu_ops" --test-threads=2 embedded_ptx adam  # the whole suite runs in cargo test
     step graph_step "$BIN/graph_step" --list                            # likewise (runs in cargo test)
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
+    step gradcheck_small_ptx12 env PIX2PIX_PTX=nvrtc PIX2PIX_EMU_DRIVER=12040 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --ngf 8 --ndf 8 --failures-only
     step kernels "$BIN/bench_kernels" --device $DEV --reps 1
     step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 2 --reps 1
@@ -68,6 +69,9 @@ else
     # Graph replay bit-identical to eager launches, on the real driver's graphs.
     (cd "$OUT" && PIX2PIX_TEST_DEVICE=cuda "$OLDPWD_BIN/graph_step" --nocapture --test-threads=1 --skip train_with_and_without >graph_step.log 2>&1) && status+=("graph_step ok") || status+=("graph_step FAILED")
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
+    # CUDA 12's PTX (NVRTC 12.0, ISA 8.0) on this GPU too: what a CUDA 12 driver or a V100 would run.
+    step gpu_ops_ptx12 env PIX2PIX_PTX=nvrtc "$BIN/gpu_ops" --test-threads=1
+    step gradcheck_small_ptx12 env PIX2PIX_PTX=nvrtc "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --failures-only
     step kernels "$BIN/bench_kernels" --device $DEV
     step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 8

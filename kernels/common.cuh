@@ -7,7 +7,15 @@
 // function (expf, tanhf, log1p) is involved. Hot loops that want FMA (the conv GEMMs) call fmaf()
 // explicitly. sqrtf and '/' are IEEE-rounded (-prec-sqrt/-prec-div default to true).
 #pragma once
+#ifdef __CUDACC_RTC__
+// NVRTC (build.rs's CUDA 12 PTX) has no C headers; these are the widths of every CUDA target.
+typedef unsigned long long uint64_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef int int32_t;
+#else
 #include <stdint.h>
+#endif
 
 #define KERNEL extern "C" __global__
 

@@ -84,10 +84,10 @@ fn kernel_tables_agree() {
     let Some(_c) = emu_backend() else { return };
     let arch = embedded::archs()[0];
     let mut ptx: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    for &(a, family, text) in embedded::PTX_TABLE {
-        if a == arch {
-            for (name, sizes) in ptx_entries(text) {
-                ptx.insert(name, (family.to_string(), sizes.len()));
+    for e in embedded::PTX_TABLE {
+        if e.arch == arch {
+            for (name, sizes) in ptx_entries(e.text) {
+                ptx.insert(name, (e.family.to_string(), sizes.len()));
             }
         }
     }
@@ -213,11 +213,7 @@ fn host_pointers_and_unknown_kernels_are_refused() {
     assert!(e.contains("argument 0") && e.contains("device allocation"), "{e}");
     assert_eq!(host, vec![0.0; 8]);
 
-    let ptx = embedded::PTX_TABLE
-        .iter()
-        .find(|e| e.1 == "tensor" && e.0 == c.ptx_arch)
-        .unwrap()
-        .2;
+    let ptx = c.ptx.entries().find(|e| e.family == "tensor").unwrap().text;
     let m = c.ctx.load_module(Ptx::from_src(ptx)).unwrap();
     let e = m
         .load_function("no_such_kernel")
@@ -562,9 +558,15 @@ fn child_l1_loss() {
 #[test]
 #[ignore = "run in a child process by a_wrong_index_fails_the_gpu_vs_cpu_comparison"]
 fn child_conv_forward() {
+    let (g, _) = child_devices();
+    conv_forward_matches_cpu(&g);
+}
+
+/// A small conv forward on `g` against the CPU reference (random non-zero inputs; the output
+/// poisoned with NaN, so an unwritten element fails).
+fn conv_forward_matches_cpu(g: &Device) {
     use pix2pix::ops::conv::{conv2d_forward, ConvGeom, ConvParams};
     use pix2pix::tensor::Span;
-    let (g, _) = child_devices();
     let geom = ConvGeom::new(3, 8, 4, 2, 1);
     let xs = Shape::new(1, 3, 16, 16);
     let ws = Shape::new(8, 3, 4, 4);
@@ -580,9 +582,9 @@ fn child_conv_forward() {
         bias: None,
     };
     let mut outs = vec![];
-    for d in [&Device::Cpu, &g] {
+    for d in [&Device::Cpu, g] {
         let (x, w) = (d.upload_tensor(xs, &xv), d.upload(&wv));
-        let mut y = d.zeros_tensor(ys);
+        let mut y = d.upload_tensor(ys, &vec![f32::NAN; ys.numel()]);
         conv2d_forward(d, &geom, &w, &p, &x, &mut y);
         outs.push(d.download(&y.data));
     }
@@ -612,4 +614,200 @@ fn child_scratch_kernel() {
     }
     .unwrap();
     c.check().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which PTX a driver gets: the emulated driver reports the CUDA version PIX2PIX_EMU_DRIVER names and
+// refuses PTX newer than that version loads (CUDA_ERROR_UNSUPPORTED_PTX_VERSION), as a real one does.
+
+/// The toolchain names of the embedded CUDA 13 (ISA 9.x) and CUDA 12 (ISA 8.x) PTX, or None (with
+/// a line saying so) when this build lacks one of them.
+fn both_toolchains() -> Option<(&'static str, &'static str)> {
+    let sets = embedded::sets();
+    let new = sets.iter().find(|s| s.isa.0 == 9).map(|s| s.toolchain);
+    let old = sets.iter().find(|s| s.isa.0 == 8).map(|s| s.toolchain);
+    match (new, old) {
+        (Some(n), Some(o)) => Some((n, o)),
+        _ => {
+            if embedded::REQUIRED {
+                panic!(
+                    "PIX2PIX_REQUIRE_CUDA=1 but the build lacks ISA 9.x or 8.x PTX: {:?}",
+                    embedded::TOOLCHAINS
+                );
+            }
+            println!(
+                "skipped: this build has no PTX of both CUDA 13 and CUDA 12 ({:?})",
+                embedded::TOOLCHAINS
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn ptx_isa_versions_map_to_the_drivers_that_load_them() {
+    use pix2pix::device::cuda::ptx_needs_cuda;
+    // The PTX ISA release history: 7.x is CUDA 11.x; 8.0–8.5 is 12.0–12.5 (12.6 kept 8.5); 8.6,
+    // 8.7, 8.8 came with 12.7, 12.8, 12.9; 9.0 with 13.0.
+    let table = [
+        ((7, 8), 11080),
+        ((8, 0), 12000),
+        ((8, 4), 12040),
+        ((8, 5), 12050),
+        ((8, 6), 12070),
+        ((8, 7), 12080),
+        ((8, 8), 12090),
+        ((9, 0), 13000),
+        ((9, 1), 13010),
+    ];
+    for (isa, cuda) in table {
+        assert_eq!(ptx_needs_cuda(isa), Some(cuda), "PTX ISA {isa:?}");
+    }
+    assert_eq!(ptx_needs_cuda((6, 5)), None);
+}
+
+/// Runs `child_ptx_choice` on the plain emulated device with `env`; returns (succeeded, output).
+fn run_ptx_child(env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "child_ptx_choice",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("PIX2PIX_TEST_DEVICE", "cuda-emu")
+    .env("RUST_BACKTRACE", "0")
+    .env_remove("PIX2PIX_EMU_DRIVER")
+    .env_remove("PIX2PIX_EMU_PTX_MAX")
+    .env_remove("PIX2PIX_EMU_GPU");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// What the child prints after "loaded: " (which set it loaded; the test harness may print its
+/// own words before it on the same line).
+fn loaded_line(text: &str) -> &str {
+    text.lines()
+        .find_map(|l| l.split_once("loaded: "))
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+}
+
+#[test]
+fn a_cuda_13_driver_loads_the_newest_ptx() {
+    let Some((new, _)) = both_toolchains() else { return };
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "13000")]);
+    assert!(ok, "{text}");
+    assert!(
+        loaded_line(&text).contains(&format!("PTX sm_90 ISA 9.0 by {new}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("driver CUDA 13.0") && text.contains("the newest PTX for this GPU"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cuda_12_4_driver_loads_the_cuda_12_ptx_and_runs_it() {
+    let Some((new, old)) = both_toolchains() else { return };
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "12040")]);
+    assert!(ok, "{text}");
+    let line = loaded_line(&text);
+    assert!(line.contains(&format!("PTX sm_90 ISA 8.0 by {old}")), "{text}");
+    // describe() says why: the CUDA 13 PTX needs a newer driver.
+    assert!(
+        text.contains(&format!("{new}'s PTX (ISA 9.0) needs a CUDA 13.0 driver")),
+        "{text}"
+    );
+    assert!(text.contains("conv forward matches the CPU"), "{text}");
+}
+
+#[test]
+fn a_v100_under_a_cuda_12_driver_gets_sm_70_ptx() {
+    let Some((_, old)) = both_toolchains() else { return };
+    if !embedded::archs().contains(&70) {
+        assert!(!embedded::REQUIRED || std::env::var_os("PIX2PIX_CUDA_ARCHS").is_some());
+        println!("skipped: no sm_70 PTX in this build (PIX2PIX_CUDA_ARCHS)");
+        return;
+    }
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "12040"), ("PIX2PIX_EMU_GPU", "v100")]);
+    assert!(ok, "{text}");
+    assert!(
+        loaded_line(&text).contains(&format!("PTX sm_70 ISA 8.0 by {old}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("sm_70") && text.contains("conv forward matches the CPU"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_driver_refusing_ptx_it_should_load_falls_back_to_older_ptx() {
+    let Some((new, old)) = both_toolchains() else { return };
+    // Reports CUDA 13.0 but loads only ISA ≤ 8.0: the 9.0 load fails with
+    // CUDA_ERROR_UNSUPPORTED_PTX_VERSION and the CUDA 12 PTX is taken instead.
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "13000"), ("PIX2PIX_EMU_PTX_MAX", "80")]);
+    assert!(ok, "{text}");
+    assert!(
+        loaded_line(&text).contains(&format!("PTX sm_90 ISA 8.0 by {old}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "PTX sm_90 ISA 9.0 by {new}: the driver refused it (CUDA_ERROR_UNSUPPORTED_PTX_VERSION)"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn pix2pix_ptx_picks_a_toolchain() {
+    let Some((_, old)) = both_toolchains() else { return };
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "13000"), ("PIX2PIX_PTX", "nvrtc")]);
+    assert!(ok, "{text}");
+    assert!(
+        loaded_line(&text).contains(&format!("PTX sm_90 ISA 8.0 by {old}")),
+        "{text}"
+    );
+    assert!(text.contains("PIX2PIX_PTX=nvrtc"), "{text}");
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_PTX", "clang")]);
+    assert!(!ok && text.contains("PIX2PIX_PTX=clang names no toolchain"), "{text}");
+}
+
+#[test]
+fn a_cuda_11_driver_gets_no_kernels_and_is_told_why() {
+    let Some((_, old)) = both_toolchains() else { return };
+    let (ok, text) = run_ptx_child(&[("PIX2PIX_EMU_DRIVER", "11080")]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("no embedded PTX loads")
+            && text.contains(&format!("{old}'s PTX (ISA 8.0) needs a CUDA 12.0 driver")),
+        "{text}"
+    );
+}
+
+#[test]
+#[ignore = "run in a child process by the PTX-choice tests above"]
+fn child_ptx_choice() {
+    let c = match Device::parse(&child_device()) {
+        Ok(Device::Cuda(c)) => c,
+        Ok(Device::Cpu) => unreachable!(),
+        Err(e) => panic!("{e:#}"),
+    };
+    println!("loaded: {}", c.ptx);
+    println!("describe: {}", c.describe());
+    conv_forward_matches_cpu(&Device::Cuda(c));
+    println!("conv forward matches the CPU");
 }

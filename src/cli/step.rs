@@ -140,6 +140,9 @@ pub fn step(a: &StepArgs) -> Result<()> {
         dev.describe(),
         loss_line(m.loss_names(), &losses, " ")
     );
+    if pix2pix::nvtx::enabled() {
+        println!("NVTX ranges went to {}", pix2pix::nvtx::target());
+    }
     println!("wrote {} ({} tensors)", a.out.display(), out.len());
     Ok(())
 }

@@ -11,20 +11,98 @@ use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The PTX embedded by build.rs: `PTX_TABLE: &[(arch, family, ptx)]`, `NVCC`, `REQUIRED`.
+/// The PTX embedded by build.rs: `PTX_TABLE` (one [`EmbeddedPtx`] per toolchain, arch and family),
+/// `TOOLCHAINS`, `NVCC`, `REQUIRED`, and the emulator's builds.
 pub mod embedded {
+    /// kernels/`family`.cu compiled by `toolchain` ("nvcc 13.0", "nvrtc 12.0") for compute_`arch`;
+    /// `isa` is the PTX ISA version in its `.version` line, which decides the drivers that load it.
+    #[derive(Clone, Copy, Debug)]
+    pub struct EmbeddedPtx {
+        pub arch: u32,
+        pub isa: (u32, u32),
+        pub toolchain: &'static str,
+        pub family: &'static str,
+        pub text: &'static str,
+    }
+
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
     /// The distinct architectures in the table, ascending.
     pub fn archs() -> Vec<u32> {
-        let mut a: Vec<u32> = PTX_TABLE.iter().map(|e| e.0).collect();
+        let mut a: Vec<u32> = PTX_TABLE.iter().map(|e| e.arch).collect();
         a.dedup();
         a
     }
 
-    /// The highest embedded architecture not above `cc` (compute capability ×10).
-    pub fn pick(cc: u32) -> Option<u32> {
-        archs().into_iter().filter(|&a| a <= cc).max()
+    /// A full set of families built by one toolchain for one arch.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PtxSet {
+        pub arch: u32,
+        pub isa: (u32, u32),
+        pub toolchain: &'static str,
+    }
+
+    impl PtxSet {
+        pub fn entries(self) -> impl Iterator<Item = &'static EmbeddedPtx> {
+            PTX_TABLE
+                .iter()
+                .filter(move |e| e.arch == self.arch && e.toolchain == self.toolchain)
+        }
+    }
+
+    impl std::fmt::Display for PtxSet {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "PTX sm_{} ISA {}.{} by {}",
+                self.arch, self.isa.0, self.isa.1, self.toolchain
+            )
+        }
+    }
+
+    /// The distinct (arch, toolchain) sets of the table.
+    pub fn sets() -> Vec<PtxSet> {
+        let mut v: Vec<PtxSet> = Vec::new();
+        for e in PTX_TABLE {
+            let s = PtxSet {
+                arch: e.arch,
+                isa: e.isa,
+                toolchain: e.toolchain,
+            };
+            if !v.contains(&s) {
+                v.push(s);
+            }
+        }
+        v
+    }
+
+    /// The sets to try on a device of compute capability `cc` (×10) under a driver of CUDA
+    /// `driver` (cuDriverGetVersion), best first: the highest arch not above `cc`, then the newest
+    /// PTX ISA; sets whose ISA needs a newer driver are left out, with one line per toolchain
+    /// saying why. `only` keeps the toolchains whose name starts with it (`PIX2PIX_PTX=nvrtc`).
+    pub fn plan(cc: u32, driver: i32, only: Option<&str>) -> (Vec<PtxSet>, Vec<String>) {
+        let mut try_ = Vec::new();
+        let mut skipped = Vec::new();
+        let wanted = |s: &PtxSet| only.is_none_or(|o| s.toolchain.starts_with(o));
+        for s in sets().into_iter().filter(|s| s.arch <= cc && wanted(s)) {
+            match super::ptx_needs_cuda(s.isa) {
+                Some(need) if need > driver => {
+                    let why = format!(
+                        "{}'s PTX (ISA {}.{}) needs a CUDA {} driver",
+                        s.toolchain,
+                        s.isa.0,
+                        s.isa.1,
+                        super::cuda_version_str(need)
+                    );
+                    if !skipped.contains(&why) {
+                        skipped.push(why);
+                    }
+                }
+                _ => try_.push(s),
+            }
+        }
+        try_.sort_by_key(|s| std::cmp::Reverse((s.arch, s.isa)));
+        (try_, skipped)
     }
 }
 
@@ -43,6 +121,9 @@ pub struct CudaBackend {
     pub emulated: bool,
     /// The embedded PTX architecture loaded (e.g. 90).
     pub ptx_arch: u32,
+    /// The PTX set loaded (arch, ISA, toolchain), and why that one: the sets passed over.
+    pub ptx: embedded::PtxSet,
+    pub ptx_why: String,
     /// CUDA version the driver supports, as cuDriverGetVersion reports it (e.g. 13000).
     pub driver_version: i32,
     pub sm_count: u32,
@@ -87,19 +168,35 @@ fn cuda_version_str(v: i32) -> String {
     format!("{}.{}", v / 1000, (v % 1000) / 10)
 }
 
-/// The CUDA version (×1000 + minor×10) whose driver the embedded PTX needs, read from the PTX ISA
-/// version in its header (`.version 9.0` → CUDA 13.0, `.version 8.x` → CUDA 12.x).
-fn ptx_needs_cuda(ptx: &str) -> Option<i32> {
-    let line = ptx.lines().find(|l| l.trim_start().starts_with(".version"))?;
-    let v = line.split_whitespace().nth(1)?;
-    let (maj, min) = v.split_once('.')?;
-    let (maj, min): (i32, i32) = (maj.parse().ok()?, min.parse().ok()?);
+/// The oldest CUDA driver (×1000 + minor×10, as cuDriverGetVersion reports it) that loads PTX of ISA
+/// version `isa`, from the PTX ISA's release history: 7.x is CUDA 11.x, 8.0–8.5 is CUDA 12.0–12.5,
+/// 8.6/8.7/8.8 is CUDA 12.7/12.8/12.9, 9.x is CUDA 13.x. None for ISAs older than 7.0.
+pub fn ptx_needs_cuda(isa: (u32, u32)) -> Option<i32> {
+    let (maj, min) = (isa.0 as i32, isa.1 as i32);
     match maj {
+        7 => Some(11000 + min * 10),
+        8 if min <= 5 => Some(12000 + min * 10),
+        8 => Some(12010 + min * 10),
         9 => Some(13000 + min * 10),
-        8 => Some(12000 + min * 10),
-        7 => Some(10000 + min.min(8) * 10), // approximate: PTX 7.x is CUDA 10.x/11.x
         _ => None,
     }
+}
+
+/// One set's modules and the parameter count of each `.entry`, or the driver's error.
+type LoadedSet = (HashMap<&'static str, Arc<CudaModule>>, HashMap<String, usize>);
+
+fn load_set(
+    ctx: &Arc<CudaContext>,
+    set: embedded::PtxSet,
+) -> std::result::Result<LoadedSet, (&'static str, DriverError)> {
+    let mut modules = HashMap::new();
+    let mut arity = HashMap::new();
+    for e in set.entries() {
+        arity.extend(ptx_entries(e.text).into_iter().map(|(name, sizes)| (name, sizes.len())));
+        let m = ctx.load_module(Ptx::from_src(e.text)).map_err(|err| (e.family, err))?;
+        modules.insert(e.family, m);
+    }
+    Ok((modules, arity))
 }
 
 impl CudaBackend {
@@ -147,37 +244,68 @@ impl CudaBackend {
             .unwrap_or(1)
             .max(1) as u32;
 
+        // The newest PTX this driver accepts for this GPU; a set the driver refuses as too new
+        // (CUDA_ERROR_UNSUPPORTED_PTX_VERSION, e.g. a driver older than our ISA table says) falls
+        // back to the next. `ptx_why` keeps each set passed over and why.
         let archs = embedded::archs();
-        let Some(ptx_arch) = embedded::pick(cc) else {
+        // PIX2PIX_PTX=nvrtc (or nvcc) loads only that toolchain's PTX: to run CUDA 12's PTX on a
+        // GPU whose driver would take CUDA 13's.
+        let only = std::env::var("PIX2PIX_PTX").ok().filter(|v| !v.is_empty());
+        if let Some(o) = &only {
+            if !embedded::TOOLCHAINS.iter().any(|t| t.0.starts_with(o.as_str())) {
+                let names: Vec<&str> = embedded::TOOLCHAINS.iter().map(|t| t.0).collect();
+                bail!(
+                    "PIX2PIX_PTX={o} names no toolchain of this build ({})",
+                    names.join(", ")
+                );
+            }
+        }
+        let (plan, mut passed_over) = embedded::plan(cc, driver_version, only.as_deref());
+        if let Some(o) = &only {
+            passed_over.push(format!("PIX2PIX_PTX={o}"));
+        }
+        let mut loaded = None;
+        for set in plan {
+            match load_set(&ctx, set) {
+                Ok(l) => {
+                    loaded = Some((set, l));
+                    break;
+                }
+                Err((_, e)) if e.0 == CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => {
+                    passed_over.push(format!(
+                        "{set}: the driver refused it (CUDA_ERROR_UNSUPPORTED_PTX_VERSION)"
+                    ));
+                }
+                Err((family, e)) => bail!("loading the {family} kernels ({set}) on {name}: {}", err_str(e)),
+            }
+        }
+        let Some((ptx, (modules, arity))) = loaded else {
+            if archs.first().is_some_and(|&a| a > cc) {
+                bail!(
+                    "this binary has PTX for sm_{}..sm_{}, the device {name} is sm_{cc}",
+                    archs.first().unwrap(),
+                    archs.last().unwrap()
+                );
+            }
+            let oldest = embedded::sets()
+                .into_iter()
+                .filter(|s| s.arch <= cc)
+                .filter_map(|s| ptx_needs_cuda(s.isa))
+                .min()
+                .map(cuda_version_str)
+                .unwrap_or_else(|| "?".into());
             bail!(
-                "this binary has PTX for sm_{}..sm_{}, the device {name} is sm_{cc}",
-                archs.first().unwrap(),
-                archs.last().unwrap()
+                "no embedded PTX loads on {name} (sm_{cc}) under this driver (CUDA {}): {}; update the \
+                 driver to CUDA {oldest} or later",
+                cuda_version_str(driver_version),
+                passed_over.join("; ")
             );
         };
-
-        let mut modules = HashMap::new();
-        let mut arity = HashMap::new();
-        for &(arch, family, ptx) in embedded::PTX_TABLE.iter().filter(|e| e.0 == ptx_arch) {
-            arity.extend(ptx_entries(ptx).into_iter().map(|(name, sizes)| (name, sizes.len())));
-            let m = ctx.load_module(Ptx::from_src(ptx)).map_err(|e| {
-                let base = format!("loading the {family} kernels (PTX sm_{arch}) on {name}");
-                match e.0 {
-                    CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => {
-                        let need = ptx_needs_cuda(ptx).map(cuda_version_str).unwrap_or_else(|| "?".into());
-                        anyhow!(
-                            "{base}: the driver is too old for this PTX: it was built by {} and needs a \
-                             driver supporting CUDA {need} or later; this driver supports CUDA {} \
-                             (update the driver, or rebuild with an older nvcc)",
-                            embedded::NVCC,
-                            cuda_version_str(driver_version)
-                        )
-                    }
-                    _ => anyhow!("{base}: {}", err_str(e)),
-                }
-            })?;
-            modules.insert(family, m);
-        }
+        let ptx_why = if passed_over.is_empty() {
+            "the newest PTX for this GPU".to_string()
+        } else {
+            passed_over.join("; ")
+        };
 
         let workspace = stream
             .alloc_zeros::<f32>(1)
@@ -192,7 +320,9 @@ impl CudaBackend {
             name,
             cc,
             emulated: super::emu::active().is_some(),
-            ptx_arch,
+            ptx_arch: ptx.arch,
+            ptx,
+            ptx_why,
             driver_version,
             sm_count,
             modules,
@@ -204,16 +334,18 @@ impl CudaBackend {
         }))
     }
 
-    /// "cuda:0 NVIDIA H200 (sm_90, driver CUDA 13.0, PTX sm_90)".
+    /// "cuda:0 NVIDIA H200 (sm_90, 132 SMs, driver CUDA 13.0, PTX sm_90 ISA 9.0 by nvcc 13.0: the
+    /// newest PTX for this GPU)".
     pub fn describe(&self) -> String {
         format!(
-            "cuda:{} {} (sm_{}, {} SMs, driver CUDA {}, PTX sm_{})",
+            "cuda:{} {} (sm_{}, {} SMs, driver CUDA {}, {}: {})",
             self.ordinal,
             self.name,
             self.cc,
             self.sm_count,
             cuda_version_str(self.driver_version),
-            self.ptx_arch
+            self.ptx,
+            self.ptx_why
         )
     }
 
@@ -460,8 +592,8 @@ pub fn ptx_param_sizes(name: &str) -> Option<Vec<usize>> {
     let arch = *embedded::archs().first()?;
     embedded::PTX_TABLE
         .iter()
-        .filter(|e| e.0 == arch)
-        .flat_map(|e| ptx_entries(e.2))
+        .filter(|e| e.arch == arch)
+        .flat_map(|e| ptx_entries(e.text))
         .find(|e| e.0 == name)
         .map(|e| e.1)
 }

@@ -367,6 +367,9 @@ pub fn train(cfg: &TrainConfig, dev: &Device) -> Result<TrainSummary> {
         dev.describe(),
         nets.join(", ")
     );
+    if crate::nvtx::enabled() {
+        println!("NVTX ranges go to {}", crate::nvtx::target());
+    }
     let start = Instant::now();
     let mut last = vec![0.0f32; loss_names.len()];
     let (mut ta, mut tb): (Option<Tensor>, Option<Tensor>) = (None, None);

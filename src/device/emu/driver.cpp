@@ -6,7 +6,9 @@
 //
 // Fidelity: fresh allocations are NaN (0xFF bytes); every pointer argument of a launch must point
 // into a live allocation; launch limits, the shared-memory limit and device attributes are those
-// of a real GPU (PIX2PIX_EMU_GPU=h100|a100); a fault inside a kernel is sticky for the context,
+// of a real GPU (PIX2PIX_EMU_GPU=h100|a100|v100); the driver's CUDA version is 13.0 or
+// PIX2PIX_EMU_DRIVER's, and PTX newer than it loads is refused as a real driver refuses it
+// (CUDA_ERROR_UNSUPPORTED_PTX_VERSION); a fault inside a kernel is sticky for the context,
 // as on a GPU. Stream capture records kernels (parameters copied), memsets, device copies and
 // events into a graph that cuGraphLaunch replays; what cannot be captured (host copies, a
 // synchronisation, an allocation) fails and invalidates the capture, as on a GPU. Everything runs synchronously on the calling thread, so streams and events are
@@ -69,8 +71,49 @@ struct Profile {
 const Profile PROFILES[] = {
     {"h100", "NVIDIA H100 80GB HBM3", 9, 0, 132, 232448, 233472, 52428800, 1980000, 2619000, 5120, 85028896768ull},
     {"a100", "NVIDIA A100-SXM4-80GB", 8, 0, 108, 166912, 167936, 41943040, 1410000, 1593000, 5120, 85097971712ull},
+    {"v100", "Tesla V100-SXM2-32GB", 7, 0, 80, 98304, 98304, 6291456, 1530000, 877000, 4096, 34359738368ull},
 };
-const int DRIVER_VERSION = 13000;  // CUDA 13.0: accepts PTX ISA up to 9.0
+const int DRIVER_VERSION = 13000;  // CUDA 13.0 unless PIX2PIX_EMU_DRIVER says otherwise
+
+// The CUDA version this driver reports (cuDriverGetVersion): PIX2PIX_EMU_DRIVER=12040 is a CUDA 12.4
+// driver, which, like a real one, refuses PTX newer than it knows.
+int driver_version() {
+    static const int v = [] {
+        const char* e = getenv("PIX2PIX_EMU_DRIVER");
+        if (!e) return DRIVER_VERSION;
+        const int d = atoi(e);
+        if (d < 10000 || d > 99999) {
+            fprintf(stderr, "cuda-emu: PIX2PIX_EMU_DRIVER=%s is not a CUDA version like 12040; using %d\n", e,
+                    DRIVER_VERSION);
+            return DRIVER_VERSION;
+        }
+        return d;
+    }();
+    return v;
+}
+
+int max_ptx_isa(int v);
+
+// The newest PTX ISA this driver loads: what its CUDA version loads, or PIX2PIX_EMU_PTX_MAX=80 (8.0), a
+// driver that refuses PTX its version should load (to test the caller's fallback on
+// CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
+int ptx_isa_limit() {
+    static const int v = [] {
+        const char* e = getenv("PIX2PIX_EMU_PTX_MAX");
+        return e && atoi(e) > 0 ? atoi(e) : max_ptx_isa(driver_version());
+    }();
+    return v;
+}
+
+// The newest PTX ISA (major×10 + minor) a driver of CUDA `v` loads, from the PTX ISA's release
+// history: CUDA 11.x → 7.x, 12.0–12.5 → 8.0–8.5, 12.6 → 8.5, 12.7/12.8/12.9 → 8.6/8.7/8.8, 13.x → 9.x.
+int max_ptx_isa(int v) {
+    const int major = v / 1000, minor = (v % 1000) / 10;
+    if (major >= 13) return 90 + minor;
+    if (major == 12) return minor <= 5 ? 80 + minor : minor == 6 ? 85 : 79 + minor;
+    if (major == 11) return 70 + minor;
+    return 0;
+}
 const int SMEM_DEFAULT = 49152;    // per block without opting in
 
 struct Kernel {
@@ -197,7 +240,7 @@ unsigned ptx_type_size(const std::string& t) {
     return bits > 0 ? (unsigned)bits / 8 : 0;
 }
 
-bool parse_ptx(const char* text, Module* m, std::string* why) {
+CUresult parse_ptx(const char* text, Module* m, std::string* why) {
     const std::string s(text);
     size_t t = s.find(".target");
     if (t != std::string::npos) {
@@ -206,10 +249,14 @@ bool parse_ptx(const char* text, Module* m, std::string* why) {
     }
     size_t v = s.find(".version");
     if (v != std::string::npos) {
-        const double ver = atof(s.c_str() + v + 8);
-        if (ver > 9.0 + 1e-9) {
-            *why = "PTX .version " + std::to_string(ver) + " is newer than this driver (CUDA 13.0) accepts";
-            return false;
+        int major = 0, minor = 0;
+        sscanf(s.c_str() + v + 8, " %d.%d", &major, &minor);
+        const int isa = major * 10 + minor, max = ptx_isa_limit();
+        if (isa > max) {
+            *why = "PTX .version " + std::to_string(major) + "." + std::to_string(minor) + " is newer than this driver (CUDA " +
+                   std::to_string(driver_version() / 1000) + "." + std::to_string(driver_version() % 1000 / 10) +
+                   ", PTX ISA up to " + std::to_string(max / 10) + "." + std::to_string(max % 10) + ") accepts";
+            return CUDA_ERROR_UNSUPPORTED_PTX_VERSION;
         }
     }
     size_t pos = 0;
@@ -252,9 +299,9 @@ bool parse_ptx(const char* text, Module* m, std::string* why) {
     }
     if (m->entries.empty()) {
         *why = "the module image has no .entry (not PTX?)";
-        return false;
+        return CUDA_ERROR_INVALID_PTX;
     }
-    return true;
+    return CUDA_SUCCESS;
 }
 
 std::string sizes_str(const std::vector<unsigned>& v) {
@@ -330,7 +377,7 @@ API CUresult cuInit(unsigned int) {
     return ok();
 }
 API CUresult cuDriverGetVersion(int* v) {
-    *v = DRIVER_VERSION;
+    *v = driver_version();
     return ok();
 }
 API CUresult cuDeviceGetCount(int* n) {
@@ -603,9 +650,9 @@ API CUresult cuEventElapsedTime_v2(float* ms, void* a, void* b) { return cuEvent
 API CUresult cuModuleLoadData(void** module, const void* image) {
     auto* m = new Module();
     std::string why;
-    if (!parse_ptx(static_cast<const char*>(image), m, &why)) {
+    if (CUresult e = parse_ptx(static_cast<const char*>(image), m, &why)) {
         delete m;
-        return err(CUDA_ERROR_INVALID_PTX, why);
+        return err(e, why);
     }
     const int cc = st().gpu->major * 10 + st().gpu->minor;
     if (m->target > cc) {

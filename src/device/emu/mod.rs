@@ -16,7 +16,9 @@
 //! within a block, i.e. a missing `__syncthreads`). The sanitizer runtimes must be loaded first:
 //! [`reexec_for_sanitizer`] restarts the program with them preloaded.
 //!
-//! Environment: `PIX2PIX_EMU_GPU=h100|a100` (the device attributes it reports), `PIX2PIX_EMU_ORDER=
+//! Environment: `PIX2PIX_EMU_GPU=h100|a100|v100` (the device attributes it reports),
+//! `PIX2PIX_EMU_DRIVER=12040` (the CUDA version the driver reports; it refuses PTX newer than that
+//! version loads, with CUDA_ERROR_UNSUPPORTED_PTX_VERSION, as a real driver does), `PIX2PIX_EMU_ORDER=
 //! forward|reverse|shuffle[:SEED]` (block order: a result that changes with it is a race between
 //! blocks), `PIX2PIX_EMU_OVERRIDE=a.so:b.so` (host builds of scratch kernels that replace ours, for
 //! the emulator's own tests).
