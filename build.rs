@@ -33,6 +33,17 @@ use std::process::Command;
 
 const DEFAULT_ARCHS: [u32; 6] = [70, 75, 80, 86, 89, 90];
 
+/// Writes `path`.deflate (raw deflate, best compression) beside the PTX file; returns its path.
+fn deflate_file(path: &Path) -> PathBuf {
+    use std::io::Write as _;
+    let text = fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&text).unwrap();
+    let out = path.with_extension("ptx.deflate");
+    fs::write(&out, enc.finish().unwrap()).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+    out
+}
+
 fn main() {
     for var in [
         "NVCC",
@@ -82,13 +93,13 @@ fn main() {
     for e in &built.entries {
         writeln!(
             src,
-            "    EmbeddedPtx {{ arch: {}, isa: ({}, {}), toolchain: {:?}, family: {:?}, text: include_str!({:?}) }},",
+            "    EmbeddedPtx {{ arch: {}, isa: ({}, {}), toolchain: {:?}, family: {:?}, deflated: include_bytes!({:?}) }},",
             e.arch,
             e.isa.0,
             e.isa.1,
             e.toolchain,
             e.family,
-            e.path.display().to_string()
+            deflate_file(&e.path).display().to_string()
         )
         .unwrap();
     }

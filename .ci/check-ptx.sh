@@ -19,8 +19,8 @@ fi
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 TABLE="$(ls -t "$TARGET_DIR"/"$PROFILE"/build/pix2pix-*/out/kernels.rs 2>/dev/null | head -n1 || true)"
 [ -n "$TABLE" ] || { echo "check-ptx: no $TARGET_DIR/$PROFILE/build/pix2pix-*/out/kernels.rs; build first" >&2; exit 1; }
-# One line per PTX: arch|isa|toolchain|family|path
-mapfile -t ENTRIES < <(sed -n 's/^ *EmbeddedPtx { arch: \([0-9]*\), isa: (\([0-9]*\), \([0-9]*\)), toolchain: "\([^"]*\)", family: "\([a-z_0-9]*\)", text: include_str!("\(.*\)") },$/\1|\2.\3|\4|\5|\6/p' "$TABLE")
+# One line per PTX: arch|isa|toolchain|family|path (the PTX text beside the deflated copy embedded)
+mapfile -t ENTRIES < <(sed -n 's/^ *EmbeddedPtx { arch: \([0-9]*\), isa: (\([0-9]*\), \([0-9]*\)), toolchain: "\([^"]*\)", family: "\([a-z_0-9]*\)", deflated: include_bytes!("\(.*\)\.deflate") },$/\1|\2.\3|\4|\5|\6/p' "$TABLE")
 [ "${#ENTRIES[@]}" -gt 0 ] || { echo "check-ptx: $TABLE embeds no PTX (built without a toolchain?)" >&2; exit 1; }
 
 # The ptxas for a PTX ISA major version.

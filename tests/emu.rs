@@ -86,7 +86,7 @@ fn kernel_tables_agree() {
     let mut ptx: BTreeMap<String, (String, usize)> = BTreeMap::new();
     for e in embedded::PTX_TABLE {
         if e.arch == arch {
-            for (name, sizes) in ptx_entries(e.text) {
+            for (name, sizes) in ptx_entries(e.text()) {
                 ptx.insert(name, (e.family.to_string(), sizes.len()));
             }
         }
@@ -213,7 +213,7 @@ fn host_pointers_and_unknown_kernels_are_refused() {
     assert!(e.contains("argument 0") && e.contains("device allocation"), "{e}");
     assert_eq!(host, vec![0.0; 8]);
 
-    let ptx = c.ptx.entries().find(|e| e.family == "tensor").unwrap().text;
+    let ptx = c.ptx.entries().find(|e| e.family == "tensor").unwrap().text();
     let m = c.ctx.load_module(Ptx::from_src(ptx)).unwrap();
     let e = m
         .load_function("no_such_kernel")

@@ -981,13 +981,13 @@ fn embedded_ptx() {
     }
     for e in table {
         let what = format!("{} sm_{} {}", e.toolchain, e.arch, e.family);
-        assert!(e.text.contains(".entry"), "{what}: no kernel entry in the PTX");
+        assert!(e.text().contains(".entry"), "{what}: no kernel entry in the PTX");
         assert!(
-            e.text.contains(&format!(".target sm_{}", e.arch)),
+            e.text().contains(&format!(".target sm_{}", e.arch)),
             "{what}: wrong .target"
         );
         assert!(
-            e.text.contains(&format!(".version {}.{}", e.isa.0, e.isa.1)),
+            e.text().contains(&format!(".version {}.{}", e.isa.0, e.isa.1)),
             "{what}: the table's ISA {:?} is not the PTX's",
             e.isa
         );
@@ -1012,7 +1012,7 @@ fn embedded_ptx() {
     let mut checked = 0;
     for e in table {
         let path = dir.path().join(format!("{}_{}.ptx", e.family, e.arch));
-        std::fs::write(&path, e.text).unwrap();
+        std::fs::write(&path, e.text()).unwrap();
         let ptxas = match &ptxas12 {
             Some(p) if e.isa.0 == 8 => p,
             _ => &ptxas,

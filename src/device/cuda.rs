@@ -22,10 +22,32 @@ pub mod embedded {
         pub isa: (u32, u32),
         pub toolchain: &'static str,
         pub family: &'static str,
-        pub text: &'static str,
+        /// The PTX text, raw-deflated by build.rs (the binaries stay small enough to carry).
+        pub deflated: &'static [u8],
     }
 
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+    impl EmbeddedPtx {
+        /// The PTX text, inflated on first use and kept for the process.
+        pub fn text(&self) -> &'static str {
+            use std::io::Read as _;
+            use std::sync::OnceLock;
+            static TEXTS: OnceLock<Vec<OnceLock<&'static str>>> = OnceLock::new();
+            let texts = TEXTS.get_or_init(|| PTX_TABLE.iter().map(|_| OnceLock::new()).collect());
+            let i = PTX_TABLE
+                .iter()
+                .position(|e| std::ptr::eq(e.deflated, self.deflated))
+                .expect("an entry of PTX_TABLE");
+            texts[i].get_or_init(|| {
+                let mut s = String::new();
+                flate2::read::DeflateDecoder::new(self.deflated)
+                    .read_to_string(&mut s)
+                    .expect("embedded PTX inflates");
+                Box::leak(s.into_boxed_str())
+            })
+        }
+    }
 
     /// The distinct architectures in the table, ascending.
     pub fn archs() -> Vec<u32> {
@@ -192,8 +214,14 @@ fn load_set(
     let mut modules = HashMap::new();
     let mut arity = HashMap::new();
     for e in set.entries() {
-        arity.extend(ptx_entries(e.text).into_iter().map(|(name, sizes)| (name, sizes.len())));
-        let m = ctx.load_module(Ptx::from_src(e.text)).map_err(|err| (e.family, err))?;
+        arity.extend(
+            ptx_entries(e.text())
+                .into_iter()
+                .map(|(name, sizes)| (name, sizes.len())),
+        );
+        let m = ctx
+            .load_module(Ptx::from_src(e.text()))
+            .map_err(|err| (e.family, err))?;
         modules.insert(e.family, m);
     }
     Ok((modules, arity))
@@ -593,7 +621,7 @@ pub fn ptx_param_sizes(name: &str) -> Option<Vec<usize>> {
     embedded::PTX_TABLE
         .iter()
         .filter(|e| e.arch == arch)
-        .flat_map(|e| ptx_entries(e.text))
+        .flat_map(|e| ptx_entries(e.text()))
         .find(|e| e.0 == name)
         .map(|e| e.1)
 }
