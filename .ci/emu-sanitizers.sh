@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU test suite (tests/gpu_ops.rs) on the emulated CUDA device's sanitizer builds:
+# The GPU test suites (tests/gpu_ops.rs, tests/gpu_conv_variants.rs) on the emulated CUDA device's
+# sanitizer builds:
 #   memcheck  (kernels built with AddressSanitizer: out-of-bounds and use-after-free on device memory)
 #   racecheck (ThreadSanitizer: shared-memory races within a block, e.g. a missing __syncthreads)
-# Cases above a size limit are left out there (tests/gpu_ops.rs: fits); every kernel still runs.
+# Cases above a size limit are left out there (fits() in each suite); every kernel still runs.
 # Run after a release build of the tests:  .ci/emu-sanitizers.sh [memcheck] [racecheck]
 # Any sanitizer report fails the run (the runtime exits non-zero at the first one).
 set -euo pipefail
@@ -10,8 +11,13 @@ cd "$(dirname "$0")/.."
 MODES=("${@:-memcheck racecheck}")
 read -r -a MODES <<<"${MODES[*]}"
 CXX="${CXX:-g++}"
-BIN="$(cargo test --release --no-run --test gpu_ops 2>&1 | grep -o 'target/release/deps/gpu_ops-[0-9a-f]*' | tail -n1)"
-[ -x "$BIN" ] || { echo "emu-sanitizers: no gpu_ops test binary (build failed?)" >&2; exit 1; }
+TESTS=(gpu_ops gpu_conv_variants)
+BINS=()
+for t in "${TESTS[@]}"; do
+    bin="$(cargo test --release --no-run --test "$t" 2>&1 | grep -o "[^ (]*release/deps/$t-[0-9a-f]*" | tail -n1)"
+    [ -x "$bin" ] || { echo "emu-sanitizers: no $t test binary (build failed?)" >&2; exit 1; }
+    BINS+=("$bin")
+done
 for mode in "${MODES[@]}"; do
     case "$mode" in
         memcheck) rt="$("$CXX" -print-file-name=libasan.so)";
@@ -20,8 +26,10 @@ for mode in "${MODES[@]}"; do
                    export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:ignore_noninstrumented_modules=1:report_signal_unsafe=0}" ;;
         *) echo "emu-sanitizers: unknown mode $mode (memcheck, racecheck)" >&2; exit 2 ;;
     esac
-    echo "== gpu_ops on cuda-emu:$mode ($rt)"
-    start=$(date +%s)
-    LD_PRELOAD="$rt" PIX2PIX_TEST_DEVICE="cuda-emu:$mode" "$BIN" --test-threads 2
-    echo "== cuda-emu:$mode: $(( $(date +%s) - start )) s"
+    for bin in "${BINS[@]}"; do
+        echo "== $(basename "$bin") on cuda-emu:$mode ($rt)"
+        start=$(date +%s)
+        LD_PRELOAD="$rt" PIX2PIX_TEST_DEVICE="cuda-emu:$mode" "$bin" --test-threads 2
+        echo "== $(basename "$bin") on cuda-emu:$mode: $(( $(date +%s) - start )) s"
+    done
 done
