@@ -56,8 +56,9 @@ if [ $emulated = 1 ]; then
     step gradcheck_small_tf32 "$BIN/pix2pix" gradcheck --device $DEV --precision tf32 --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
     step gradcheck_small_bf16 "$BIN/pix2pix" gradcheck --device $DEV --precision bf16 --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
     step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --ngf 8 --ndf 8 --failures-only
-    step kernels "$BIN/bench_kernels" --device $DEV --reps 1
-    step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 2 --reps 1
+    # The reduced shape set (ngf 4), every variant checked; a subset of layers to keep the dry run short.
+    step kernels "$BIN/bench_kernels" --device $DEV --reps 1 --layers e1,e2,e8,d8,d7,d1,C1,C4,C5
+    step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 2 --reps 1 --layers e6,d3
     step step_gpu "$BIN/bench_step" --device $DEV --size 256 --batch 1,2 --iters 1 --ngf 8
     step step_gpu_tf32 "$BIN/bench_step" --device $DEV --precision tf32 --size 256 --batch 1 --iters 1 --ngf 8
     step step_gpu_bf16 "$BIN/bench_step" --device $DEV --precision bf16 --size 256 --batch 1 --iters 1 --ngf 8
