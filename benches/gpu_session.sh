@@ -60,8 +60,8 @@ if [ $emulated = 1 ]; then
     step kernels "$BIN/bench_kernels" --device $DEV --reps 1 --layers e1,e2,e8,d8,d7,d1,C1,C4,C5
     step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 2 --reps 1 --layers e6,d3
     step step_gpu "$BIN/bench_step" --device $DEV --size 256 --batch 1,2 --iters 1 --ngf 8
-    step step_gpu_tf32 "$BIN/bench_step" --device $DEV --precision tf32 --size 256 --batch 1 --iters 1 --ngf 8
-    step step_gpu_bf16 "$BIN/bench_step" --device $DEV --precision bf16 --size 256 --batch 1 --iters 1 --ngf 8
+    step step_gpu_tf32 "$BIN/bench_step" --device $DEV --precision tf32 --size 128 --batch 1 --iters 1 --ngf 8
+    step step_gpu_bf16 "$BIN/bench_step" --device $DEV --precision bf16 --size 128 --batch 1 --iters 1 --ngf 8
     step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 1 --ngf 8
     step pytorch python3 -m py_compile benches/pytorch_reference.py
     (cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 0.2 --n-train 20 --ngf 8 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")

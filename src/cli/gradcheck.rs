@@ -69,7 +69,7 @@ pub fn gradcheck(a: &GradcheckArgs) -> Result<()> {
         .max_by(|x, y| x.rel_err.partial_cmp(&y.rel_err).unwrap_or(std::cmp::Ordering::Greater))
         .unwrap_or(&rows[0]);
     println!(
-        "{} quantities compared; worst rel err {:.2e} ({}); tolerance {:.0e}",
+        "{} quantities compared; worst rel err {:.2e} ({}); tolerance {:e}",
         rows.len(),
         worst.rel_err,
         worst.name,
@@ -77,7 +77,7 @@ pub fn gradcheck(a: &GradcheckArgs) -> Result<()> {
     );
     if !bad.is_empty() {
         bail!(
-            "{} of {} quantities exceed the tolerance {:.0e}",
+            "{} of {} quantities exceed the tolerance {:e}",
             bad.len(),
             rows.len(),
             tol
