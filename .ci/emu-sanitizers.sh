@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The GPU test suite (tests/gpu_ops.rs) on the emulated CUDA device's sanitizer builds, and under
-# memcheck also the pix2pix graph-replay test (tests/graph_step.rs: replayed steps read and write
-# only live buffers):
+# The GPU test suites (tests/gpu_ops.rs, tests/gpu_conv_variants.rs) on the emulated CUDA device's
+# sanitizer builds, and under memcheck also the pix2pix graph-replay test (tests/graph_step.rs:
+# replayed steps read and write only live buffers):
 #   memcheck  (kernels built with AddressSanitizer: out-of-bounds and use-after-free on device memory)
 #   racecheck (ThreadSanitizer: shared-memory races within a block, e.g. a missing __syncthreads)
-# Cases above a size limit are left out there (tests/gpu_ops.rs: fits); every kernel still runs.
+# Cases above a size limit are left out there (fits() in each suite); every kernel still runs.
 # Run after a release build of the tests:  .ci/emu-sanitizers.sh [memcheck] [racecheck]
 # Any sanitizer report fails the run (the runtime exits non-zero at the first one).
 set -euo pipefail
@@ -14,11 +14,11 @@ read -r -a MODES <<<"${MODES[*]}"
 CXX="${CXX:-g++}"
 test_bin() {
     local b
-    b="$(cargo test --release --no-run --test "$1" 2>&1 | grep -o "target/release/deps/$1-[0-9a-f]*" | tail -n1)"
+    b="$(cargo test --release --no-run --test "$1" 2>&1 | grep -o "[^ (]*release/deps/$1-[0-9a-f]*" | tail -n1)"
     [ -x "$b" ] || { echo "emu-sanitizers: no $1 test binary (build failed?)" >&2; exit 1; }
     echo "$b"
 }
-BIN="$(test_bin gpu_ops)"
+BINS=("$(test_bin gpu_ops)" "$(test_bin gpu_conv_variants)")
 GRAPH_BIN="$(test_bin graph_step)"
 for mode in "${MODES[@]}"; do
     case "$mode" in
@@ -28,11 +28,15 @@ for mode in "${MODES[@]}"; do
                    export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:ignore_noninstrumented_modules=1:report_signal_unsafe=0}" ;;
         *) echo "emu-sanitizers: unknown mode $mode (memcheck, racecheck)" >&2; exit 2 ;;
     esac
-    echo "== gpu_ops on cuda-emu:$mode ($rt)"
-    start=$(date +%s)
-    LD_PRELOAD="$rt" PIX2PIX_TEST_DEVICE="cuda-emu:$mode" "$BIN" --test-threads 2
+    for bin in "${BINS[@]}"; do
+        echo "== $(basename "$bin") on cuda-emu:$mode ($rt)"
+        start=$(date +%s)
+        LD_PRELOAD="$rt" PIX2PIX_TEST_DEVICE="cuda-emu:$mode" "$bin" --test-threads 2
+        echo "== $(basename "$bin") on cuda-emu:$mode: $(( $(date +%s) - start )) s"
+    done
     if [ "$mode" = memcheck ]; then
+        start=$(date +%s)
         LD_PRELOAD="$rt" PIX2PIX_TEST_DEVICE="cuda-emu:$mode" "$GRAPH_BIN" pix2pix_graph_replay
+        echo "== $(basename "$GRAPH_BIN") on cuda-emu:$mode: $(( $(date +%s) - start )) s"
     fi
-    echo "== cuda-emu:$mode: $(( $(date +%s) - start )) s"
 done

@@ -19,15 +19,17 @@ if [ "$mode" = build ]; then
     cargo build --release
     cargo test --release --test gpu_ops --no-run 2>&1 | tee /tmp/gpu_ops_build.log
     cargo test --release --test graph_step --no-run 2>&1 | tee -a /tmp/gpu_ops_build.log
+    cargo test --release --test gpu_conv_variants --no-run 2>&1 | tee -a /tmp/gpu_ops_build.log
     cargo bench --no-run 2>&1 | tee /tmp/bench_build.log
     mkdir -p "$BIN"
     newest() { ls -t target/release/deps/$1-* 2>/dev/null | grep -v '\.d$' | head -n1; }
     cp target/release/pix2pix "$BIN/pix2pix"
     cp "$(newest gpu_ops)" "$BIN/gpu_ops"
     cp "$(newest graph_step)" "$BIN/graph_step"
+    cp "$(newest gpu_conv_variants)" "$BIN/gpu_conv_variants"
     cp "$(newest step)" "$BIN/bench_step"
     cp "$(newest kernels)" "$BIN/bench_kernels"
-    strip "$BIN"/pix2pix "$BIN"/gpu_ops "$BIN"/graph_step "$BIN"/bench_step "$BIN"/bench_kernels
+    strip "$BIN"/pix2pix "$BIN"/gpu_ops "$BIN"/graph_step "$BIN"/gpu_conv_variants "$BIN"/bench_step "$BIN"/bench_kernels
     du -sh "$BIN"
     echo "carry $BIN and run: benches/gpu_session.sh run"
     exit 0
@@ -52,12 +54,18 @@ if [ $emulated = 1 ]; then
     echo "DRY RUN on the emulated CUDA device: times are host times, not GPU figures" | tee "$OUT/gpu.txt"
     step gpu_ops "$BIN/gpu_ops" --test-threads=2 embedded_ptx adam  # the whole suite runs in cargo test
     step graph_step "$BIN/graph_step" --list                            # likewise (runs in cargo test)
+    step conv_variants "$BIN/gpu_conv_variants" --test-threads=2 v2_tf32 v3_bf16
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_small_ptx12 env PIX2PIX_PTX=nvrtc PIX2PIX_EMU_DRIVER=12040 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
+    step gradcheck_small_tf32 "$BIN/pix2pix" gradcheck --device $DEV --precision tf32 --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
+    step gradcheck_small_bf16 "$BIN/pix2pix" gradcheck --device $DEV --precision bf16 --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
     step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --ngf 8 --ndf 8 --failures-only
-    step kernels "$BIN/bench_kernels" --device $DEV --reps 1
-    step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 2 --reps 1
+    # The reduced shape set (ngf 4), every variant checked; a subset of layers to keep the dry run short.
+    step kernels "$BIN/bench_kernels" --device $DEV --reps 1 --layers e1,e2,e8,d8,d7,d1,C1,C4,C5
+    step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 2 --reps 1 --layers e6,d3
     step step_gpu "$BIN/bench_step" --device $DEV --size 256 --batch 1,2 --iters 1 --ngf 8
+    step step_gpu_tf32 "$BIN/bench_step" --device $DEV --precision tf32 --size 128 --batch 1 --iters 1 --ngf 8
+    step step_gpu_bf16 "$BIN/bench_step" --device $DEV --precision bf16 --size 128 --batch 1 --iters 1 --ngf 8
     step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 1 --ngf 8
     step pytorch python3 -m py_compile benches/pytorch_reference.py
     (cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 0.2 --n-train 20 --ngf 8 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
@@ -68,14 +76,19 @@ else
     step gpu_ops "$BIN/gpu_ops" --nocapture --test-threads=1
     # Graph replay bit-identical to eager launches, on the real driver's graphs.
     (cd "$OUT" && PIX2PIX_TEST_DEVICE=cuda "$OLDPWD_BIN/graph_step" --nocapture --test-threads=1 --skip train_with_and_without >graph_step.log 2>&1) && status+=("graph_step ok") || status+=("graph_step FAILED")
+    step conv_variants "$BIN/gpu_conv_variants" --nocapture --test-threads=1
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     # CUDA 12's PTX (NVRTC 12.0, ISA 8.0) on this GPU too: what a CUDA 12 driver or a V100 would run.
     step gpu_ops_ptx12 env PIX2PIX_PTX=nvrtc "$BIN/gpu_ops" --test-threads=1
     step gradcheck_small_ptx12 env PIX2PIX_PTX=nvrtc "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_256 "$BIN/pix2pix" gradcheck --device $DEV --failures-only
-    step kernels "$BIN/bench_kernels" --device $DEV
-    step kernels_b8 "$BIN/bench_kernels" --device $DEV --batch 8
+    step gradcheck_256_tf32 "$BIN/pix2pix" gradcheck --device $DEV --precision tf32 --failures-only
+    step gradcheck_256_bf16 "$BIN/pix2pix" gradcheck --device $DEV --precision bf16 --failures-only
+    # Every conv layer of unet_256 + PatchGAN, every role, v1/v2/v3 checked then timed side by side.
+    step kernels "$BIN/bench_kernels" --device $DEV --batch 1,8,64 --reps 10
     step step_gpu "$BIN/bench_step" --device $DEV --size 256 --batch 1,8,64 --iters 20
+    step step_gpu_tf32 "$BIN/bench_step" --device $DEV --precision tf32 --size 256 --batch 1,8,64 --iters 20
+    step step_gpu_bf16 "$BIN/bench_step" --device $DEV --precision bf16 --size 256 --batch 1,8,64 --iters 20
     step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 3
     step pytorch python3 benches/pytorch_reference.py --device cuda --size 256 --batch 1,8,64 --configs eager,bench,bf16cl
     (cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 1 --n-train 200 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
@@ -83,7 +96,7 @@ fi
 echo
 echo "================ summary ================"
 printf '%s\n' "${status[@]}"
-grep -h -E "^ +256 +[0-9]+ |one by one" "$OUT/step_gpu.log" "$OUT/step_cpu.log" 2>/dev/null
+grep -H -E "^ +256 +[0-9]+ |one by one" "$OUT"/step_gpu*.log "$OUT/step_cpu.log" 2>/dev/null
 grep -h -E "^ *(eager|bench|bf16cl) " "$OUT/pytorch.log" 2>/dev/null
 grep -h "worst rel err" "$OUT"/gradcheck_*.log 2>/dev/null
 # A failed step fails the session (the dry run in CI relies on it).

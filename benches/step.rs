@@ -57,7 +57,11 @@ fn main() -> anyhow::Result<()> {
     let ngf: usize = get("--ngf").map_or(64, |s| s.parse().unwrap());
     let peak_tflops: f64 = get("--peak-tflops").map_or(60.0, |s| s.parse().unwrap());
     let peak_gbs: f64 = get("--peak-gbs").map_or(4800.0, |s| s.parse().unwrap());
-    println!("device: {}", device.describe());
+    // --precision, or PIX2PIX_CONV_VARIANT (read by Device::parse).
+    if let Some(p) = get("--precision") {
+        device.set_precision(pix2pix::device::Precision::parse(&p)?)?;
+    }
+    println!("device: {}; conv precision {}", device.describe(), device.precision());
     if get("--model").as_deref() == Some("cycle_gan") {
         return cycle_gan(&device, &sizes, iters);
     }

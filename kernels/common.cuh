@@ -11,6 +11,7 @@
 // NVRTC (build.rs's CUDA 12 PTX) has no C headers; these are the widths of every CUDA target.
 typedef unsigned long long uint64_t;
 typedef unsigned int uint32_t;
+typedef unsigned short uint16_t;
 typedef long long int64_t;
 typedef int int32_t;
 #else

@@ -16,7 +16,21 @@
 // (gridDim.z) when M·N has too few tiles for the GPU: each split writes a partial result into a
 // workspace and `splitk_reduce` sums them in a fixed order (deterministic; no float atomics).
 // The split count depends only on the shapes (chosen in Rust).
+//
+// Variants (the kernel lab; src/ops/conv/variant.rs picks one at run time, benches/kernels.rs
+// times them side by side). All three share the loaders above (the implicit-GEMM gathers, the
+// grid, the split-K) and differ only in how a staged BK×64 tile of A and B becomes the 64×64
+// product, the "tile math" policy each impl is instantiated with:
+//   v1 SimtF32  fp32 FMAs, 4×4 outputs per thread (the baseline; kernels without a suffix)
+//   v2 MmaTf32  tensor cores, mma.sync m16n8k8 tf32: operands rounded to tf32 (cvt.rna) when staged
+//               into shared memory, fp32 accumulation; kernels `*_tf32`
+//   v3 MmaBf16  tensor cores, mma.sync m16n8k16 bf16: operands rounded to bf16 (round to nearest
+//               even) when staged, fp32 accumulation; kernels `*_bf16`. Storage stays fp32: only
+//               the operands in shared memory are bf16 (halving global traffic needs bf16 tensors)
+// v2/v3: 8 warps per block, each a 32×16 slice of the tile (2×2 mma tiles). The warp-level pieces
+// (conversions, fragments, mma) are in device_fns.cuh with their host versions for the emulator.
 #include "common.cuh"
+#include "device_fns.cuh"
 
 #define BM 64
 #define BN 64
@@ -54,9 +68,158 @@ __device__ __forceinline__ void mma_tile(const Tiles& t, float (&acc)[4][4], int
     }
 }
 
+// ---- tile math policies -------------------------------------------------------------------------
+// put_a(s, k, m, v) / put_b(s, k, n, v) stage one element of the BK×BM / BK×BN tiles; compute(s, acc,
+// rows, cols) adds the tile product into the accumulators (rows, cols: how many of the tile's rows
+// and columns exist, M - m0 and N - n0, block-uniform); each(acc, f) calls f(row, col, value) for
+// every accumulator the thread holds (row, col within the 64×64 tile).
+
+// v1: the fp32 SIMT baseline.
+struct SimtF32 {
+    using Smem = Tiles;
+    struct Acc {
+        float v[4][4];
+    };
+    static __device__ __forceinline__ void put_a(Smem& s, int k, int m, float v) { s.a[k][m] = v; }
+    static __device__ __forceinline__ void put_b(Smem& s, int k, int n, float v) { s.b[k][n] = v; }
+    static __device__ __forceinline__ void compute(const Smem& s, Acc& acc, int, int) {
+        mma_tile(s, acc.v, threadIdx.x & 15, threadIdx.x >> 4);
+    }
+    template <class F>
+    static __device__ __forceinline__ void each(const Acc& acc, F&& f) {
+        const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) f(ty * 4 + i, tx * 4 + jj, acc.v[i][jj]);
+    }
+};
+
+// The warp's place for v2/v3: warps 2 (m) × 4 (n), each a 32×16 slice = 2×2 mma tiles of 16×8.
+struct WarpSlice {
+    int g, q, wm, wn;
+    __device__ __forceinline__ WarpSlice() {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        g = lane >> 2;
+        q = lane & 3;
+        wm = (warp & 1) * 32;
+        wn = (warp >> 1) * 16;
+    }
+    // Whether mma tile (mi, ni) has a row and a column inside the GEMM: the others are skipped
+    // (warp-uniform, so every lane of a warp takes the same mma.sync), which matters for the thin
+    // layers (cout 1 or 3, cin 3 or 6) whose tiles are mostly padding.
+    __device__ __forceinline__ bool live(int mi, int ni, int rows, int cols) const {
+        return wm + 16 * mi < rows && wn + 8 * ni < cols;
+    }
+    // The C/D fragment layout: element r of mma tile (mi, ni).
+    template <class F>
+    __device__ __forceinline__ void each(const float (&v)[2][2][4], F&& f) const {
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 2; ++ni)
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    f(wm + 16 * mi + g + 8 * (r >> 1), wn + 8 * ni + 2 * q + (r & 1), v[mi][ni][r]);
+    }
+};
+
+// v2: tf32 tensor cores. Rows padded to 72 words: the fragment reads (k = q, m = g) hit 32 banks.
+struct __align__(16) TilesTf32 {
+    uint32_t a[BK][BM + 8];
+    uint32_t b[BK][BN + 8];
+};
+struct MmaTf32 {
+    using Smem = TilesTf32;
+    struct Acc {
+        float v[2][2][4];
+    };
+    static __device__ __forceinline__ void put_a(Smem& s, int k, int m, float v) { s.a[k][m] = f32_to_tf32(v); }
+    static __device__ __forceinline__ void put_b(Smem& s, int k, int n, float v) { s.b[k][n] = f32_to_tf32(v); }
+    static __device__ __forceinline__ void compute(const Smem& s, Acc& acc, int rows, int cols) {
+        const WarpSlice w;
+        if (!w.live(0, 0, rows, cols)) return;
+#pragma unroll
+        for (int k0 = 0; k0 < BK; k0 += 8) {
+            uint32_t fa[2][4], fb[2][2];
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi) {
+                const int m = w.wm + 16 * mi + w.g;
+                fa[mi][0] = s.a[k0 + w.q][m];
+                fa[mi][1] = s.a[k0 + w.q][m + 8];
+                fa[mi][2] = s.a[k0 + w.q + 4][m];
+                fa[mi][3] = s.a[k0 + w.q + 4][m + 8];
+            }
+#pragma unroll
+            for (int ni = 0; ni < 2; ++ni) {
+                const int n = w.wn + 8 * ni + w.g;
+                fb[ni][0] = s.b[k0 + w.q][n];
+                fb[ni][1] = s.b[k0 + w.q + 4][n];
+            }
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+                for (int ni = 0; ni < 2; ++ni)
+                    if (w.live(mi, ni, rows, cols)) mma_m16n8k8_tf32(acc.v[mi][ni], fa[mi], fb[ni], acc.v[mi][ni]);
+        }
+    }
+    template <class F>
+    static __device__ __forceinline__ void each(const Acc& acc, F&& f) {
+        WarpSlice().each(acc.v, f);
+    }
+};
+
+// v3: bf16 tensor cores. Shared words hold k-pairs (k even in the low half), the .b32 registers
+// of the m16n8k16 fragments, so each fragment register is one 32-bit shared load.
+struct __align__(16) TilesBf16 {
+    uint32_t a[BK / 2][BM + 8];
+    uint32_t b[BK / 2][BN + 8];
+};
+struct MmaBf16 {
+    using Smem = TilesBf16;
+    struct Acc {
+        float v[2][2][4];
+    };
+    static __device__ __forceinline__ void put_a(Smem& s, int k, int m, float v) {
+        store_bf16_half(&s.a[k >> 1][m], k & 1, f32_to_bf16(v));
+    }
+    static __device__ __forceinline__ void put_b(Smem& s, int k, int n, float v) {
+        store_bf16_half(&s.b[k >> 1][n], k & 1, f32_to_bf16(v));
+    }
+    static __device__ __forceinline__ void compute(const Smem& s, Acc& acc, int rows, int cols) {
+        static_assert(BK == 16, "one m16n8k16 step per tile");
+        const WarpSlice w;
+        if (!w.live(0, 0, rows, cols)) return;
+        uint32_t fa[2][4], fb[2][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+            const int m = w.wm + 16 * mi + w.g;
+            fa[mi][0] = s.a[w.q][m];
+            fa[mi][1] = s.a[w.q][m + 8];
+            fa[mi][2] = s.a[w.q + 4][m];
+            fa[mi][3] = s.a[w.q + 4][m + 8];
+        }
+#pragma unroll
+        for (int ni = 0; ni < 2; ++ni) {
+            const int n = w.wn + 8 * ni + w.g;
+            fb[ni][0] = s.b[w.q][n];
+            fb[ni][1] = s.b[w.q + 4][n];
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 2; ++ni)
+                if (w.live(mi, ni, rows, cols)) mma_m16n8k16_bf16(acc.v[mi][ni], fa[mi], fb[ni], acc.v[mi][ni]);
+    }
+    template <class F>
+    static __device__ __forceinline__ void each(const Acc& acc, F&& f) {
+        WarpSlice().each(acc.v, f);
+    }
+};
+
 // ------------------------------------------------------------------------------------------------
 // Forward: y = W · im2col(x) (+ bias). in0 = x, in1 = W.
-template <int KS>
+template <int KS, class V>
 __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const float* __restrict__ wt,
                                               const float* __restrict__ bias, float* __restrict__ out,
                                               float* __restrict__ ws, const ConvArgs& a) {
@@ -65,8 +228,8 @@ __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const
     const int N = a.n * hwo;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int kbeg = blockIdx.z * a.kchunk, kend = min(K, kbeg + a.kchunk);
-    const int t = threadIdx.x, tx = t & 15, ty = t >> 4;
-    __shared__ Tiles sm;
+    const int t = threadIdx.x;
+    __shared__ typename V::Smem sm;
 
     // A (W rows): k-fast, 4 rows per thread. B (im2col): one fixed column per thread, 4 k-rows.
     const int a_kk = t & 15, a_r = t >> 4;
@@ -103,69 +266,60 @@ __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const
         }
     };
 
-    float acc[4][4] = {};
+    typename V::Acc acc = {};
     if (kbeg < kend) {
         load(kbeg);
         for (int k0 = kbeg; k0 < kend; k0 += BK) {
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                sm.a[a_kk][a_r + 16 * i] = ra[i];
-                sm.b[b_kk + 4 * i][b_c] = rb[i];
+                V::put_a(sm, a_kk, a_r + 16 * i, ra[i]);
+                V::put_b(sm, b_kk + 4 * i, b_c, rb[i]);
             }
             __syncthreads();
             if (k0 + BK < kend) load(k0 + BK);
-            mma_tile(sm, acc, tx, ty);
+            V::compute(sm, acc, M - m0, N - n0);
             __syncthreads();
         }
     }
 
     const long long out_numel = (long long)N * M;
     float* wsz = ws + (long long)blockIdx.z * out_numel;
-#pragma unroll
-    for (int jj = 0; jj < 4; ++jj) {
-        const int col = n0 + tx * 4 + jj;
-        if (col >= N) continue;
+    V::each(acc, [&](int r, int c, float v) {
+        const int col = n0 + c, m = m0 + r;
+        if (col >= N || m >= M) return;
         const int nb = col / hwo, pix = col - nb * hwo;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty * 4 + i;
-            if (m >= M) continue;
-            const long long idx = ((long long)nb * M + m) * hwo + pix;
-            if (a.splits == 1) {
-                float v = acc[i][jj];
-                if (a.has_bias) v = v + bias[m];
-                out[idx] = a.accumulate ? out[idx] + v : v;
-            } else {
-                wsz[idx] = acc[i][jj];
-            }
+        const long long idx = ((long long)nb * M + m) * hwo + pix;
+        if (a.splits == 1) {
+            if (a.has_bias) v = v + bias[m];
+            out[idx] = a.accumulate ? out[idx] + v : v;
+        } else {
+            wsz[idx] = v;
         }
-    }
+    });
 }
 
-KERNEL void __launch_bounds__(NT) conv_fwd_k4(const float* x, const float* wt, const float* bias, float* out,
-                                             float* ws, ConvArgs a) {
-    conv_fwd_impl<4>(x, wt, bias, out, ws, a);
-}
 // k3 and k7: the ResNet generator's convs (3×3 blocks and down-sampling, 7×7 first and last).
-KERNEL void __launch_bounds__(NT) conv_fwd_k3(const float* x, const float* wt, const float* bias, float* out,
-                                             float* ws, ConvArgs a) {
-    conv_fwd_impl<3>(x, wt, bias, out, ws, a);
-}
-KERNEL void __launch_bounds__(NT) conv_fwd_k7(const float* x, const float* wt, const float* bias, float* out,
-                                             float* ws, ConvArgs a) {
-    conv_fwd_impl<7>(x, wt, bias, out, ws, a);
-}
-KERNEL void __launch_bounds__(NT) conv_fwd_kx(const float* x, const float* wt, const float* bias, float* out,
-                                             float* ws, ConvArgs a) {
-    conv_fwd_impl<0>(x, wt, bias, out, ws, a);
-}
+// One kernel per variant (v1, v2 _tf32, v3 _bf16) and kernel size.
+#define FWD_PARAMS const float *x, const float *wt, const float *bias, float *out, float *ws, ConvArgs a
+KERNEL void __launch_bounds__(NT) conv_fwd_k4(FWD_PARAMS) { conv_fwd_impl<4, SimtF32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_k3(FWD_PARAMS) { conv_fwd_impl<3, SimtF32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_k7(FWD_PARAMS) { conv_fwd_impl<7, SimtF32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_kx(FWD_PARAMS) { conv_fwd_impl<0, SimtF32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_k4_tf32(FWD_PARAMS) { conv_fwd_impl<4, MmaTf32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_k3_tf32(FWD_PARAMS) { conv_fwd_impl<3, MmaTf32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_k7_tf32(FWD_PARAMS) { conv_fwd_impl<7, MmaTf32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_kx_tf32(FWD_PARAMS) { conv_fwd_impl<0, MmaTf32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_k4_bf16(FWD_PARAMS) { conv_fwd_impl<4, MmaBf16>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_k3_bf16(FWD_PARAMS) { conv_fwd_impl<3, MmaBf16>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_k7_bf16(FWD_PARAMS) { conv_fwd_impl<7, MmaBf16>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_fwd_kx_bf16(FWD_PARAMS) { conv_fwd_impl<0, MmaBf16>(x, wt, bias, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // Data gradient: dx = col2im(Wᵀ · dy) (+ bias, for a transposed conv's forward), as a gather.
 // in0 = dy, in1 = W. blockIdx.z = split * s² + parity class (rh, rw). For a pixel ih ≡ rh (mod s)
 // the taps ki with (ih + p - ki) divisible by s are ki = ki0 + s·t, ki0 = (rh + p) mod s, and then
 // oh = a + (rh + p) div s - t where ih = rh + s·a. TT = ⌈k/s⌉ when s divides k (compile-time), else 0.
-template <int TT>
+template <int TT, class V>
 __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, const float* __restrict__ wt,
                                                 const float* __restrict__ bias, float* __restrict__ out,
                                                 float* __restrict__ ws, const ConvArgs& a) {
@@ -182,9 +336,9 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, co
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     if (n0 >= N || m0 >= M) return;  // uniform over the block: this class has fewer pixels
     const int kbeg = split * a.kchunk, kend = min(K, kbeg + a.kchunk);
-    const int t = threadIdx.x, tx = t & 15, ty = t >> 4;
+    const int t = threadIdx.x;
     const int kk2 = a.k * a.k, hwo = a.ho * a.wo;
-    __shared__ Tiles sm;
+    __shared__ typename V::Smem sm;
 
     const int a_kk = t & 15, a_r = t >> 4;
     const int b_c = t & 63, b_kk = t >> 6;
@@ -227,72 +381,62 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, co
         }
     };
 
-    float acc[4][4] = {};
+    typename V::Acc acc = {};
     if (kbeg < kend) {
         load(kbeg);
         for (int k0 = kbeg; k0 < kend; k0 += BK) {
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                sm.a[a_kk][a_r + 16 * i] = ra[i];
-                sm.b[b_kk + 4 * i][b_c] = rb[i];
+                V::put_a(sm, a_kk, a_r + 16 * i, ra[i]);
+                V::put_b(sm, b_kk + 4 * i, b_c, rb[i]);
             }
             __syncthreads();
             if (k0 + BK < kend) load(k0 + BK);
-            mma_tile(sm, acc, tx, ty);
+            V::compute(sm, acc, M - m0, N - n0);
             __syncthreads();
         }
     }
 
     const long long out_numel = (long long)a.n * M * a.h * a.w;
     float* wsz = ws + (long long)split * out_numel;
-#pragma unroll
-    for (int jj = 0; jj < 4; ++jj) {
-        const int col = n0 + tx * 4 + jj;
-        if (col >= N) continue;
+    V::each(acc, [&](int r, int c, float v) {
+        const int col = n0 + c, m = m0 + r;
+        if (col >= N || m >= M) return;
         const int nb = col / ahw, rem = col - nb * ahw, aa = rem / Aw, bb = rem - aa * Aw;
         const int ih = rh + s * aa, iw = rw + s * bb;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty * 4 + i;
-            if (m >= M) continue;
-            const long long idx = (((long long)nb * M + m) * a.h + ih) * a.w + iw;
-            if (a.splits == 1) {
-                float v = acc[i][jj];
-                if (a.has_bias) v = v + bias[m];
-                out[idx] = a.accumulate ? out[idx] + v : v;
-            } else {
-                wsz[idx] = acc[i][jj];
-            }
+        const long long idx = (((long long)nb * M + m) * a.h + ih) * a.w + iw;
+        if (a.splits == 1) {
+            if (a.has_bias) v = v + bias[m];
+            out[idx] = a.accumulate ? out[idx] + v : v;
+        } else {
+            wsz[idx] = v;
         }
-    }
+    });
 }
 
-KERNEL void __launch_bounds__(NT) conv_dgrad_t2(const float* dy, const float* wt, const float* bias, float* out,
-                                               float* ws, ConvArgs a) {
-    conv_dgrad_impl<2>(dy, wt, bias, out, ws, a);
-}
-KERNEL void __launch_bounds__(NT) conv_dgrad_t4(const float* dy, const float* wt, const float* bias, float* out,
-                                               float* ws, ConvArgs a) {
-    conv_dgrad_impl<4>(dy, wt, bias, out, ws, a);
-}
-// Stride 1 with k3 / k7 (every tap hits every pixel): the ResNet blocks' and 7×7 convs' dgrad.
-KERNEL void __launch_bounds__(NT) conv_dgrad_t3(const float* dy, const float* wt, const float* bias, float* out,
-                                               float* ws, ConvArgs a) {
-    conv_dgrad_impl<3>(dy, wt, bias, out, ws, a);
-}
-KERNEL void __launch_bounds__(NT) conv_dgrad_t7(const float* dy, const float* wt, const float* bias, float* out,
-                                               float* ws, ConvArgs a) {
-    conv_dgrad_impl<7>(dy, wt, bias, out, ws, a);
-}
-KERNEL void __launch_bounds__(NT) conv_dgrad_tx(const float* dy, const float* wt, const float* bias, float* out,
-                                               float* ws, ConvArgs a) {
-    conv_dgrad_impl<0>(dy, wt, bias, out, ws, a);
-}
+// t3/t7: stride 1 with k3 / k7 (every tap hits every pixel): the ResNet blocks' and 7×7 convs' dgrad.
+// One kernel per variant (v1, v2 _tf32, v3 _bf16) and tap count.
+#define DGRAD_PARAMS const float *dy, const float *wt, const float *bias, float *out, float *ws, ConvArgs a
+KERNEL void __launch_bounds__(NT) conv_dgrad_t2(DGRAD_PARAMS) { conv_dgrad_impl<2, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t4(DGRAD_PARAMS) { conv_dgrad_impl<4, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t3(DGRAD_PARAMS) { conv_dgrad_impl<3, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t7(DGRAD_PARAMS) { conv_dgrad_impl<7, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_tx(DGRAD_PARAMS) { conv_dgrad_impl<0, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t2_tf32(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t4_tf32(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t3_tf32(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t7_tf32(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_tx_tf32(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t2_bf16(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t4_bf16(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t3_bf16(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_t7_bf16(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_dgrad_tx_bf16(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaBf16>(dy, wt, bias, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // Weight gradient: dW[co, (ci,ki,kj)] += sum_{b,oh,ow} dy[b,co,oh,ow] · x[b,ci,oh·s-p+ki,ow·s-p+kj].
 // in0 = x, in1 = dy, out = the weight's gradient slice (always accumulated into).
-template <int KS>
+template <int KS, class V>
 __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, const float* __restrict__ dy,
                                                 float* __restrict__ out, float* __restrict__ ws,
                                                 const ConvArgs& a) {
@@ -301,9 +445,9 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
     const int M = a.cout, N = a.cin * kk2, K = a.n * hwo;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int kbeg = blockIdx.z * a.kchunk, kend = min(K, kbeg + a.kchunk);
-    const int t = threadIdx.x, tx = t & 15, ty = t >> 4;
+    const int t = threadIdx.x;
     const long long chw = (long long)a.cin * a.h * a.w;
-    __shared__ Tiles sm;
+    __shared__ typename V::Smem sm;
 
     // Both operands k-fast: the thread's k (a pixel of dy) is the same for its A and B loads.
     const int kk = t & 15, r0 = t >> 4;
@@ -344,54 +488,46 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
         }
     };
 
-    float acc[4][4] = {};
+    typename V::Acc acc = {};
     if (kbeg < kend) {
         load(kbeg);
         for (int k0 = kbeg; k0 < kend; k0 += BK) {
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                sm.a[kk][r0 + 16 * i] = ra[i];
-                sm.b[kk][r0 + 16 * i] = rb[i];
+                V::put_a(sm, kk, r0 + 16 * i, ra[i]);
+                V::put_b(sm, kk, r0 + 16 * i, rb[i]);
             }
             __syncthreads();
             if (k0 + BK < kend) load(k0 + BK);
-            mma_tile(sm, acc, tx, ty);
+            V::compute(sm, acc, M - m0, N - n0);
             __syncthreads();
         }
     }
 
     float* wsz = ws + (long long)blockIdx.z * M * N;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int m = m0 + ty * 4 + i;
-        if (m >= M) continue;
-#pragma unroll
-        for (int jj = 0; jj < 4; ++jj) {
-            const int col = n0 + tx * 4 + jj;
-            if (col >= N) continue;
-            const long long idx = (long long)m * N + col;
-            if (a.splits == 1) out[idx] = out[idx] + acc[i][jj];
-            else wsz[idx] = acc[i][jj];
-        }
-    }
+    V::each(acc, [&](int r, int c, float v) {
+        const int col = n0 + c, m = m0 + r;
+        if (col >= N || m >= M) return;
+        const long long idx = (long long)m * N + col;
+        if (a.splits == 1) out[idx] = out[idx] + v;
+        else wsz[idx] = v;
+    });
 }
 
-KERNEL void __launch_bounds__(NT) conv_wgrad_k4(const float* x, const float* dy, const float* bias_unused,
-                                               float* out, float* ws, ConvArgs a) {
-    conv_wgrad_impl<4>(x, dy, out, ws, a);
-}
-KERNEL void __launch_bounds__(NT) conv_wgrad_k3(const float* x, const float* dy, const float* bias_unused,
-                                               float* out, float* ws, ConvArgs a) {
-    conv_wgrad_impl<3>(x, dy, out, ws, a);
-}
-KERNEL void __launch_bounds__(NT) conv_wgrad_k7(const float* x, const float* dy, const float* bias_unused,
-                                               float* out, float* ws, ConvArgs a) {
-    conv_wgrad_impl<7>(x, dy, out, ws, a);
-}
-KERNEL void __launch_bounds__(NT) conv_wgrad_kx(const float* x, const float* dy, const float* bias_unused,
-                                               float* out, float* ws, ConvArgs a) {
-    conv_wgrad_impl<0>(x, dy, out, ws, a);
-}
+// One kernel per variant (v1, v2 _tf32, v3 _bf16) and kernel size.
+#define WGRAD_PARAMS const float *x, const float *dy, const float *bias_unused, float *out, float *ws, ConvArgs a
+KERNEL void __launch_bounds__(NT) conv_wgrad_k4(WGRAD_PARAMS) { conv_wgrad_impl<4, SimtF32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_k3(WGRAD_PARAMS) { conv_wgrad_impl<3, SimtF32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_k7(WGRAD_PARAMS) { conv_wgrad_impl<7, SimtF32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_kx(WGRAD_PARAMS) { conv_wgrad_impl<0, SimtF32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_k4_tf32(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaTf32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_k3_tf32(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaTf32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_k7_tf32(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaTf32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_kx_tf32(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaTf32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_k4_bf16(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaBf16>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_k3_bf16(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaBf16>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_k7_bf16(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaBf16>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT) conv_wgrad_kx_bf16(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaBf16>(x, dy, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // out[i] = (accumulate ? out[i] : 0) + sum_z ws[z·numel + i] (+ bias[(i / hw) % c]), z ascending.

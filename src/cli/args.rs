@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use pix2pix::data::{DataOptions, Direction, Preprocess};
-use pix2pix::device::Device;
+use pix2pix::device::{Device, Precision};
 use pix2pix::models::cyclegan::CycleGanOptions;
 use pix2pix::models::patchgan::PatchGanConfig;
 use pix2pix::models::pix2pix::{GanMode, Pix2PixOptions};
@@ -197,6 +197,11 @@ pub struct RunArgs {
     /// auto (GPU 0 if usable, else CPU with a note), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// How CUDA convolutions multiply: fp32 (fp32 SIMT kernels), tf32 or bf16 (tensor cores,
+    /// operands rounded to tf32/bf16, fp32 accumulation; weights, activations, gradients and
+    /// Adam moments stay fp32). Default: $PIX2PIX_CONV_VARIANT (1|2|3), else fp32.
+    #[arg(long, value_parser = parse_precision)]
+    pub precision: Option<Precision>,
     /// Seeds initialisation, dropout masks, crops, flips and shuffling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -204,8 +209,28 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn device(&self) -> Result<Device> {
-        Device::parse(&self.device)
+        device_with_precision(&self.device, self.precision)
     }
+}
+
+pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    Precision::parse(s).map_err(|e| e.to_string())
+}
+
+/// `Device::parse`, then `--precision` when given (over $PIX2PIX_CONV_VARIANT); says which
+/// precision a CUDA device runs when it is not fp32.
+pub fn device_with_precision(spec: &str, precision: Option<Precision>) -> Result<Device> {
+    let dev = Device::parse(spec)?;
+    if let Some(p) = precision {
+        dev.set_precision(p)?;
+    }
+    if dev.precision() != Precision::Fp32 {
+        eprintln!(
+            "device: convolutions in {} on tensor cores (fp32 storage)",
+            dev.precision()
+        );
+    }
+    Ok(dev)
 }
 
 #[derive(Args, Clone, Debug)]

@@ -2,6 +2,7 @@
 //! and embedded), a function cache and a launch helper. Ops in `ops/` launch their kernels through
 //! [`launch!`](crate::device::cuda::launch); nothing here knows about any op.
 
+use super::precision::Precision;
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::sys::CUresult;
 use cudarc::driver::{
@@ -161,6 +162,8 @@ pub struct CudaBackend {
     scratch64: Mutex<CudaSlice<f64>>,
     /// Per-kernel timing (`--profile`): None unless switched on.
     profiler: Mutex<Option<Profiler>>,
+    /// The conv kernel-lab variant in use (`Precision::variant`; device/precision.rs).
+    conv_variant: std::sync::atomic::AtomicU8,
 }
 
 /// Time spent in one kernel, summed over its launches.
@@ -359,7 +362,32 @@ impl CudaBackend {
             workspace: Mutex::new(workspace),
             scratch64: Mutex::new(scratch64),
             profiler: Mutex::new(None),
+            conv_variant: std::sync::atomic::AtomicU8::new(Precision::Fp32.variant()),
         }))
+    }
+
+    /// How the convolutions multiply (the conv kernel-lab variant); fp32 unless set.
+    pub fn precision(&self) -> Precision {
+        match self.conv_variant.load(std::sync::atomic::Ordering::Relaxed) {
+            2 => Precision::Tf32,
+            3 => Precision::Bf16,
+            _ => Precision::Fp32,
+        }
+    }
+
+    /// Selects the conv variant; tf32 and bf16 need PTX for sm_80 or later.
+    pub fn set_precision(&self, p: Precision) -> Result<()> {
+        if self.ptx_arch < p.min_arch() {
+            bail!(
+                "--precision {p} needs tensor cores (sm_{} or later); {} runs PTX for sm_{}",
+                p.min_arch(),
+                self.name,
+                self.ptx_arch
+            );
+        }
+        self.conv_variant
+            .store(p.variant(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// "cuda:0 NVIDIA H200 (sm_90, 132 SMs, driver CUDA 13.0, PTX sm_90 ISA 9.0 by nvcc 13.0: the

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod emu;
+pub mod precision;
 pub mod step_values;
 
 use crate::tensor::{Shape, Storage, Tensor};
@@ -11,6 +12,7 @@ use anyhow::{bail, Result};
 use std::sync::Arc;
 
 pub use cuda::CudaBackend;
+pub use precision::Precision;
 
 #[derive(Clone)]
 pub enum Device {
@@ -23,7 +25,16 @@ impl Device {
     /// can and otherwise falls back to the CPU, printing one line that says why; `cuda` fails with
     /// that reason instead. `cuda-emu` is the emulated CUDA device (device/emu): our kernels run on
     /// the CPU through the same driver calls, for testing without a GPU.
+    /// A CUDA device starts with the conv precision of `PIX2PIX_CONV_VARIANT` (fp32 when unset).
     pub fn parse(spec: &str) -> Result<Device> {
+        let dev = Device::parse_spec(spec)?;
+        if let (Device::Cuda(c), Some(p)) = (&dev, Precision::from_env()?) {
+            c.set_precision(p)?;
+        }
+        Ok(dev)
+    }
+
+    fn parse_spec(spec: &str) -> Result<Device> {
         if let Some(mode) = emu::Mode::from_device(spec) {
             emu::activate(mode)?;
             return Ok(Device::Cuda(CudaBackend::new(0)?));
@@ -48,6 +59,24 @@ impl Device {
                 Ok(Device::Cuda(CudaBackend::new(n)?))
             }
             _ => bail!("unknown device {spec:?}: expected auto, cpu, cuda, cuda:N or cuda-emu"),
+        }
+    }
+
+    /// Selects how this device's convolutions multiply (`--precision`). The CPU reference
+    /// computes in fp32 only.
+    pub fn set_precision(&self, p: Precision) -> Result<()> {
+        match self {
+            Device::Cuda(c) => c.set_precision(p),
+            Device::Cpu if p == Precision::Fp32 => Ok(()),
+            Device::Cpu => bail!("--precision {p} is for CUDA devices; the CPU reference computes in fp32"),
+        }
+    }
+
+    /// The conv precision in use (fp32 on the CPU).
+    pub fn precision(&self) -> Precision {
+        match self {
+            Device::Cuda(c) => c.precision(),
+            Device::Cpu => Precision::Fp32,
         }
     }
 

@@ -1,10 +1,12 @@
 //! The CUDA launchers of conv and convT (kernels/conv.cu): the three implicit GEMMs of a
 //! [`ConvProblem`] (see `mod.rs` and the top of kernels/conv.cu), with split-K when the output has
-//! too few tiles, reduced in a fixed order (deterministic).
+//! too few tiles, reduced in a fixed order (deterministic). The variant (v1 fp32, v2 tf32, v3
+//! bf16: `CudaBackend::precision`) picks the kernels' suffix; grid, split-K and workspace are the
+//! same for all three, so the variants differ only in the tile math.
 
 use super::{ConvParams, ConvProblem};
 use crate::device::cuda::launch;
-use crate::device::CudaBackend;
+use crate::device::{CudaBackend, Precision};
 use crate::tensor::{Storage, Tensor};
 use cudarc::driver::{CudaView, CudaViewMut};
 
@@ -67,6 +69,13 @@ impl ConvProblem {
     }
 }
 
+/// One kernel of kernels/conv.cu in its three variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`).
+type Variants = [&'static str; 3];
+
+fn pick(k: &Variants, precision: Precision) -> &'static str {
+    k[precision.variant() as usize - 1]
+}
+
 /// (splits, kchunk) for a GEMM with `tiles` output tiles, reduction length `k` and `out` outputs.
 fn split_k(tiles: usize, k: usize, out: usize) -> (usize, usize) {
     let by_k = k.div_ceil(TILE_K * 8).max(1);
@@ -86,7 +95,7 @@ struct Bias<'a> {
 
 /// One implicit-GEMM launch. Every GEMM kernel has the signature (in0, in1, bias, out, ws, args).
 struct Gemm<'a> {
-    kernel: &'static str,
+    kernel: &'static Variants,
     /// (column tiles, row tiles, z = splits [× parity classes for dgrad]).
     grid: (usize, usize, usize),
     args: ConvArgs,
@@ -107,13 +116,14 @@ fn run(c: &CudaBackend, g: Gemm, out: &mut CudaViewMut<f32>) {
         shared_mem_bytes: 0,
     };
     let a = g.args;
+    let kernel = pick(g.kernel, c.precision());
     let splits = a.splits as usize;
     let mut ws = c.workspace(if splits > 1 { splits * g.out_numel } else { 1 });
     let (bias_v, bias_c, bias_hw) = match &g.bias {
         Some(b) => (b.values, b.channels, b.plane),
         None => (g.in1, 1, 1), // never read: has_bias = 0
     };
-    launch!(c, "conv", g.kernel, cfg, g.in0, g.in1, bias_v, &mut *out, &mut *ws, &a);
+    launch!(c, "conv", kernel, cfg, g.in0, g.in1, bias_v, &mut *out, &mut *ws, &a);
     if splits > 1 {
         let (sp, numel) = (splits as i32, g.out_numel as i64);
         let (ch, hw) = (bias_c as i32, bias_hw as i64);
@@ -156,10 +166,10 @@ pub(super) fn fwd(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
         kernel: match pb.k {
-            3 => "conv_fwd_k3",
-            4 => "conv_fwd_k4",
-            7 => "conv_fwd_k7",
-            _ => "conv_fwd_kx",
+            3 => &["conv_fwd_k3", "conv_fwd_k3_tf32", "conv_fwd_k3_bf16"],
+            4 => &["conv_fwd_k4", "conv_fwd_k4_tf32", "conv_fwd_k4_bf16"],
+            7 => &["conv_fwd_k7", "conv_fwd_k7_tf32", "conv_fwd_k7_bf16"],
+            _ => &["conv_fwd_kx", "conv_fwd_kx_tf32", "conv_fwd_kx_bf16"],
         },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, accumulate, bias.is_some()),
@@ -198,12 +208,12 @@ pub(super) fn dgrad(
     }
     let tiles = (m.div_ceil(TILE), n_max.div_ceil(TILE));
     let (splits, kchunk) = split_k(tiles.0 * tiles.1 * s * s, k_max, out);
-    let kernel = match (pb.k.is_multiple_of(s), taps) {
-        (true, 2) => "conv_dgrad_t2",
-        (true, 3) => "conv_dgrad_t3",
-        (true, 4) => "conv_dgrad_t4",
-        (true, 7) => "conv_dgrad_t7",
-        _ => "conv_dgrad_tx",
+    let kernel: &'static Variants = match (pb.k.is_multiple_of(s), taps) {
+        (true, 2) => &["conv_dgrad_t2", "conv_dgrad_t2_tf32", "conv_dgrad_t2_bf16"],
+        (true, 3) => &["conv_dgrad_t3", "conv_dgrad_t3_tf32", "conv_dgrad_t3_bf16"],
+        (true, 4) => &["conv_dgrad_t4", "conv_dgrad_t4_tf32", "conv_dgrad_t4_bf16"],
+        (true, 7) => &["conv_dgrad_t7", "conv_dgrad_t7_tf32", "conv_dgrad_t7_bf16"],
+        _ => &["conv_dgrad_tx", "conv_dgrad_tx_tf32", "conv_dgrad_tx_bf16"],
     };
     let gemm = Gemm {
         kernel,
@@ -238,10 +248,10 @@ pub(super) fn wgrad(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
         kernel: match pb.k {
-            3 => "conv_wgrad_k3",
-            4 => "conv_wgrad_k4",
-            7 => "conv_wgrad_k7",
-            _ => "conv_wgrad_kx",
+            3 => &["conv_wgrad_k3", "conv_wgrad_k3_tf32", "conv_wgrad_k3_bf16"],
+            4 => &["conv_wgrad_k4", "conv_wgrad_k4_tf32", "conv_wgrad_k4_bf16"],
+            7 => &["conv_wgrad_k7", "conv_wgrad_k7_tf32", "conv_wgrad_k7_bf16"],
+            _ => &["conv_wgrad_kx", "conv_wgrad_kx_tf32", "conv_wgrad_kx_bf16"],
         },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, true, false),
