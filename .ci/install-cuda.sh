@@ -7,6 +7,9 @@
 #   which build.rs loads to write PTX ISA 8.0, loaded by every CUDA 12 driver, sm_70 included) and
 #   PTXAS12 (.ci/check-ptx.sh assembles that PTX with it). 12.0 is the oldest CUDA 12, so its PTX
 #   loads under the most drivers (R525+). A separate venv: the two generations' wheels never meet.
+#   The ptxas is CUDA 12.4's: 12.0's segfaults assembling the tensor-core conv kernels for sm_90
+#   (any PTX target), 12.4's accepts them; a driver JIT-compiles with its own version's compiler,
+#   so this checks what a CUDA 12.4+ driver does (12.0-12.3 drivers on sm_90: unverified).
 # Progress goes to stderr; stdout carries only the export lines.
 set -euo pipefail
 VENV="${CUDA_VENV:-/opt/cuda-venv}"
@@ -36,13 +39,14 @@ echo "export PTXAS=$PTXAS_BIN"
 
 VENV12="${CUDA12_VENV:-/opt/cuda12-venv}"
 VER12=12.0.140
-PKGS12=(nvidia-cuda-nvrtc-cu12==$VER12 nvidia-cuda-nvcc-cu12==$VER12)
+PTXAS_VER12=12.4.131
+PKGS12=(nvidia-cuda-nvrtc-cu12==$VER12 nvidia-cuda-nvcc-cu12==$PTXAS_VER12)
 find12() {
     ls "$VENV12"/lib/python3*/site-packages/nvidia/"$1" 2>/dev/null | head -n1
 }
 NVRTC12="$(find12 cuda_nvrtc/lib/libnvrtc.so.12 || true)"
 PTXAS12_BIN="$(find12 cuda_nvcc/bin/ptxas || true)"
-if [ -z "$NVRTC12" ] || [ -z "$PTXAS12_BIN" ] || ! "$PTXAS12_BIN" --version >/dev/null 2>&1; then
+if [ -z "$NVRTC12" ] || [ -z "$PTXAS12_BIN" ] || ! "$PTXAS12_BIN" --version 2>/dev/null | grep -q "release ${PTXAS_VER12%.*}"; then
     echo "install-cuda: installing ${PKGS12[*]} into $VENV12" >&2
     if [ ! -x "$VENV12/bin/python" ]; then
         python3 -m venv "$VENV12" >&2
