@@ -174,6 +174,23 @@ fn time_steps(device: &Device, m: &mut dyn Model, a: &Tensor, b: &Tensor, iters:
     t.elapsed().as_secs_f64() / iters as f64
 }
 
+/// User + system CPU seconds of this process, all threads (Linux: /proc/self/stat at 100 ticks/s;
+/// NaN elsewhere).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // `rest` starts at field 3 (the state letter, not a number): utime and stime (fields 14
+    // and 15) are its 11th and 12th numbers.
+    match (f.get(10), f.get(11)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 /// The CycleGAN step (SPEC.md §8: ≈ 1.88 TFLOP per iteration at 256², batch 1), timed like
 /// pix2pix's, with the per-phase split from separate steps.
 fn cycle_gan(device: &Device, sizes: &[usize], iters: usize) -> anyhow::Result<()> {
@@ -199,23 +216,30 @@ fn cycle_gan(device: &Device, sizes: &[usize], iters: usize) -> anyhow::Result<(
         let (a, b) = (device.upload_tensor(s, &a), device.upload_tensor(s, &b));
         m.step(device, &a, &b, 2e-4); // warm-up
         device.synchronize();
-        let mut times = vec![];
+        let (mut times, mut cpu) = (vec![], vec![]);
         for _ in 0..iters {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), process_cpu_seconds());
             m.step(device, &a, &b, 2e-4);
             device.synchronize();
             times.push(t.elapsed().as_secs_f64());
+            cpu.push(process_cpu_seconds() - c);
         }
-        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let med = times[times.len() / 2];
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        };
+        let med = median(&mut times);
         let flop = 1880.0 * (size as f64 / 256.0).powi(2);
+        // Also the process's CPU time (all threads) per step: on a shared machine the wall time
+        // includes waiting for a core, the CPU time does not (10 ms resolution).
         println!(
-            "{size:>6} {:>5} {med:>10.4} {:>10.2} {:>9.1} {:>10.2}   (cycle_gan resnet_9blocks, median of {iters}, {})",
+            "{size:>6} {:>5} {med:>10.4} {:>10.2} {:>9.1} {:>10.2}   (cycle_gan resnet_9blocks, median of {iters}, {}; cpu {:.2} ms)",
             1,
             1.0 / med,
             flop / med,
             med * 1e3,
-            device.describe()
+            device.describe(),
+            median(&mut cpu) * 1e3
         );
         m.set_phase_timing(true);
         m.step(device, &a, &b, 2e-4);

@@ -131,7 +131,8 @@ fn train_resume_test_eval() {
         assert_eq!(a, b, "{f} differs after resume");
     }
 
-    // Test pages: the six CycleGAN visuals per image, then eval of fake_B against real_B.
+    // Test pages: the six CycleGAN visuals per image, then eval of fake_B against real_B and of
+    // fake_A against real_A.
     let test = with(
         &["test", "--dataroot", "data", "--name", "full", "--crop-size", "32"],
         SMALL,
@@ -146,6 +147,19 @@ fn train_resume_test_eval() {
     assert!(page.contains("rec_B") && page.contains("latest_net_G_A"), "{page}");
     let out = ok(d, &["eval", "results/full/test_latest", "--out", "evalout"]);
     assert!(out.to_lowercase().contains("cosine"), "{out}");
+    assert!(out.contains("full/test_latest fake_A: 2 images"), "{out}");
+    let per_image = std::fs::read_to_string(res.join("metrics_fake_A.csv")).unwrap();
+    assert_eq!(per_image.lines().count(), 3, "{per_image}");
+    let summary = std::fs::read_to_string(d.join("evalout/summary.csv")).unwrap();
+    assert!(
+        summary.contains("\nfull/test_latest,2,") && summary.contains("\nfull/test_latest fake_A,2,"),
+        "{summary}"
+    );
+    let page = std::fs::read_to_string(d.join("evalout/index.html")).unwrap();
+    assert!(
+        page.contains("0001_fake_A.png") && page.contains("Test images: fake_A"),
+        "{page}"
+    );
 }
 
 #[test]

@@ -67,6 +67,41 @@ fn eval_two_runs_writes_metrics_table_and_page() {
     assert!(page.contains("1 left out"), "{page}");
 }
 
+/// A CycleGAN result folder: fake_A scored against real_A beside fake_B against real_B; the
+/// metrics are those of the right pair (fake_A equal to real_A scores perfectly, fake_B does not).
+#[test]
+fn eval_scores_fake_a_against_real_a() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cg = result_dir(root, "cg", &["x1", "x2"], 3);
+    let images = root.join(&cg).join("images");
+    for (i, s) in ["x1", "x2"].iter().enumerate() {
+        png(&images.join(format!("{s}_fake_A.png")), 16, 16, 100 + i as u32); // == real_A
+    }
+    let p2p = result_dir(root, "p2p", &["x1", "x2"], 0);
+    let text = ok(root, &["eval", &cg, &p2p, "--out", "cmp"]);
+    assert!(text.contains("cg/test_latest fake_A: 2 images"), "{text}");
+    assert!(!text.contains("p2p/test_latest fake_A"), "{text}");
+    let a = std::fs::read_to_string(root.join(&cg).join("metrics_fake_A.csv")).unwrap();
+    assert!(a.lines().nth(1).unwrap().starts_with("x1,0,0,inf,1"), "{a}");
+    let b = std::fs::read_to_string(root.join(&cg).join("metrics.csv")).unwrap();
+    assert!(!b.lines().nth(1).unwrap().starts_with("x1,0,0,inf"), "{b}");
+    let summary = std::fs::read_to_string(root.join("cmp/summary.csv")).unwrap();
+    assert!(
+        summary.contains("\ncg/test_latest fake_A,2,0,0,0,0,inf,nan,1,0"),
+        "{summary}"
+    );
+    assert_eq!(summary.lines().count(), 4, "header, cg, cg fake_A, p2p: {summary}");
+    // The page shows fake_A in its own table, with real_B as the input and real_A as the target.
+    let page = std::fs::read_to_string(root.join("cmp/index.html")).unwrap();
+    let second = &page[page.find("Test images: fake_A").expect("a fake_A table")..];
+    assert!(
+        second.contains("real_B (input)") && second.contains("x1_fake_A.png"),
+        "{second}"
+    );
+    assert!(!second.contains("p2p/test_latest"), "{second}");
+}
+
 #[test]
 fn eval_errors_name_the_folder_or_file() {
     let tmp = tempfile::tempdir().unwrap();

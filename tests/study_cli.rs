@@ -51,9 +51,10 @@ fn tiny_study_writes_every_table_and_figure_and_resumes() {
     ];
     let log = ok(t.path(), &args);
     assert!(
-        log.contains("not available (CycleGAN is not wired into the study yet)"),
-        "{log}"
+        log.contains("run 6 (cycle_gan resnet_6blocks ngf 8 ndf 8 128²)"),
+        "the plan shows run 6's measured step:\n{log}"
     );
+    assert!(log.contains("stage train_run6 finished"), "{log}");
     assert!(log.contains("measured on"), "the plan shows the measured step:\n{log}");
     let st = t.path().join("st");
     for f in [
@@ -71,7 +72,7 @@ fn tiny_study_writes_every_table_and_figure_and_resumes() {
     }
     let mut figures = vec!["fig5_losses.png".to_string(), "fig10_validation.png".to_string()];
     figures.extend(["classic", "smooth", "bold", "posterized", "sketch"].map(|s| format!("styles_{s}.jpg")));
-    figures.extend((1..=5).map(|i| format!("samples_run{i}.jpg")));
+    figures.extend((1..=6).map(|i| format!("samples_run{i}.jpg")));
     for f in &figures {
         let img = image::open(st.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(
@@ -87,23 +88,38 @@ fn tiny_study_writes_every_table_and_figure_and_resumes() {
         "0.00622",
         "0.01052",
         "colorFERET",
-        "not available (CycleGAN is not wired into the study yet)",
+        "pix2pix train --model cycle_gan --dataroot",
         "Inception V3",
         "pix2pix train --dataroot",
         "pix2pix prepare --photos",
     ]) {
         assert!(html.contains(needle), "index.html lacks {needle:?}");
     }
-    // Table 3: runs 1-5 scored (cosine dissimilarity in (0, 2)), run 6 empty, seed values for 2-4.
+    // Table 3: all six runs scored (cosine dissimilarity in (0, 2)), seed values for 2-4 only.
     let t3 = csv_rows(&st.join("table3.csv"));
     assert_eq!(t3.len(), 6);
-    for r in &t3[..5] {
+    for r in &t3 {
         assert!(num(r, 4) >= 1.0, "{r:?}: no test images");
         let c = num(r, 5);
         assert!(c > 0.0 && c < 2.0, "{r:?}");
     }
     assert_eq!(&t3[5][1], "cycle_gan");
-    assert!(t3[5][5].is_empty(), "run 6 must not have scores: {:?}", t3[5]);
+    assert!(t3[5][13].is_empty(), "run 6 has no seed value: {:?}", t3[5]);
+    // Run 6 was trained as CycleGAN (four networks) and its G_B scored too (fake_A vs real_A).
+    let run6 = st.join("checkpoints/run6_cycle_gan_filtered");
+    for net in ["G_A", "G_B", "D_A", "D_B"] {
+        assert!(run6.join(format!("latest_net_{net}.safetensors")).is_file(), "{net}");
+    }
+    let fake_a = csv_rows(&st.join("results/run6_cycle_gan_filtered/test_latest/metrics_fake_A.csv"));
+    assert_eq!(
+        fake_a.len() as f64,
+        num(&t3[5], 4),
+        "every test image scored in both directions"
+    );
+    assert!(
+        csv_rows(&st.join("measure_cycle_gan.csv")).len() == 2,
+        "step and forward rows"
+    );
     assert_eq!([&t3[1][13], &t3[2][13], &t3[3][13]], ["0.00136", "0.00622", "0.01052"]);
     // Run 1's split: the 3 grayscale photos that landed in the test split are counted apart.
     let split = csv_rows(&st.join("run1_split.csv"));
@@ -113,13 +129,13 @@ fn tiny_study_writes_every_table_and_figure_and_resumes() {
     assert_eq!(n(0) + n(1) + n(2), n(3));
     assert!(n(3) > 0);
     // Styles: every run in every style.
-    assert_eq!(csv_rows(&st.join("styles.csv")).len(), 5 * 5);
+    assert_eq!(csv_rows(&st.join("styles.csv")).len(), 6 * 5);
     let photos_csv = csv_rows(&st.join("data/photos.csv"));
     assert_eq!(photos_csv.iter().filter(|r| &r[2] == "grayscale").count(), 3);
 
     // A rerun skips every stage and rebuilds the report.
     let again = ok(t.path(), &args);
-    for s in ["data", "train_run1", "test_run5"] {
+    for s in ["data", "train_run1", "test_run5", "train_run6", "test_run6"] {
         assert!(
             again.contains(&format!("stage {s} already finished")),
             "{s} was not skipped:\n{again}"

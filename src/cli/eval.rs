@@ -3,14 +3,15 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use pix2pix::checkpoint::write_atomic;
-use pix2pix::eval::{evaluate_run, write_metrics_csv, Summary};
+use pix2pix::eval::{evaluate_run, evaluate_run_fake_a, write_metrics_csv, Direction, Summary};
 use pix2pix::report::{compare, plot_losses, table};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Test result folders, as `pix2pix test` writes them: results/NAME/test_EPOCH (with
-    /// images/<stem>_fake_B.png and <stem>_real_B.png).
+    /// images/<stem>_fake_B.png and <stem>_real_B.png; a CycleGAN run's <stem>_fake_A.png are
+    /// scored against <stem>_real_A.png too, as a second row NAME/test_EPOCH fake_A).
     #[arg(required = true, value_name = "RESULT_DIR")]
     pub dirs: Vec<PathBuf>,
     /// Where the comparison goes: summary.csv, summary.html and index.html (replaced if present).
@@ -41,9 +42,16 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         if a.dirs.iter().filter(|d| pix2pix::eval::run_name(d) == run.name).count() > 1 {
             run.name = dir.display().to_string();
         }
-        let csv = write_metrics_csv(&run)?;
-        println!("{}: {} images → {}", run.name, run.images.len(), csv.display());
-        runs.push(run);
+        // A CycleGAN run also has fake_A = G_B(real_B): scored against real_A as its own row.
+        let run_a = evaluate_run_fake_a(dir)?.map(|mut r| {
+            r.name = format!("{} fake_A", run.name);
+            r
+        });
+        for run in std::iter::once(run).chain(run_a) {
+            let csv = write_metrics_csv(&run)?;
+            println!("{}: {} images → {}", run.name, run.images.len(), csv.display());
+            runs.push(run);
+        }
     }
     let summaries: Vec<Summary> = runs.iter().map(Summary::of).collect();
     println!();
@@ -56,7 +64,12 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     );
     write_atomic(&a.out.join("summary.html"), fragment.as_bytes())?;
     let page = compare::write_page(&a.out, &runs, &summaries, a.max_images)?;
-    let sel = compare::select(&runs, a.max_images);
+    let fake_b: Vec<_> = runs
+        .iter()
+        .filter(|r| r.direction == Direction::AtoB)
+        .cloned()
+        .collect();
+    let sel = compare::select(&fake_b, a.max_images);
     println!();
     if sel.dropped > 0 {
         println!("{} image(s) missing in some run: left out of the page", sel.dropped);

@@ -66,6 +66,58 @@ pub struct StepArgs {
     /// Print the step's time per phase and, on CUDA, per kernel.
     #[arg(long)]
     pub profile: bool,
+    /// CycleGAN: fill both image pools with --pool-size known images before the step (the pools
+    /// of a warm run: D may train on a stored image), and dump them before and after it
+    /// (`pool_A`, `pool_A.after`, `pool_B`, `pool_B.after`) for the comparison with PyTorch.
+    #[arg(long)]
+    pub warm_pool: bool,
+}
+
+/// Pool image `j` of pool `which` (0: pool_A, 1: pool_B): a smooth colour pattern in (−1, 1),
+/// different for every image and pool. Only its values matter (they are dumped): any images do.
+fn known_pool_image(which: usize, j: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(c * h * w);
+    let f = (which * 64 + j + 1) as f64;
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                let t = 0.37 * f + 1.9 * ch as f64 + (0.05 + 0.003 * f) * y as f64 + 0.07 * x as f64;
+                v.push((0.9 * t.sin() * (0.02 * f * x as f64 / w as f64 + 0.5).cos()) as f32);
+            }
+        }
+    }
+    v
+}
+
+/// Loads `pool_size` known images into each pool (metadata as a train state would hold it).
+fn warm_pools(
+    dev: &pix2pix::device::Device,
+    m: &mut dyn pix2pix::models::model::Model,
+    pool_size: usize,
+    shape: Shape,
+) -> Result<Vec<NamedTensor>> {
+    if m.kind() != "cycle_gan" || pool_size == 0 {
+        bail!("--warm-pool needs --model cycle_gan and --pool-size above 0");
+    }
+    let (_, mut meta) = m.extra_state(dev);
+    meta.retain(|(k, _)| !k.starts_with("pool_"));
+    let mut tensors = std::collections::BTreeMap::new();
+    let mut dump = vec![];
+    for (which, name) in ["pool_A", "pool_B"].into_iter().enumerate() {
+        let mut v = vec![];
+        for j in 0..pool_size {
+            v.extend(known_pool_image(which, j, shape.c, shape.h, shape.w));
+        }
+        let t = NamedTensor::f32(name, &[pool_size, shape.c, shape.h, shape.w], v);
+        meta.push((format!("{name}.stored"), pool_size.to_string()));
+        meta.push((format!("{name}.draws"), "0".to_string()));
+        meta.push((format!("{name}.size"), pool_size.to_string()));
+        dump.push(t.clone());
+        tensors.insert(name.to_string(), t);
+    }
+    let meta: std::collections::HashMap<String, String> = meta.into_iter().collect();
+    m.load_extra_state(dev, std::path::Path::new("--warm-pool"), &tensors, &meta)?;
+    Ok(dump)
 }
 
 pub fn step(a: &StepArgs) -> Result<()> {
@@ -103,6 +155,11 @@ pub fn step(a: &StepArgs) -> Result<()> {
     let shape = Shape::new(1, s.c, s.h, s.w);
     m.check_batch(shape, shape)?;
     let (ra, rb) = (dev.upload_tensor(shape, &s.a), dev.upload_tensor(shape, &s.b));
+    let pools_before = if a.warm_pool {
+        warm_pools(&dev, m.as_mut(), a.model.pool_size, shape)?
+    } else {
+        vec![]
+    };
     if a.profile {
         pix2pix::profile::start(&dev, m.as_mut());
     }
@@ -129,6 +186,14 @@ pub fn step(a: &StepArgs) -> Result<()> {
     }
     for (name, ps) in m.networks() {
         out.extend(state_tensors(ps, &format!("net{name}."), true, true));
+    }
+    if a.warm_pool {
+        let (after, _) = m.extra_state(&dev);
+        out.extend(pools_before);
+        out.extend(after.into_iter().map(|t| NamedTensor {
+            name: format!("{}.after", t.name),
+            ..t
+        }));
     }
     checkpoint::write_safetensors(&a.out, &out, None)?;
     println!(

@@ -8,5 +8,8 @@ pub mod ssim_core;
 pub mod summary;
 
 pub use metrics::{compare, cosine_dissimilarity, l1, mse, psnr, ssim, Image, Metrics};
-pub use run::{evaluate_run, find_pairs, fmt_num, run_name, write_metrics_csv, ImagePaths, ImageResult, RunResult};
+pub use run::{
+    evaluate_run, evaluate_run_fake_a, evaluate_run_in, find_pairs, find_pairs_in, fmt_num, run_name,
+    write_metrics_csv, Direction, ImagePaths, ImageResult, RunResult,
+};
 pub use summary::{Stat, Summary};

@@ -1,11 +1,12 @@
 //! The comparison page: the metrics table, then the same test images side by side across runs
-//! (real_A, each run's fake_B with its cosine dissimilarity, real_B), linking to the images where
-//! `pix2pix test` left them (nothing is copied).
+//! (real_A, each run's fake_B with its cosine dissimilarity, real_B; for CycleGAN runs a second
+//! table of real_B, fake_A, real_A), linking to the images where `pix2pix test` left them
+//! (nothing is copied).
 
 use super::html::{esc, relative_path, url};
 use super::table;
 use crate::checkpoint::write_atomic;
-use crate::eval::{ImageResult, RunResult, Summary};
+use crate::eval::{Direction, ImageResult, RunResult, Summary};
 use anyhow::{Context, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -46,9 +47,39 @@ td,th{padding:4px;text-align:center;vertical-align:top}\
 table.metrics td,table.metrics th{border:1px solid #ccc;padding:4px 10px}\
 .cap{font-size:small;color:#333}";
 
-/// Writes `out/index.html` and returns its path. `summaries` are the runs' table rows.
+/// Writes `out/index.html` and returns its path. `summaries` are the runs' table rows. The images
+/// are shown per direction: fake_B of every run, then fake_A of the runs that have it.
 pub fn write_page(out: &Path, runs: &[RunResult], summaries: &[Summary], max_images: usize) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut h = String::new();
+    let _ = writeln!(
+        h,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pix2pix: comparison of {} runs</title>\
+         <style>{STYLE}</style></head><body>",
+        summaries.len()
+    );
+    let _ = writeln!(h, "<h2>Metrics (mean ± std over each run's test images)</h2>");
+    h.push_str(&table::html(summaries));
+    let _ = writeln!(
+        h,
+        "<p>Pixels in [0, 1]; cosine dissimilarity = 1 − cos(fake_B, real_B) over the flattened image \
+         (fake_A against real_A for a CycleGAN run's second direction); PSNR with data range 1; SSIM per \
+         channel (Gaussian window σ = 1.5) averaged over RGB.</p>"
+    );
+    for direction in [Direction::AtoB, Direction::BtoA] {
+        let group: Vec<RunResult> = runs.iter().filter(|r| r.direction == direction).cloned().collect();
+        if !group.is_empty() {
+            image_table(&mut h, out, &group, direction, max_images)?;
+        }
+    }
+    h.push_str("</body></html>\n");
+    let page = out.join("index.html");
+    write_atomic(&page, h.as_bytes())?;
+    Ok(page)
+}
+
+/// The images of one direction side by side: input, each run's fake, target.
+fn image_table(h: &mut String, out: &Path, runs: &[RunResult], direction: Direction, max_images: usize) -> Result<()> {
     let sel = select(runs, max_images);
     let link = |p: &Path| -> Result<String> { Ok(url(&relative_path(out, p)?)) };
     let img = |p: &Path, caption: &str| -> Result<String> {
@@ -63,51 +94,37 @@ pub fn write_page(out: &Path, runs: &[RunResult], summaries: &[Summary], max_ima
         .iter()
         .map(|r| r.images.iter().map(|i| (i.paths.stem.as_str(), i)).collect())
         .collect();
-
-    let mut h = String::new();
+    let (input, fake, target) = (direction.input(), direction.fake(), direction.target());
     let _ = writeln!(
         h,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pix2pix: comparison of {} runs</title>\
-         <style>{STYLE}</style></head><body>",
-        runs.len()
-    );
-    let _ = writeln!(h, "<h2>Metrics (mean ± std over each run's test images)</h2>");
-    h.push_str(&table::html(summaries));
-    let _ = writeln!(
-        h,
-        "<p>Pixels in [0, 1]; cosine dissimilarity = 1 − cos(fake_B, real_B) over the flattened image; \
-         PSNR with data range 1; SSIM per channel (Gaussian window σ = 1.5) averaged over RGB.</p>"
-    );
-    let _ = writeln!(
-        h,
-        "<h2>Test images</h2>\n<p>{} shown of {} present in every run; {} left out because they are missing \
+        "<h2>Test images: {fake}</h2>\n<p>{} shown of {} present in every run; {} left out because they are missing \
          in some run.</p>",
         sel.stems.len(),
         sel.common,
         sel.dropped
     );
-    h.push_str("<table>\n<tr><th>image</th><th>real_A (input)</th>");
+    let _ = write!(h, "<table>\n<tr><th>image</th><th>{input} (input)</th>");
     for r in runs {
-        let _ = write!(h, "<th>{}<br>fake_B</th>", esc(&r.name));
+        let _ = write!(h, "<th>{}<br>{fake}</th>", esc(&r.name));
     }
-    h.push_str("<th>real_B (target)</th></tr>\n");
+    let _ = writeln!(h, "<th>{target} (target)</th></tr>");
     for stem in &sel.stems {
         let first = by_stem[0][stem.as_str()];
         let _ = write!(h, "<tr><td>{}</td>", esc(stem));
-        match &first.paths.real_a {
-            Some(a) => h.push_str(&img(a, "real_A")?),
-            None => h.push_str("<td>(no real_A)</td>"),
+        match &first.paths.input {
+            Some(a) => h.push_str(&img(a, input)?),
+            None => {
+                let _ = write!(h, "<td>(no {input})</td>");
+            }
         }
         for m in &by_stem {
             let im = m[stem.as_str()];
             let cap = format!("cos. dissim. {:.4}", im.metrics.cosine_dissimilarity);
-            h.push_str(&img(&im.paths.fake_b, &cap)?);
+            h.push_str(&img(&im.paths.fake, &cap)?);
         }
-        h.push_str(&img(&first.paths.real_b, "real_B")?);
+        h.push_str(&img(&first.paths.target, target)?);
         h.push_str("</tr>\n");
     }
-    h.push_str("</table>\n</body></html>\n");
-    let page = out.join("index.html");
-    write_atomic(&page, h.as_bytes())?;
-    Ok(page)
+    h.push_str("</table>\n");
+    Ok(())
 }

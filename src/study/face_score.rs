@@ -54,8 +54,8 @@ pub fn score(cascade: &Cascade, folder: &Path) -> Result<FaceScore> {
                     .to_rgb8())
             };
             Ok((
-                detect_face(cascade, &load(&p.fake_b)?),
-                detect_face(cascade, &load(&p.real_b)?),
+                detect_face(cascade, &load(&p.fake)?),
+                detect_face(cascade, &load(&p.target)?),
             ))
         })
         .collect::<Result<_>>()?;

@@ -2,7 +2,7 @@
 //! (validation cosine dissimilarity, one line per run), a sample grid per run and the style grids
 //! of Figs. 6-8 (one row per person, one column per model).
 
-use super::plan::RunSpec;
+use super::plan::{Model, RunSpec};
 use super::runs::{checkpoints_dir, result_folder};
 use crate::report::grid::image_grid;
 use crate::report::lines::{plot_panels, Panel, Series};
@@ -86,7 +86,10 @@ pub fn fig10(out: &Path, png: &Path, runs: &[RunSpec]) -> Result<bool> {
             }
         }
         series.push(Series {
-            label: format!("run {} ({}, b{})", r.id, r.data.name(), r.batch_size),
+            label: match r.model {
+                Model::Pix2Pix => format!("run {} ({}, b{})", r.id, r.data.name(), r.batch_size),
+                Model::CycleGan => format!("run {} (cycle_gan, {})", r.id, r.data.name()),
+            },
             points: pts,
         });
     }

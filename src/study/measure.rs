@@ -1,6 +1,7 @@
 //! The measured step behind the plan's time estimate: a few pix2pix training steps at batch 1 and
 //! 8 on random images, and G forwards, on the study's device; other batch sizes are a straight
-//! line through the two measured points (said so wherever they are shown).
+//! line through the two measured points (said so wherever they are shown). Run 6 (CycleGAN,
+//! batch 1 only) has its own measured step and G_A forward.
 
 use super::plan::ScaleParams;
 use crate::device::Device;
@@ -21,7 +22,7 @@ pub struct StepTimes {
     /// e.g. `unet_128 ngf 32 ndf 32 128²`.
     pub config: String,
     pub device: String,
-    /// Seconds per training step at batch 1 and 8.
+    /// Seconds per training step at batch 1 and 8 (CycleGAN: batch 1 only, NaN at 8).
     pub step_s: [f64; 2],
     /// Seconds per G forward (batch 1, the test and validation cost per image).
     pub fwd_s: f64,
@@ -31,6 +32,9 @@ impl StepTimes {
     /// Seconds per step at `batch`: measured at 1 and 8, linear in between and beyond.
     pub fn step(&self, batch: usize) -> f64 {
         let [t1, t8] = self.step_s;
+        if batch == 1 {
+            return t1;
+        }
         (t1 + (batch as f64 - 1.0) * (t8 - t1) / 7.0).max(t1.min(t8))
     }
 
@@ -41,14 +45,18 @@ impl StepTimes {
     pub fn csv_rows(&self) -> String {
         let mut s = String::new();
         for (b, t) in MEASURED_BATCHES.iter().zip(self.step_s) {
+            if !t.is_finite() {
+                continue; // not measured (CycleGAN at batch 8)
+            }
             let _ = writeln!(s, "{},{},train_step,{b},{t}", self.config, self.device);
         }
         let _ = writeln!(s, "{},{},g_forward,1,{}", self.config, self.device, self.fwd_s);
         s
     }
 
-    /// Reads the rows of one config back from `csv_rows` output.
-    pub fn parse(text: &str, config: &str) -> Option<StepTimes> {
+    /// Reads the rows of one config back from `csv_rows` output; `batch8`: the config must have
+    /// its batch-8 row (pix2pix's), else only batch 1 and the forward are needed.
+    pub fn parse(text: &str, config: &str, batch8: bool) -> Option<StepTimes> {
         let mut t = StepTimes {
             config: config.to_string(),
             device: String::new(),
@@ -69,7 +77,7 @@ impl StepTimes {
                 _ => {}
             }
         }
-        (t.step_s.iter().all(|v| v.is_finite()) && t.fwd_s.is_finite()).then_some(t)
+        (t.step_s[0].is_finite() && (t.step_s[1].is_finite() || !batch8) && t.fwd_s.is_finite()).then_some(t)
     }
 }
 
@@ -131,6 +139,89 @@ pub fn measure(p: &ScaleParams, dev: &Device, seed: u64, reps: usize) -> Result<
     })
 }
 
+/// Every measured step of a study: pix2pix at the study's scale, CycleGAN (run 6) when it is
+/// selected, and pix2pix at the full protocol's scale (for the projection, `small` only).
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub pix2pix: StepTimes,
+    pub cycle_gan: Option<StepTimes>,
+    pub full: Option<StepTimes>,
+}
+
+impl Measured {
+    /// The step times of run `r`'s model, None when they were not measured (run not selected).
+    pub fn of(&self, r: &super::plan::RunSpec) -> Option<&StepTimes> {
+        match r.model {
+            super::plan::Model::Pix2Pix => Some(&self.pix2pix),
+            super::plan::Model::CycleGan => self.cycle_gan.as_ref(),
+        }
+    }
+}
+
+/// Run 6's configuration: `cycle_gan resnet_6blocks ngf 8 ndf 8 128²`.
+pub fn cycle_gan_config_name(p: &ScaleParams) -> String {
+    format!(
+        "cycle_gan {} ngf {} ndf {} {}²",
+        p.cycle_gan_net_g, p.ngf, p.ndf, p.crop_size
+    )
+}
+
+/// Run 6's model as the study trains it (the reference's CycleGAN defaults, InstanceNorm).
+pub fn cycle_gan_model(p: &ScaleParams) -> Result<crate::models::ModelConfig> {
+    use crate::nn::layers::NormKind;
+    Ok(crate::models::ModelConfig::CycleGan {
+        g: crate::models::resnet::ResnetConfig::named(p.cycle_gan_net_g, p.ngf, NormKind::Instance, false)?,
+        d: PatchGanConfig {
+            input_nc: 3,
+            ndf: p.ndf,
+            n_layers: 3,
+            norm: NormKind::Instance,
+        },
+        opt: crate::models::cyclegan::CycleGanOptions::default(),
+    })
+}
+
+/// Times `reps` CycleGAN steps (batch 1, after a warm-up step) and G_A forwards, as [`measure`].
+pub fn measure_cycle_gan(p: &ScaleParams, dev: &Device, seed: u64, reps: usize) -> Result<StepTimes> {
+    let mut m = cycle_gan_model(p)?
+        .build(dev, seed)
+        .with_context(|| format!("building {} for the measured step", cycle_gan_config_name(p)))?;
+    let shape = Shape::new(1, 3, p.crop_size, p.crop_size);
+    let vals: Vec<f32> = (0..shape.numel())
+        .map(|i| (i as f32 * 0.618).fract() * 2.0 - 1.0)
+        .collect();
+    let a = dev.upload_tensor(shape, &vals);
+    let b = dev.upload_tensor(shape, &vals.iter().rev().copied().collect::<Vec<_>>());
+    m.check_batch(shape, shape)?;
+    let mut times = vec![];
+    for r in 0..=reps {
+        let t0 = Instant::now();
+        m.step(dev, &a, &b, 2e-4);
+        if !m.losses(dev).iter().all(|v| v.is_finite()) {
+            bail!("the measured CycleGAN step diverged");
+        }
+        if r > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let mut fwd = vec![];
+    for r in 0..=reps {
+        let t0 = Instant::now();
+        let y = m.generator_ab().translate(dev, &a, true, None);
+        let _ = dev.download(&y.data);
+        if r > 0 {
+            fwd.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    Ok(StepTimes {
+        config: cycle_gan_config_name(p),
+        device: dev.describe().replace(',', ";"),
+        step_s: [mean(&times), f64::NAN],
+        fwd_s: mean(&fwd),
+    })
+}
+
 /// `OUT/measure.csv`: config, device, what, batch, seconds.
 pub fn write_csv(path: &Path, times: &[&StepTimes]) -> Result<()> {
     let mut s = String::from("config,device,what,batch,seconds\n");
@@ -186,10 +277,20 @@ mod tests {
             step_s: [0.1, 0.8],
             fwd_s: 0.01,
         };
-        assert_eq!(StepTimes::parse(&t.csv_rows(), &t.config), Some(t.clone()));
-        assert!(StepTimes::parse(&t.csv_rows(), "other").is_none());
+        assert_eq!(StepTimes::parse(&t.csv_rows(), &t.config, true), Some(t.clone()));
+        assert!(StepTimes::parse(&t.csv_rows(), "other", true).is_none());
         assert!((t.step(8) - 0.8).abs() < 1e-12);
         assert!((t.step(64) - (0.1 + 63.0 * 0.1)).abs() < 1e-9);
+        // A batch-1-only config (CycleGAN) round-trips without a batch-8 row.
+        let c = StepTimes {
+            config: "cycle_gan resnet_6blocks ngf 8 ndf 8 128²".into(),
+            step_s: [0.3, f64::NAN],
+            ..t.clone()
+        };
+        assert!(!c.csv_rows().contains(",train_step,8,"));
+        let back = StepTimes::parse(&c.csv_rows(), &c.config, false).unwrap();
+        assert_eq!((back.step(1), back.fwd_s), (0.3, 0.01));
+        assert!(StepTimes::parse(&c.csv_rows(), &c.config, true).is_none());
         assert_eq!(fmt_duration(3725.0), "1 h 02 min");
         assert_eq!(fmt_duration(65.0), "1 min 05 s");
     }

@@ -5,8 +5,8 @@
 use super::datasets::read_photos_csv;
 use super::face_score;
 use super::figures;
-use super::measure::{fmt_duration, StepTimes};
-use super::plan::{RunSpec, Scale, ScaleParams, RUNS, SEED_TABLE3, TEST_STYLES};
+use super::measure::{fmt_duration, Measured, StepTimes};
+use super::plan::{Model, RunSpec, Scale, ScaleParams, RUNS, SEED_TABLE3, TEST_STYLES};
 use super::records::Records;
 use super::runs::{original_result_folder, result_folder};
 use super::stages::{train_estimate, Counts};
@@ -79,7 +79,7 @@ const METRIC_HEAD: &str = "<th>cosine dissimilarity</th><th>L1</th><th>PSNR (dB)
 const METRIC_CSV: &str = "cosine_mean,cosine_std,l1_mean,l1_std,psnr_mean,psnr_std,ssim_mean,ssim_std";
 
 fn seed_value(r: &RunSpec) -> Option<f64> {
-    if r.data.name() != "filtered" || r.model.unavailable().is_some() {
+    if r.data.name() != "filtered" || r.model != Model::Pix2Pix {
         return None;
     }
     SEED_TABLE3.iter().find(|(b, _)| *b == r.batch_size).map(|(_, v)| *v)
@@ -120,21 +120,6 @@ fn table3(cfg: &StudyConfig, p: &mut Page) -> Result<()> {
     let mut csv = format!("run,model,data,batch_size,images,{METRIC_CSV},seed_cosine_colorferet\n");
     for r in &RUNS {
         let seed = seed_value(r).map_or(String::new(), |v| format!("{v}"));
-        if let Some(why) = r.model.unavailable() {
-            p.html += &format!(
-                "<tr><td>{}</td><td colspan=\"5\">{}</td><td>{seed}</td></tr>\n",
-                esc(&r.label()),
-                esc(why)
-            );
-            csv += &format!(
-                "{},{},{},{},,,,,,,,,,{seed}\n",
-                r.id,
-                r.model.name(),
-                r.data.name(),
-                r.batch_size
-            );
-            continue;
-        }
         match read_metrics(&result_folder(&cfg.out, r, "classic"))? {
             Some(rows) => {
                 let s = summarize(&r.label(), &rows.iter().collect::<Vec<_>>());
@@ -222,7 +207,7 @@ fn run1_split(cfg: &StudyConfig, p: &mut Page) -> Result<()> {
 
 fn available(cfg: &StudyConfig) -> Vec<RunSpec> {
     RUNS.iter()
-        .filter(|r| r.model.unavailable().is_none() && result_folder(&cfg.out, r, "classic").is_dir())
+        .filter(|r| result_folder(&cfg.out, r, "classic").is_dir())
         .copied()
         .collect()
 }
@@ -241,10 +226,9 @@ fn styles(cfg: &StudyConfig, p: &mut Page) -> Result<()> {
     for r in RUNS.iter() {
         p.html += &format!("<tr><td>{}</td>", esc(&r.label()));
         for s in TEST_STYLES {
-            let cell = match (r.model.unavailable(), read_metrics(&result_folder(&cfg.out, r, s))?) {
-                (Some(why), _) => why.to_string(),
-                (None, None) => "not run yet".to_string(),
-                (None, Some(rows)) => {
+            let cell = match read_metrics(&result_folder(&cfg.out, r, s))? {
+                None => "not run yet".to_string(),
+                Some(rows) => {
                     let sm = summarize(s, &rows.iter().collect::<Vec<_>>());
                     let st = sm.cosine_dissimilarity;
                     csv += &format!("{},{s},{},{},{}\n", r.id, sm.images, st.mean, st.std);
@@ -306,14 +290,7 @@ fn face(cfg: &StudyConfig, p: &mut Page) -> Result<()> {
     p.csv(&cfg.out, "face_score.csv", &csv)
 }
 
-fn times(
-    cfg: &StudyConfig,
-    p: &mut Page,
-    records: &Records,
-    counts: &Counts,
-    t: &StepTimes,
-    full: Option<&StepTimes>,
-) -> Result<()> {
+fn times(cfg: &StudyConfig, p: &mut Page, records: &Records, counts: &Counts, m: &Measured) -> Result<()> {
     p.html += "<h2>Stages: time and exact commands</h2>\n<table><tr><th>stage</th><th>time</th><th>commands (each stage is these library calls)</th></tr>\n";
     let mut csv = String::from("stage,seconds,finished_unix,commands\n");
     let mut txt = format!("# {}\n", cfg.command_line);
@@ -344,7 +321,7 @@ fn times(
     p.html += "<h2>Measured step and projections</h2>\n";
     let mut csv =
         String::from("config,device,batch,step_seconds,measured,run,images_per_epoch,epochs,projected_seconds\n");
-    let mut block = |name: &str, p_: &ScaleParams, st: &StepTimes, html: &mut String| {
+    let mut block = |name: &str, p_: &ScaleParams, st: &StepTimes, model: Model, html: &mut String| {
         *html += &format!(
             "<h3>{}</h3><p>{} on {}: {:.4} s per step at batch 1, {:.4} s at batch 8 (measured), {:.4} s per G forward; \
              batch 64 is a straight line through the two measured points.</p>\n<table><tr><th>run</th><th>train images</th><th>steps</th><th>projected</th></tr>\n",
@@ -355,7 +332,7 @@ fn times(
             st.step_s[1],
             st.fwd_s
         );
-        for r in RUNS.iter().filter(|r| r.model.unavailable().is_none()) {
+        for r in RUNS.iter().filter(|r| r.model == model) {
             let n = counts.train_images(r);
             let est = train_estimate(p_, st, n, r);
             *html += &format!(
@@ -378,14 +355,32 @@ fn times(
         *html += "</table>\n";
     };
     let mut html = String::new();
-    block(&format!("this study ({})", cfg.params.scale), &cfg.params, t, &mut html);
-    if let Some(f) = full {
+    block(
+        &format!("this study ({})", cfg.params.scale),
+        &cfg.params,
+        &m.pix2pix,
+        Model::Pix2Pix,
+        &mut html,
+    );
+    if let Some(cg) = &m.cycle_gan {
+        block(
+            &format!("this study ({}), run 6", cfg.params.scale),
+            &cfg.params,
+            cg,
+            Model::CycleGan,
+            &mut html,
+        );
+    }
+    if let Some(f) = &m.full {
         block(
             "the full protocol (256², unet_256, 100+100 epochs) on the same device",
             &ScaleParams::of(Scale::Full),
             f,
+            Model::Pix2Pix,
             &mut html,
         );
+        html +=
+            "<p>Run 6 (CycleGAN, resnet_9blocks at 256²) is not projected: its full-scale step is not measured.</p>\n";
         html += "<p>On a GPU: not measured here. <code>pix2pix study --scale full --device cuda</code> measures the step on \
             the GPU and prints the same projection in its plan before it starts.</p>\n";
     }
@@ -394,13 +389,8 @@ fn times(
 }
 
 /// Writes `OUT/index.html` and the CSV and PNG files beside it; returns the page's path.
-pub fn write_report(
-    cfg: &StudyConfig,
-    records: &Records,
-    counts: &Counts,
-    t: &StepTimes,
-    full: Option<&StepTimes>,
-) -> Result<PathBuf> {
+pub fn write_report(cfg: &StudyConfig, records: &Records, counts: &Counts, m: &Measured) -> Result<PathBuf> {
+    let t = &m.pix2pix;
     let out = &cfg.out;
     let mut p = Page {
         html: String::new(),
@@ -418,12 +408,9 @@ pub fn write_report(
     );
     p.html += "<h2>Table 2: the runs</h2>\n<table><tr><th>run</th><th>model</th><th>data</th><th>change</th><th>train images</th><th>status</th></tr>\n";
     for r in &RUNS {
-        let status = match r.model.unavailable() {
-            Some(why) => why.to_string(),
-            None => match records.get(&format!("train_run{}", r.id))? {
-                Some(rec) => format!("trained in {}", fmt_duration(rec.seconds)),
-                None => "not trained yet".into(),
-            },
+        let status = match records.get(&format!("train_run{}", r.id))? {
+            Some(rec) => format!("trained in {}", fmt_duration(rec.seconds)),
+            None => "not trained yet".into(),
         };
         p.html += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
@@ -444,19 +431,19 @@ pub fn write_report(
     })?;
     p.img("fig5_losses.png", made, "runs 2-4 have not been trained yet");
     p.html += "<h2>Fig. 10: validation cosine dissimilarity during training</h2>\n";
-    let made = figures::fig10(out, &out.join("fig10_validation.png"), &RUNS[..5])?;
+    let made = figures::fig10(out, &out.join("fig10_validation.png"), &RUNS)?;
     p.img("fig10_validation.png", made, "no run has been validated yet");
     run1_split(cfg, &mut p)?;
     styles(cfg, &mut p)?;
     p.html += "<h2>Samples per run (filtered test split)</h2>\n";
-    for r in RUNS.iter().filter(|r| r.model.unavailable().is_none()) {
+    for r in RUNS.iter() {
         let name = format!("samples_run{}.jpg", r.id);
         let made = figures::sample_grid(out, &out.join(&name), r)?;
         let _ = writeln!(p.html, "<h3>{}</h3>", esc(&r.label()));
         p.img(&name, made, "not tested yet");
     }
     face(cfg, &mut p)?;
-    times(cfg, &mut p, records, counts, t, full)?;
+    times(cfg, &mut p, records, counts, m)?;
     p.html += "</body></html>\n";
     let page = out.join("index.html");
     write_atomic(&page, p.html.as_bytes())?;

@@ -1,14 +1,18 @@
 //! One run of Table 2: its training (the library's `train`, resumed with `--continue-train` after
 //! an interruption) and its tests (the library's `test` on the filtered test split, on each
 //! cartoon style of it, and for run 1 on its own unfiltered test split), each with its metrics.
+//! Run 6 is CycleGAN on the same filtered split: its A|B pairs read unaligned (each half its own
+//! crop and flip, B drawn at random), tested serially (B of the same pair) and scored as pix2pix
+//! (fake_B against real_B), plus fake_A against real_A.
 
 use super::datasets::variant_dir;
-use super::plan::{RunSpec, ScaleParams, TEST_STYLES};
+use super::measure::cycle_gan_model;
+use super::plan::{Model, RunSpec, ScaleParams, TEST_STYLES};
 use super::records::{command, StageRecord};
 use super::StudyConfig;
 use crate::data::DataOptions;
 use crate::device::Device;
-use crate::eval::{evaluate_run, write_metrics_csv};
+use crate::eval::{evaluate_run, evaluate_run_fake_a, write_metrics_csv};
 use crate::infer::{run_test, TestConfig, TestModel};
 use crate::models::patchgan::PatchGanConfig;
 use crate::models::pix2pix::Pix2PixOptions;
@@ -69,6 +73,17 @@ pub fn train_config(cfg: &StudyConfig, r: &RunSpec, resume: bool) -> Result<Trai
     let p = &cfg.params;
     let (gcfg, dcfg) = nets(p)?;
     let words = train_words(cfg, r);
+    let (model, unaligned) = match r.model {
+        Model::Pix2Pix => (
+            ModelConfig::Pix2Pix {
+                g: gcfg,
+                d: dcfg,
+                opt: Pix2PixOptions::default(),
+            },
+            false,
+        ),
+        Model::CycleGan => (cycle_gan_model(p)?, true),
+    };
     Ok(TrainConfig {
         dataroot: variant_dir(&cfg.out, r.data.name()),
         name: r.dir_name(),
@@ -82,12 +97,8 @@ pub fn train_config(cfg: &StudyConfig, r: &RunSpec, resume: bool) -> Result<Trai
             in_memory: true,
             ..DataOptions::default()
         },
-        unaligned: false,
-        model: ModelConfig::Pix2Pix {
-            g: gcfg,
-            d: dcfg,
-            opt: Pix2PixOptions::default(),
-        },
+        unaligned,
+        model,
         schedule: Schedule {
             lr: 2e-4,
             policy: LrPolicy::Linear,
@@ -117,11 +128,18 @@ pub fn train_words(cfg: &StudyConfig, r: &RunSpec) -> Vec<String> {
     let p = &cfg.params;
     let s = |v: &dyn ToString| v.to_string();
     let mut w: Vec<String> = vec!["train".into()];
+    let net_g = match r.model {
+        Model::Pix2Pix => p.net_g,
+        Model::CycleGan => {
+            w.extend(["--model".into(), "cycle_gan".into()]);
+            p.cycle_gan_net_g
+        }
+    };
     for (k, v) in [
         ("--dataroot", variant_dir(&cfg.out, r.data.name()).display().to_string()),
         ("--name", r.dir_name()),
         ("--checkpoints-dir", checkpoints_dir(&cfg.out).display().to_string()),
-        ("--netG", s(&p.net_g)),
+        ("--netG", s(&net_g)),
         ("--ngf", s(&p.ngf)),
         ("--ndf", s(&p.ndf)),
         ("--batch-size", s(&r.batch_size)),
@@ -176,14 +194,35 @@ fn test_config(
     results_root: &Path,
 ) -> Result<TestConfig> {
     let p = &cfg.params;
-    let (gcfg, _) = nets(p)?;
-    let g = net_path(&checkpoints_dir(&cfg.out).join(r.dir_name()), "latest", "G");
+    let dir = checkpoints_dir(&cfg.out).join(r.dir_name());
+    let (model, unaligned) = match r.model {
+        Model::Pix2Pix => (
+            TestModel::Pix2Pix {
+                g: nets(p)?.0,
+                checkpoint: net_path(&dir, "latest", "G"),
+            },
+            false,
+        ),
+        Model::CycleGan => {
+            let crate::models::ModelConfig::CycleGan { g, .. } = cycle_gan_model(p)? else {
+                unreachable!("cycle_gan_model builds a CycleGAN")
+            };
+            (
+                TestModel::CycleGan {
+                    g,
+                    g_a: net_path(&dir, "latest", "G_A"),
+                    g_b: net_path(&dir, "latest", "G_B"),
+                },
+                true,
+            )
+        }
+    };
     Ok(TestConfig {
         dataroot,
         phase: phase.to_string(),
-        model: TestModel::Pix2Pix { g: gcfg, checkpoint: g },
+        model,
         results_dir: results_root.join(r.dir_name()).join(format!("{phase}_latest")),
-        unaligned: false,
+        unaligned,
         data: DataOptions {
             load_size: p.crop_size,
             crop_size: p.crop_size,
@@ -199,13 +238,20 @@ fn test_config(
 fn test_words(cfg: &StudyConfig, r: &RunSpec, tc: &TestConfig, results_root: &Path) -> Vec<String> {
     let p = &cfg.params;
     let mut w: Vec<String> = vec!["test".into()];
+    let net_g = match r.model {
+        Model::Pix2Pix => p.net_g,
+        Model::CycleGan => {
+            w.extend(["--model".into(), "cycle_gan".into()]);
+            p.cycle_gan_net_g
+        }
+    };
     for (k, v) in [
         ("--dataroot", tc.dataroot.display().to_string()),
         ("--phase", tc.phase.clone()),
         ("--name", r.dir_name()),
         ("--checkpoints-dir", checkpoints_dir(&cfg.out).display().to_string()),
         ("--results-dir", results_root.display().to_string()),
-        ("--netG", p.net_g.to_string()),
+        ("--netG", net_g.to_string()),
         ("--ngf", p.ngf.to_string()),
         ("--crop-size", p.crop_size.to_string()),
         ("--num-test", tc.num_test.min(1_000_000).to_string()),
@@ -239,14 +285,16 @@ pub fn test_stage(cfg: &StudyConfig, r: &RunSpec, dev: &Device, rec: &mut StageR
             return Ok(false);
         }
         let tc = test_config(cfg, r, dataroot, &phase, &root)?;
-        if let TestModel::Pix2Pix { checkpoint, .. } = &tc.model {
-            if !checkpoint.is_file() {
-                bail!(
-                    "{} not found: run {}'s training did not finish",
-                    checkpoint.display(),
-                    r.id
-                );
-            }
+        let checkpoint = match &tc.model {
+            TestModel::Pix2Pix { checkpoint, .. } => checkpoint,
+            TestModel::CycleGan { g_a, .. } => g_a,
+        };
+        if !checkpoint.is_file() {
+            bail!(
+                "{} not found: run {}'s training did not finish",
+                checkpoint.display(),
+                r.id
+            );
         }
         rec.commands.push(command(&test_words(cfg, r, &tc, &root)));
         if tc.results_dir.exists() {
@@ -255,6 +303,9 @@ pub fn test_stage(cfg: &StudyConfig, r: &RunSpec, dev: &Device, rec: &mut StageR
         let imgs = run_test(&tc, dev)?;
         let run = evaluate_run(&tc.results_dir)?;
         write_metrics_csv(&run)?;
+        if let Some(run_a) = evaluate_run_fake_a(&tc.results_dir)? {
+            write_metrics_csv(&run_a)?; // CycleGAN's G_B: metrics_fake_A.csv
+        }
         rec.notes
             .push(format!("{}: {} images", tc.results_dir.display(), imgs.len()));
         folders.push(tc.results_dir.display().to_string());

@@ -3,8 +3,8 @@
 //! progress line between stages, and the skip / resume / `--force` rules.
 
 use super::datasets::{self, count_images, variant_dir};
-use super::measure::{self, fmt_duration, StepTimes};
-use super::plan::{RunSpec, Scale, ScaleParams, RUNS, TEST_STYLES};
+use super::measure::{self, fmt_duration, Measured, StepTimes};
+use super::plan::{Model, RunSpec, Scale, ScaleParams, RUNS, TEST_STYLES};
 use super::records::{unix_now, Records, StageRecord};
 use super::{report, runs, StudyConfig};
 use crate::data::prepare::haar::{find_cascade, CASCADE_INSTALL_HINT};
@@ -92,7 +92,7 @@ fn test_estimate(p: &ScaleParams, t: &StepTimes, c: &Counts, r: &RunSpec) -> f64
     n as f64 * t.fwd_s
 }
 
-fn stage_list(cfg: &StudyConfig, t: &StepTimes, c: &Counts, prepare_s: f64) -> Vec<Stage> {
+fn stage_list(cfg: &StudyConfig, m: &Measured, c: &Counts, prepare_s: f64) -> Vec<Stage> {
     let data_opts = datasets::stage_options(cfg);
     let mut v = vec![Stage {
         name: "data".into(),
@@ -100,16 +100,17 @@ fn stage_list(cfg: &StudyConfig, t: &StepTimes, c: &Counts, prepare_s: f64) -> V
         options: data_opts.clone(),
         estimate_s: prepare_s,
     }];
-    for r in RUNS
-        .iter()
-        .filter(|r| cfg.selected(r) && r.model.unavailable().is_none())
-    {
-        let train_opts = format!(
+    for r in RUNS.iter().filter(|r| cfg.selected(r)) {
+        let t = m.of(r).expect("every selected run's step is measured");
+        let mut train_opts = format!(
             "{data_opts} | {} | {} batch {}",
             cfg.params.describe(),
             r.label(),
             r.batch_size
         );
+        if r.model == Model::CycleGan {
+            train_opts += &format!(" | {}", measure::cycle_gan_config_name(&cfg.params));
+        }
         v.push(Stage {
             name: format!("train_run{}", r.id),
             kind: Kind::Train(*r),
@@ -161,9 +162,24 @@ fn check_inputs(cfg: &StudyConfig) -> Result<usize> {
     Ok(cfg.params.max_photos.map_or(n, |m| n.min(m)))
 }
 
-/// The measured steps: the study's configuration and, below `full`, the full protocol's (for the
-/// projection). Measured once per study folder (redone with --force).
-fn measure_stage(cfg: &StudyConfig, dev: &Device, records: &Records) -> Result<(StepTimes, Option<StepTimes>)> {
+/// The measured steps: the study's configuration, run 6's CycleGAN when selected, and, below
+/// `full`, the full protocol's pix2pix (for the projection). Measured once per study folder
+/// (redone with --force); CycleGAN's is its own stage (`measure_cycle_gan`, measure_cycle_gan.csv).
+fn measure_stage(cfg: &StudyConfig, dev: &Device, records: &Records) -> Result<Measured> {
+    let (pix2pix, full) = measure_pix2pix(cfg, dev, records)?;
+    let cycle_gan = if cfg.selected(&RUNS[5]) {
+        Some(measure_cycle_gan_stage(cfg, dev, records)?)
+    } else {
+        None
+    };
+    Ok(Measured {
+        pix2pix,
+        cycle_gan,
+        full,
+    })
+}
+
+fn measure_pix2pix(cfg: &StudyConfig, dev: &Device, records: &Records) -> Result<(StepTimes, Option<StepTimes>)> {
     let full = ScaleParams::of(Scale::Full);
     let project = cfg.params.scale == Scale::Small;
     let options = format!(
@@ -174,9 +190,9 @@ fn measure_stage(cfg: &StudyConfig, dev: &Device, records: &Records) -> Result<(
     let csv = cfg.out.join("measure.csv");
     if records.done("measure", &options, cfg.force && cfg.only.is_none())? {
         let text = std::fs::read_to_string(&csv).with_context(|| format!("reading {}", csv.display()))?;
-        let ours = StepTimes::parse(&text, &measure::config_name(&cfg.params))
+        let ours = StepTimes::parse(&text, &measure::config_name(&cfg.params), true)
             .with_context(|| format!("{}: no rows for {}", csv.display(), measure::config_name(&cfg.params)))?;
-        return Ok((ours, StepTimes::parse(&text, &measure::config_name(&full))));
+        return Ok((ours, StepTimes::parse(&text, &measure::config_name(&full), true)));
     }
     let t0 = Instant::now();
     println!(
@@ -208,7 +224,31 @@ fn measure_stage(cfg: &StudyConfig, dev: &Device, records: &Records) -> Result<(
     Ok((ours, full_t))
 }
 
-fn print_plan(cfg: &StudyConfig, stages: &[Stage], t: &StepTimes, c: &Counts, records: &Records) -> Result<()> {
+fn measure_cycle_gan_stage(cfg: &StudyConfig, dev: &Device, records: &Records) -> Result<StepTimes> {
+    let name = measure::cycle_gan_config_name(&cfg.params);
+    let options = format!("{name} | {}", dev.describe());
+    let csv = cfg.out.join("measure_cycle_gan.csv");
+    if records.done("measure_cycle_gan", &options, cfg.force)? {
+        let text = std::fs::read_to_string(&csv).with_context(|| format!("reading {}", csv.display()))?;
+        return StepTimes::parse(&text, &name, false).with_context(|| format!("{}: no rows for {name}", csv.display()));
+    }
+    let t0 = Instant::now();
+    println!("measuring a training step of {name} (run 6) on {} …", dev.describe());
+    let t = measure::measure_cycle_gan(&cfg.params, dev, cfg.seed, 2)?;
+    measure::write_csv(&csv, &[&t])?;
+    let mut rec = StageRecord::new("measure_cycle_gan", &options);
+    rec.seconds = t0.elapsed().as_secs_f64();
+    rec.finished = unix_now();
+    rec.commands.push(format!(
+        "(study) 1+2 warm-up + timed CycleGAN steps at batch 1 on random images, and G_A forwards → {}",
+        csv.display()
+    ));
+    records.write(&rec)?;
+    Ok(t)
+}
+
+fn print_plan(cfg: &StudyConfig, stages: &[Stage], m: &Measured, c: &Counts, records: &Records) -> Result<()> {
+    let t = &m.pix2pix;
     println!("\nstudy plan: {} → {}", cfg.photos.display(), cfg.out.display());
     println!("  {}", cfg.params.describe());
     match find_cascade(cfg.cascade.as_deref()) {
@@ -219,6 +259,12 @@ fn print_plan(cfg: &StudyConfig, stages: &[Stage], t: &StepTimes, c: &Counts, re
         "  measured on {}: {:.3} s per step at batch 1, {:.3} s at batch 8, {:.4} s per G forward",
         t.device, t.step_s[0], t.step_s[1], t.fwd_s
     );
+    if let Some(cg) = &m.cycle_gan {
+        println!(
+            "  run 6 ({}): {:.3} s per step at batch 1, {:.4} s per G_A forward",
+            cg.config, cg.step_s[0], cg.fwd_s
+        );
+    }
     println!(
         "  images: {} photos; train {} original / {} filtered / {} augmented{}",
         c.photos,
@@ -232,10 +278,10 @@ fn print_plan(cfg: &StudyConfig, stages: &[Stage], t: &StepTimes, c: &Counts, re
         }
     );
     for r in &RUNS {
-        let status = match r.model.unavailable() {
-            Some(why) => why.to_string(),
-            None if !cfg.selected(r) => "not selected (--only)".to_string(),
-            None => {
+        let status = match m.of(r) {
+            _ if !cfg.selected(r) => "not selected (--only)".to_string(),
+            None => "not measured".to_string(),
+            Some(t) => {
                 let done = records.get(&format!("train_run{}", r.id))?.is_some();
                 let est = train_estimate(&cfg.params, t, c.train_images(r), r);
                 format!(
@@ -344,7 +390,7 @@ pub fn run_study(cfg: &StudyConfig) -> Result<()> {
     crate::train::install_ctrlc();
     let records = Records::new(&cfg.out);
     let start = Instant::now();
-    let (times, full_times) = measure_stage(cfg, &dev, &records)?;
+    let times = measure_stage(cfg, &dev, &records)?;
     let first = list_images(&cfg.photos)?;
     let prepare_s = measure::prepare_estimate(cfg, &first[0], photos)?;
     let data_options = datasets::stage_options(cfg);
@@ -398,7 +444,7 @@ pub fn run_study(cfg: &StudyConfig) -> Result<()> {
             print_plan(cfg, &stages, &times, &counts, &records)?;
         }
     }
-    let page = report::write_report(cfg, &records, &counts, &times, full_times.as_ref())?;
+    let page = report::write_report(cfg, &records, &counts, &times)?;
     println!(
         "study done in {}; report: {}",
         fmt_duration(start.elapsed().as_secs_f64()),

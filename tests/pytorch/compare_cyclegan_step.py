@@ -17,7 +17,14 @@ G_A, G_B, D_A and D_B is compared with the engine's dump.
         --image pair.png --step step.safetensors
 
 The image pool: with --pool-size 0, and on the first step of any pool size (an empty pool stores
-the fake and returns it), D trains on the current fakes; both are what this script runs.
+the fake and returns it), D trains on the current fakes. With a warm pool (`step --warm-pool
+--pool-size 50`: both pools full of known images, dumped as pool_A/pool_B with their state after
+the step as pool_A.after/pool_B.after) pass --warm-pool: the reference's query of a full pool
+either returns the new fake (pool unchanged) or returns stored image j and stores the fake in
+slot j. The engine's draw is read off its pool after the step (which slot changed, if any); the
+script checks that exactly that is what happened (at most one slot changed, and it now holds this
+step's fake), trains D on what the reference would return for that draw, and compares the pools
+after the step like every other tensor.
 Needs torch, numpy, pillow and safetensors.
 """
 import argparse
@@ -97,7 +104,19 @@ def load_pair(path, direction):
     return t(a), t(b)
 
 
-def run_reference(a, dtype):
+def pool_draws(ours):
+    """Per pool ("pool_A", "pool_B"): the slot the engine's query replaced, or None (new fake returned)."""
+    draws = {}
+    for name in ("pool_A", "pool_B"):
+        before, after = ours[name], ours[name + ".after"]
+        changed = [j for j in range(before.shape[0]) if not torch.equal(before[j], after[j])]
+        if len(changed) > 1:
+            sys.exit(f"FAIL: the engine's {name} changed {len(changed)} slots in one query of one image: {changed}")
+        draws[name] = changed[0] if changed else None
+    return draws
+
+
+def run_reference(a, dtype, pools=None):
     nets = {}
     for name in ("G_A", "G_B"):
         nets[name] = ResnetG(a.ngf, a.n_blocks)
@@ -132,16 +151,25 @@ def run_reference(a, dtype):
     for q in itertools.chain(D_A.parameters(), D_B.parameters()):
         q.requires_grad = True
     opt_D.zero_grad()
-    losses_D = []
-    for D, real, fake in ((D_A, real_B, fake_B), (D_B, real_A, fake_A)):
+    losses_D, pools_after = [], {}
+    for D, real, fake, pool in ((D_A, real_B, fake_B, "pool_B"), (D_B, real_A, fake_A, "pool_A")):
+        fake_in = fake.detach()
+        if pools is not None:
+            # ImagePool.query on a full pool: the stored image of slot j is returned and the new
+            # fake takes its place, or (no slot) the new fake is returned and the pool kept.
+            stored, j = pools["before"][pool].to(dtype).clone(), pools["draws"][pool]
+            if j is not None:
+                fake_in = stored[j:j + 1].clone()
+                stored[j] = fake.detach()[0]
+            pools_after[pool + ".after"] = stored
         loss_real = mse(D(real), True)
-        loss_fake = mse(D(fake.detach()), False)
+        loss_fake = mse(D(fake_in), False)
         loss = (loss_real + loss_fake) * 0.5
         loss.backward()
         losses_D.append(loss)
     opt_D.step()
 
-    ref = {"real_A": real_A, "real_B": real_B}
+    ref = {"real_A": real_A, "real_B": real_B, **pools_after}
     for k, v in (("fake_B", fake_B), ("rec_A", rec_A), ("fake_A", fake_A), ("rec_B", rec_B),
                  ("idt_A", idt_A), ("idt_B", idt_B)):
         ref[k] = v.detach()
@@ -180,6 +208,8 @@ def main():
     p.add_argument("--image", required=True)
     p.add_argument("--step", required=True, help="the engine's step dump")
     p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--warm-pool", action="store_true",
+                   help="the dump comes from `step --warm-pool`: full pools, D trains on the engine's draw")
     p.add_argument("--double", action="store_true",
                    help="also run the reference in float64: a row passes when the engine is within --tol of "
                         "PyTorch fp32 or no further from float64 than 10x PyTorch fp32's own error")
@@ -187,8 +217,14 @@ def main():
     torch.use_deterministic_algorithms(True)
 
     ours = load_file(a.step)
-    ref = run_reference(a, torch.float32)
-    ref64 = run_reference(a, torch.float64) if a.double else None
+    pools = None
+    if a.warm_pool:
+        pools = {"before": {k: ours[k] for k in ("pool_A", "pool_B")}, "draws": pool_draws(ours)}
+        for name, j in pools["draws"].items():
+            what = f"returned stored image {j}, the new fake took its slot" if j is not None else "returned the new fake"
+            print(f"{name} ({pools['before'][name].shape[0]} images): the engine's query {what}")
+    ref = run_reference(a, torch.float32, pools)
+    ref64 = run_reference(a, torch.float64, pools) if a.double else None
     # Updated parameters after one Adam step from fresh moments move by about ±lr each; a
     # gradient within rounding of zero may flip sign: judged by max |d| <= 2·lr.
     is_param = lambda k: k.startswith("net") and not k.endswith(".grad") and f"{k}.grad" in ref

@@ -3,7 +3,12 @@
 //! - fwd:   y_n[cout, ho·wo]   (+)= W[cout, cin·k²] · im2col(x_n)[cin·k², ho·wo]
 //! - wgrad: dW[cout, cin·k²]    += dy_n[cout, ho·wo] · im2col(x_n)ᵀ
 //! - dgrad: dx_n (+)= col2im(Wᵀ[cin·k², cout] · dy_n[cout, ho·wo])
+//!
+//! Convolutions with few output channels, stride 1 and no padding (the ResNet head) take the
+//! direct path of `direct.rs` instead: there the GEMMs have M = cout and the patch matrix is huge.
+//! At stride 1 dgrad runs as the forward GEMM of the flipped, transposed weight (no col2im).
 
+use super::direct;
 use super::im2col::{add_bias, bias_grad_add, col2im_add, im2col, with_col, Patches};
 use super::ConvProblem;
 use crate::device::cpu::sgemm;
@@ -98,6 +103,23 @@ impl ConvProblem {
 pub(super) fn fwd_and_wgrad(
     pb: &ConvProblem,
     x: &[f32],
+    fwd: Option<(&[f32], &mut [f32], bool)>,
+    wgrad: Option<(&[f32], &mut [f32])>,
+) {
+    if !direct::applies(pb) {
+        return im2col_fwd_and_wgrad(pb, x, fwd, wgrad);
+    }
+    if let Some((dy, dw)) = wgrad {
+        direct::wgrad(pb, x, dy, dw);
+    }
+    if let Some((w, y, accumulate)) = fwd {
+        direct::fwd(pb, x, w, y, accumulate);
+    }
+}
+
+fn im2col_fwd_and_wgrad(
+    pb: &ConvProblem,
+    x: &[f32],
     mut fwd: Option<(&[f32], &mut [f32], bool)>,
     mut wgrad: Option<(&[f32], &mut [f32])>,
 ) {
@@ -147,6 +169,53 @@ pub(super) fn wgrad(pb: &ConvProblem, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 
 /// dx (+)= col2im(Wᵀ·dy) (+ bias: a transposed conv's forward).
 pub(super) fn dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], bias: Option<&[f32]>, dx: &mut [f32], accumulate: bool) {
+    if direct::applies(pb) {
+        direct::dgrad(pb, dy, w, dx, accumulate);
+    } else if pb.s == 1 && pb.p < pb.k && pb.cin > direct::MAX_COUT {
+        // (Few input channels, as the ResNet stem's 3: its flipped forward would have M = cin
+        // and a patch matrix of cout·k² rows; the col2im path's is cin·k².)
+        flipped_dgrad(pb, dy, w, dx, accumulate);
+    } else {
+        im2col_dgrad(pb, dy, w, dx, accumulate);
+    }
+    if let Some(b) = bias {
+        add_bias(dx, b, pb.h * pb.w);
+    }
+}
+
+/// Stride 1: the input gradient is itself a convolution, of dy padded by k − 1 − p with the
+/// weight transposed (cin ↔ cout) and flipped (ki → k − 1 − ki, kj → k − 1 − kj):
+///   dx[ci, ih, iw] = Σ_{co,a,b} W[co, ci, k−1−a, k−1−b] · dy[co, ih + a − (k−1−p), iw + b − (k−1−p)].
+/// So it runs as the forward GEMM (M = cin, K = cout·k², N = h·w) with no col2im scatter, and
+/// the GEMM's output is dx itself rather than a patch matrix k² times larger.
+fn flipped_dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
+    let (k, kk) = (pb.k, pb.k * pb.k);
+    let mut wf = vec![0f32; w.len()];
+    for co in 0..pb.cout {
+        for ci in 0..pb.cin {
+            let src = &w[(co * pb.cin + ci) * kk..(co * pb.cin + ci + 1) * kk];
+            let dst = &mut wf[(ci * pb.cout + co) * kk..(ci * pb.cout + co + 1) * kk];
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = src[kk - 1 - i]; // (ki, kj) → (k−1−ki, k−1−kj) is index kk−1−i
+            }
+        }
+    }
+    let back = ConvProblem {
+        n: pb.n,
+        cin: pb.cout,
+        h: pb.ho,
+        w: pb.wo,
+        cout: pb.cin,
+        ho: pb.h,
+        wo: pb.w,
+        k,
+        s: 1,
+        p: k - 1 - pb.p,
+    };
+    fwd_and_wgrad(&back, dy, Some((&wf, dx, accumulate)), None);
+}
+
+fn im2col_dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
     if !accumulate {
         dx.fill(0.0);
     }
@@ -170,12 +239,96 @@ pub(super) fn dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], bias: Option<&[f32]
             col2im_add(pt, col, &mut dx[n * xs..(n + 1) * xs]);
         }
     });
-    if let Some(b) = bias {
-        add_bias(dx, b, pb.h * pb.w);
-    }
 }
 
 /// db[c] += Σ over samples and pixels of dy[:, c] (per sample plane in f64).
 pub(super) fn bias_grad(dy: &Tensor, db: &mut [f32]) {
     bias_grad_add(dy.cpu(), db, dy.shape.c, dy.shape.hw());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(seed: u32, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let h = (i as u32 ^ seed.wrapping_mul(0x9e37_79b9)).wrapping_mul(0x85eb_ca6b);
+                ((h >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The direct path (few output channels, stride 1, no padding) and the stride-1 dgrad as a
+    /// flipped forward compute the same GEMMs as the im2col/col2im path, to rounding: the ResNet
+    /// head's geometry on two odd-sized samples, a few padded geometries, and the accumulating
+    /// variants.
+    #[test]
+    fn direct_path_equals_im2col_path() {
+        let (n, cin, cout, k, h, w) = (2, 11, 3, 7, 19, 23);
+        let pb = ConvProblem {
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            ho: h - k + 1,
+            wo: w - k + 1,
+            k,
+            s: 1,
+            p: 0,
+        };
+        assert!(direct::applies(&pb));
+        let x = values(1, n * pb.x_len());
+        let wt = values(2, cout * cin * k * k);
+        let dy = values(3, n * pb.y_len());
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            let err = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let scale = b.iter().map(|v| v.abs()).fold(0f32, f32::max);
+            assert!(err <= 1e-5 * scale.max(1.0), "{what}: max |Δ| {err} (scale {scale})");
+        };
+        for accumulate in [false, true] {
+            let start = values(4, n * pb.y_len());
+            let (mut y_direct, mut y_gemm) = (start.clone(), start.clone());
+            direct::fwd(&pb, &x, &wt, &mut y_direct, accumulate);
+            im2col_fwd_and_wgrad(&pb, &x, Some((&wt, &mut y_gemm, accumulate)), None);
+            close(&y_direct, &y_gemm, "fwd");
+
+            let start = values(5, n * pb.x_len());
+            let (mut dx_direct, mut dx_gemm) = (start.clone(), start.clone());
+            direct::dgrad(&pb, &dy, &wt, &mut dx_direct, accumulate);
+            im2col_dgrad(&pb, &dy, &wt, &mut dx_gemm, accumulate);
+            close(&dx_direct, &dx_gemm, "dgrad");
+        }
+        // Stride 1 with padding (D's k4 s1 p1, the ResNet's k3 on padded input): the flipped
+        // forward equals the col2im path.
+        for (cin, cout, k, p, h, w) in [(6, 5, 4, 1, 9, 8), (7, 6, 3, 0, 8, 10), (5, 9, 3, 2, 6, 7)] {
+            let pb = ConvProblem {
+                n,
+                cin,
+                h,
+                w,
+                cout,
+                ho: h + 2 * p - k + 1,
+                wo: w + 2 * p - k + 1,
+                k,
+                s: 1,
+                p,
+            };
+            let wt = values(7, cout * cin * k * k);
+            let dy = values(8, n * pb.y_len());
+            for accumulate in [false, true] {
+                let start = values(9, n * pb.x_len());
+                let (mut a, mut b) = (start.clone(), start.clone());
+                flipped_dgrad(&pb, &dy, &wt, &mut a, accumulate);
+                im2col_dgrad(&pb, &dy, &wt, &mut b, accumulate);
+                close(&a, &b, "flipped dgrad");
+            }
+        }
+        let start = values(6, wt.len());
+        let (mut dw_direct, mut dw_gemm) = (start.clone(), start.clone());
+        direct::wgrad(&pb, &x, &dy, &mut dw_direct);
+        im2col_fwd_and_wgrad(&pb, &x, None, Some((&dy, &mut dw_gemm)));
+        close(&dw_direct, &dw_gemm, "wgrad");
+    }
 }

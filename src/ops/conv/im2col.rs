@@ -26,6 +26,17 @@ impl Patches {
     pub fn cols(&self) -> usize {
         self.ho * self.wo
     }
+    /// The output columns [lo, hi) whose input column ow·s + kj − p is inside the row (lo = hi
+    /// when none is): the columns outside it read the zero padding.
+    fn valid_run(&self, kj: usize) -> (usize, usize) {
+        let lo = self.p.saturating_sub(kj).div_ceil(self.s).min(self.wo);
+        let hi = (self.w + self.p)
+            .saturating_sub(kj)
+            .div_ceil(self.s)
+            .min(self.wo)
+            .max(lo);
+        (lo, hi)
+    }
 }
 
 pub(crate) fn im2col(g: Patches, x: &[f32], col: &mut [f32]) {
@@ -47,13 +58,18 @@ pub(crate) fn im2col(g: Patches, x: &[f32], col: &mut [f32]) {
                             continue;
                         }
                         let src = &plane[ih as usize * g.w..(ih as usize + 1) * g.w];
-                        for (ow, o) in out.iter_mut().enumerate() {
-                            let iw = (ow * g.s + kj) as isize - g.p as isize;
-                            *o = if iw >= 0 && iw < g.w as isize {
-                                src[iw as usize]
+                        let (lo, hi) = g.valid_run(kj);
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        if hi > lo {
+                            let first = lo * g.s + kj - g.p;
+                            if g.s == 1 {
+                                out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
                             } else {
-                                0.0
-                            };
+                                for (o, &v) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.s)) {
+                                    *o = v;
+                                }
+                            }
                         }
                     }
                 }
@@ -79,10 +95,12 @@ pub(crate) fn col2im_add(g: Patches, col: &[f32], x: &mut [f32]) {
                             continue;
                         }
                         let dst = &mut plane[ih as usize * g.w..(ih as usize + 1) * g.w];
-                        for (ow, &v) in row[oh * g.wo..(oh + 1) * g.wo].iter().enumerate() {
-                            let iw = (ow * g.s + kj) as isize - g.p as isize;
-                            if iw >= 0 && iw < g.w as isize {
-                                dst[iw as usize] += v;
+                        let src = &row[oh * g.wo..(oh + 1) * g.wo];
+                        let (lo, hi) = g.valid_run(kj);
+                        if hi > lo {
+                            let first = lo * g.s + kj - g.p;
+                            for (d, &v) in dst[first..].iter_mut().step_by(g.s).zip(&src[lo..hi]) {
+                                *d += v;
                             }
                         }
                     }

@@ -11,11 +11,13 @@
 //! forward is dgrad, its data gradient fwd, its weight gradient wgrad(x = dy_T, dy = x_T).
 //!
 //! - `mod.rs` (this file): geometry, shape checks, the role swap, device dispatch.
-//! - `cpu.rs`: the reference, im2col/col2im around a multi-threaded GEMM (`im2col.rs`).
+//! - `cpu.rs`: the reference, im2col/col2im around a multi-threaded GEMM (`im2col.rs`); few
+//!   output channels at stride 1 without padding take `direct.rs` (no patch matrix).
 //! - `cuda.rs`: the launchers of kernels/conv.cu (implicit GEMMs, split-K).
 
 mod cpu;
 pub(crate) mod cuda;
+mod direct;
 mod im2col;
 
 use crate::device::Device;
