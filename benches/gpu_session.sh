@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session in one call. A GPU machine may have the driver, nvcc and PyTorch but no Rust:
 #   here:   benches/gpu_session.sh build    # builds with the kernels, strips the binaries into .dev/
-#   there:  benches/gpu_session.sh run      # (carry .dev) validates, times, prints a table last
+#   there:  benches/gpu_session.sh run      # (carry .dev.tar.xz) validates, times, prints a table last
 #   here:   benches/gpu_session.sh run --emulated   # the dry run: every step of `run` on the
 #           emulated CUDA device (cuda-emu) at small shapes, PyTorch only syntax-checked; CI runs it,
 #           so the first GPU minutes cannot be lost to a script error, a missing binary or a bad flag.
@@ -31,13 +31,25 @@ if [ "$mode" = build ]; then
     cp "$(newest kernels)" "$BIN/bench_kernels"
     strip "$BIN"/pix2pix "$BIN"/gpu_ops "$BIN"/graph_step "$BIN"/gpu_conv_variants "$BIN"/bench_step "$BIN"/bench_kernels
     du -sh "$BIN"
-    echo "carry $BIN and run: benches/gpu_session.sh run"
+    # Six binaries of ~10 MB that share most of their bytes (the embedded PTX, the emulator, the
+    # engine): one xz stream with a dictionary wider than a binary keeps one copy, ~5 MB in all,
+    # well inside the 64 MiB a device session carries.
+    tar -C "$BIN" -cf - pix2pix gpu_ops graph_step gpu_conv_variants bench_step bench_kernels |
+        xz -T2 --lzma2=preset=6,dict=128MiB >"$BIN.tar.xz"
+    ls -la "$BIN.tar.xz"
+    echo "carry $BIN.tar.xz and run: benches/gpu_session.sh run"
     exit 0
 fi
 [ "$mode" = run ] || { echo "usage: $0 build | run [--emulated]" >&2; exit 2; }
 emulated=0
 [ "${2:-}" = --emulated ] && emulated=1
 
+# Unpack the carried binaries (Python's tarfile: the GPU machine has Python, maybe not xz). The dry
+# run unpacks them too, so CI exercises this path.
+if [ -f "$BIN.tar.xz" ] && { [ ! -x "$BIN/pix2pix" ] || [ $emulated = 1 ]; }; then
+    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$BIN.tar.xz" "$BIN"
+    echo "unpacked $BIN.tar.xz into $BIN"
+fi
 OUT="${OUT:-$BIN/out}"
 OLDPWD_BIN="$PWD/$BIN"
 mkdir -p "$OUT"
