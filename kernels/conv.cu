@@ -217,6 +217,18 @@ struct MmaBf16 {
     }
 };
 
+// The fwd/dgrad epilogue for output element idx of channel m: out (+)= v + bias[m], or, under
+// split-K, the partial sum into this split's workspace slice (the reduce adds bias and accumulates).
+__device__ __forceinline__ void conv_store(const ConvArgs& a, const float* bias, float* out, float* wsz,
+                                           long long idx, int m, float v) {
+    if (a.splits == 1) {
+        if (a.has_bias) v = v + bias[m];
+        out[idx] = a.accumulate ? out[idx] + v : v;
+    } else {
+        wsz[idx] = v;
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Forward: y = W · im2col(x) (+ bias). in0 = x, in1 = W.
 template <int KS, class V>
@@ -289,12 +301,7 @@ __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const
         if (col >= N || m >= M) return;
         const int nb = col / hwo, pix = col - nb * hwo;
         const long long idx = ((long long)nb * M + m) * hwo + pix;
-        if (a.splits == 1) {
-            if (a.has_bias) v = v + bias[m];
-            out[idx] = a.accumulate ? out[idx] + v : v;
-        } else {
-            wsz[idx] = v;
-        }
+        conv_store(a, bias, out, wsz, idx, m, v);
     });
 }
 
@@ -405,12 +412,7 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, co
         const int nb = col / ahw, rem = col - nb * ahw, aa = rem / Aw, bb = rem - aa * Aw;
         const int ih = rh + s * aa, iw = rw + s * bb;
         const long long idx = (((long long)nb * M + m) * a.h + ih) * a.w + iw;
-        if (a.splits == 1) {
-            if (a.has_bias) v = v + bias[m];
-            out[idx] = a.accumulate ? out[idx] + v : v;
-        } else {
-            wsz[idx] = v;
-        }
+        conv_store(a, bias, out, wsz, idx, m, v);
     });
 }
 

@@ -97,6 +97,17 @@ inline double bf16_val(uint32_t bits16) {
     memcpy(&f, &u, 4);
     return (double)f;
 }
+// Lane's C/D elements i = 0..3 (rows g, g, g+8, g+8; cols 2q, 2q+1): c + A[row]·B[col] over K,
+// exact products summed in double and rounded once (A, B: the lane's rows and columns, gathered).
+template <int K>
+inline void accumulate(float (&d)[4], const double (&A)[2][K], const double (&B)[2][K], const float (&c)[4]) {
+    for (int i = 0; i < 4; ++i) {
+        const int r = i >> 1, j = i & 1;
+        double acc = (double)c[i];
+        for (int k = 0; k < K; ++k) acc += A[r][k] * B[j][k];
+        d[i] = (float)acc;
+    }
+}
 }  // namespace emu_mma
 #endif
 
@@ -132,12 +143,7 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (
         B[0][s] = tf32_val(lo32(c0)), B[0][s + 4] = tf32_val(hi32(c0));
         B[1][s] = tf32_val(lo32(c1)), B[1][s + 4] = tf32_val(hi32(c1));
     }
-    for (int i = 0; i < 4; ++i) {
-        const int r = i >> 1, j = i & 1;
-        double acc = (double)c[i];
-        for (int k = 0; k < 8; ++k) acc += A[r][k] * B[j][k];
-        d[i] = (float)acc;
-    }
+    accumulate(d, A, B, c);
 #endif
 }
 
@@ -174,11 +180,6 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t 
             dst[t][2 * s + 8] = bf16_val(hi & 0xffffu), dst[t][2 * s + 9] = bf16_val(hi >> 16);
         }
     }
-    for (int i = 0; i < 4; ++i) {
-        const int r = i >> 1, j = i & 1;
-        double acc = (double)c[i];
-        for (int k = 0; k < 16; ++k) acc += A[r][k] * B[j][k];
-        d[i] = (float)acc;
-    }
+    accumulate(d, A, B, c);
 #endif
 }

@@ -26,40 +26,95 @@ __device__ __forceinline__ long long bn_index(const BnArgs& a, int c, long long 
     return (b * a.c + c) * a.hw + (e - b * a.hw);
 }
 
-// The channel's statistics for the backward, and the running stats (PyTorch: unbiased variance).
-__device__ __forceinline__ void bn_save_stats(const BnArgs& a, int c, double mean, double ss, long long m,
-                                              float* buffers, float* saved_mean, float* saved_invstd) {
-    saved_mean[c] = (float)mean;
-    saved_invstd[c] = (float)(1.0 / sqrt(ss / (double)m + (double)a.eps));
-    const double mom = (double)a.momentum;
-    float* rm = &buffers[a.rmean_off + c];
-    float* rv = &buffers[a.rvar_off + c];
-    *rm = (float)((1.0 - mom) * (double)*rm + mom * mean);
-    *rv = (float)((1.0 - mom) * (double)*rv + mom * ss / (double)(m - 1));
+// Block-wide pieces over elements [lo, hi) of channel c, shared by v1 (one block: [0, m)) and v2
+// (block (c, s): its chunk). Sums are f64, reduced over the block in a fixed order.
+
+// sum of x.
+__device__ __forceinline__ double bn_sum(const float* x, const BnArgs& a, int c, long long lo, long long hi) {
+    double s = 0.0;
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) s += (double)x[bn_index(a, c, e)];
+    return block_sum(s);
 }
+
+// centred sum of squares about `mean`.
+__device__ __forceinline__ double bn_sq(const float* x, const BnArgs& a, int c, long long lo, long long hi,
+                                        double mean) {
+    double ss = 0.0;
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        const double d = (double)x[bn_index(a, c, e)] - mean;
+        ss += d * d;
+    }
+    return block_sum(ss);
+}
+
+// y = (x - mean) * invstd * gamma + beta, from the channel's mean and centred sum of squares over
+// m values; thread 0 of block `writer` saves the statistics for the backward and updates the
+// running stats (PyTorch: unbiased variance).
+__device__ __forceinline__ void bn_normalize(const float* x, float* y, const float* params, float* buffers,
+                                             float* saved_mean, float* saved_invstd, const BnArgs& a, int c,
+                                             long long lo, long long hi, double mean, double ss, long long m,
+                                             bool writer) {
+    const float mu = (float)mean;
+    const float is = (float)(1.0 / sqrt(ss / (double)m + (double)a.eps));
+    if (writer && threadIdx.x == 0) {
+        saved_mean[c] = mu;
+        saved_invstd[c] = is;
+        const double mom = (double)a.momentum;
+        float* rm = &buffers[a.rmean_off + c];
+        float* rv = &buffers[a.rvar_off + c];
+        *rm = (float)((1.0 - mom) * (double)*rm + mom * mean);
+        *rv = (float)((1.0 - mom) * (double)*rv + mom * ss / (double)(m - 1));
+    }
+    const float g = params[a.gamma_off + c], bb = params[a.beta_off + c];
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        const long long i = bn_index(a, c, e);
+        y[i] = (x[i] - mu) * is * g + bb;
+    }
+}
+
+// sum(dy) and sum(dy * xhat).
+__device__ __forceinline__ void bn_bwd_sums(const float* x, const float* dy, const BnArgs& a, int c, long long lo,
+                                            long long hi, double mu, double is, double* sdy_out, double* sdyx_out) {
+    double sdy = 0.0, sdyx = 0.0;
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        const long long i = bn_index(a, c, e);
+        const double d = (double)dy[i];
+        sdy += d;
+        sdyx += d * ((double)x[i] - mu) * is;
+    }
+    *sdy_out = block_sum(sdy);
+    *sdyx_out = block_sum(sdyx);
+}
+
+// dx = g*is/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)) in f64; thread 0 of block `writer` adds
+// dgamma = sum(dy*xhat) and dbeta = sum(dy) into grads when has_grads (grads may be a dummy
+// pointer otherwise), so each gradient slot has exactly one writer.
+__device__ __forceinline__ void bn_dx(const float* x, const float* dy, float* dx, const float* params, float* grads,
+                                      const BnArgs& a, int c, long long lo, long long hi, double mu, double is,
+                                      double sdy, double sdyx, bool writer) {
+    const double md = (double)a.n * a.hw;
+    const double k = (double)params[a.gamma_off + c] * is / md;
+    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+        const long long i = bn_index(a, c, e);
+        const double xhat = ((double)x[i] - mu) * is;
+        dx[i] = (float)(k * (md * (double)dy[i] - sdy - xhat * sdyx));
+    }
+    if (a.has_grads && writer && threadIdx.x == 0) {
+        grads[a.gamma_off + c] += (float)sdyx;
+        grads[a.beta_off + c] += (float)sdy;
+    }
+}
+
+// ---- v1: one block per channel -------------------------------------------------------------------
 
 KERNEL void bn_forward_train(const float* __restrict__ x, float* __restrict__ y, const float* __restrict__ params,
                              float* __restrict__ buffers, float* __restrict__ saved_mean,
                              float* __restrict__ saved_invstd, BnArgs a) {
     const int c = blockIdx.x;
     const long long m = (long long)a.n * a.hw;
-    double s = 0.0;
-    for (long long e = threadIdx.x; e < m; e += blockDim.x) s += (double)x[bn_index(a, c, e)];
-    const double mean = block_sum(s) / (double)m;
-    double ss = 0.0;
-    for (long long e = threadIdx.x; e < m; e += blockDim.x) {
-        const double d = (double)x[bn_index(a, c, e)] - mean;
-        ss += d * d;
-    }
-    ss = block_sum(ss);
-    const float mu = (float)mean;
-    const float is = (float)(1.0 / sqrt(ss / (double)m + (double)a.eps));
-    if (threadIdx.x == 0) bn_save_stats(a, c, mean, ss, m, buffers, saved_mean, saved_invstd);
-    const float g = params[a.gamma_off + c], bb = params[a.beta_off + c];
-    for (long long e = threadIdx.x; e < m; e += blockDim.x) {
-        const long long i = bn_index(a, c, e);
-        y[i] = (x[i] - mu) * is * g + bb;
-    }
+    const double mean = bn_sum(x, a, c, 0, m) / (double)m;
+    const double ss = bn_sq(x, a, c, 0, m, mean);
+    bn_normalize(x, y, params, buffers, saved_mean, saved_invstd, a, c, 0, m, mean, ss, m, true);
 }
 
 KERNEL void bn_forward_eval(const float* __restrict__ x, float* __restrict__ y, const float* __restrict__ params,
@@ -72,40 +127,20 @@ KERNEL void bn_forward_eval(const float* __restrict__ x, float* __restrict__ y, 
     }
 }
 
-// dx = g*is/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)) in f64; adds dgamma = sum(dy*xhat) and
-// dbeta = sum(dy) into grads (at the parameter offsets) when has_grads. grads may be a dummy
-// pointer otherwise. One block per channel, so each gradient slot has exactly one writer.
 KERNEL void bn_backward(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
                         const float* __restrict__ params, float* __restrict__ grads,
                         const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd, BnArgs a) {
     const int c = blockIdx.x;
     const long long m = (long long)a.n * a.hw;
     const double mu = (double)saved_mean[c], is = (double)saved_invstd[c];
-    double sdy = 0.0, sdyx = 0.0;
-    for (long long e = threadIdx.x; e < m; e += blockDim.x) {
-        const long long i = bn_index(a, c, e);
-        const double d = (double)dy[i];
-        sdy += d;
-        sdyx += d * ((double)x[i] - mu) * is;
-    }
-    sdy = block_sum(sdy);
-    sdyx = block_sum(sdyx);
-    const double md = (double)m;
-    const double k = (double)params[a.gamma_off + c] * is / md;
-    for (long long e = threadIdx.x; e < m; e += blockDim.x) {
-        const long long i = bn_index(a, c, e);
-        const double xhat = ((double)x[i] - mu) * is;
-        dx[i] = (float)(k * (md * (double)dy[i] - sdy - xhat * sdyx));
-    }
-    if (a.has_grads && threadIdx.x == 0) {
-        grads[a.gamma_off + c] += (float)sdyx;
-        grads[a.beta_off + c] += (float)sdy;
-    }
+    double sdy, sdyx;
+    bn_bwd_sums(x, dy, a, c, 0, m, mu, is, &sdy, &sdyx);
+    bn_dx(x, dy, dx, params, grads, a, c, 0, m, mu, is, sdy, sdyx, true);
 }
 
-// ------------------------------------------------------------------------------------------------
-// v2: grid (C, S). Block (c, s) owns elements [s*chunk, min((s+1)*chunk, m)) of channel c, with
-// chunk = ceil(m / S). part[(c*S + s)*2 + k] holds its partial sums (f64).
+// ---- v2: grid (C, S) ---------------------------------------------------------------------------
+// Block (c, s) owns elements [s*chunk, min((s+1)*chunk, m)) of channel c, with chunk = ceil(m / S).
+// part[(c*S + s)*2 + k] holds its partial sums (f64).
 
 __device__ __forceinline__ void bn_chunk(const BnArgs& a, int splits, long long* lo, long long* hi) {
     const long long m = (long long)a.n * a.hw;
@@ -126,9 +161,7 @@ KERNEL void bn_split_sum(const float* __restrict__ x, double* __restrict__ part,
     const int c = blockIdx.x;
     long long lo, hi;
     bn_chunk(a, splits, &lo, &hi);
-    double s = 0.0;
-    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) s += (double)x[bn_index(a, c, e)];
-    s = block_sum(s);
+    const double s = bn_sum(x, a, c, lo, hi);
     if (threadIdx.x == 0) part[(c * splits + blockIdx.y) * 2] = s;
 }
 
@@ -138,12 +171,7 @@ KERNEL void bn_split_sq(const float* __restrict__ x, double* __restrict__ part, 
     long long lo, hi;
     bn_chunk(a, splits, &lo, &hi);
     const double mean = bn_total(part, c, splits, 0) / ((double)a.n * a.hw);
-    double ss = 0.0;
-    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
-        const double d = (double)x[bn_index(a, c, e)] - mean;
-        ss += d * d;
-    }
-    ss = block_sum(ss);
+    const double ss = bn_sq(x, a, c, lo, hi, mean);
     if (threadIdx.x == 0) part[(c * splits + blockIdx.y) * 2 + 1] = ss;
 }
 
@@ -158,14 +186,7 @@ KERNEL void bn_split_apply(const float* __restrict__ x, float* __restrict__ y, c
     const long long m = (long long)a.n * a.hw;
     const double mean = bn_total(part, c, splits, 0) / (double)m;
     const double ss = bn_total(part, c, splits, 1);
-    const float mu = (float)mean;
-    const float is = (float)(1.0 / sqrt(ss / (double)m + (double)a.eps));
-    if (blockIdx.y == 0 && threadIdx.x == 0) bn_save_stats(a, c, mean, ss, m, buffers, saved_mean, saved_invstd);
-    const float g = params[a.gamma_off + c], bb = params[a.beta_off + c];
-    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
-        const long long i = bn_index(a, c, e);
-        y[i] = (x[i] - mu) * is * g + bb;
-    }
+    bn_normalize(x, y, params, buffers, saved_mean, saved_invstd, a, c, lo, hi, mean, ss, m, blockIdx.y == 0);
 }
 
 // Backward pass 1: part[.][0] = sum(dy), part[.][1] = sum(dy * xhat) over the chunk.
@@ -175,23 +196,15 @@ KERNEL void bn_split_bwd_sums(const float* __restrict__ x, const float* __restri
     const int c = blockIdx.x;
     long long lo, hi;
     bn_chunk(a, splits, &lo, &hi);
-    const double mu = (double)saved_mean[c], is = (double)saved_invstd[c];
-    double sdy = 0.0, sdyx = 0.0;
-    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
-        const long long i = bn_index(a, c, e);
-        const double d = (double)dy[i];
-        sdy += d;
-        sdyx += d * ((double)x[i] - mu) * is;
-    }
-    sdy = block_sum(sdy);
-    sdyx = block_sum(sdyx);
+    double sdy, sdyx;
+    bn_bwd_sums(x, dy, a, c, lo, hi, (double)saved_mean[c], (double)saved_invstd[c], &sdy, &sdyx);
     if (threadIdx.x == 0) {
         part[(c * splits + blockIdx.y) * 2] = sdy;
         part[(c * splits + blockIdx.y) * 2 + 1] = sdyx;
     }
 }
 
-// Backward pass 2: dx over the chunk as bn_backward; block s = 0 adds dgamma, dbeta.
+// Backward pass 2: dx over the chunk; block s = 0 adds dgamma, dbeta.
 KERNEL void bn_split_bwd_apply(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
                                const float* __restrict__ params, float* __restrict__ grads,
                                const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
@@ -199,19 +212,8 @@ KERNEL void bn_split_bwd_apply(const float* __restrict__ x, const float* __restr
     const int c = blockIdx.x;
     long long lo, hi;
     bn_chunk(a, splits, &lo, &hi);
-    const double sdy = bn_total(part, c, splits, 0), sdyx = bn_total(part, c, splits, 1);
-    const double mu = (double)saved_mean[c], is = (double)saved_invstd[c];
-    const double md = (double)a.n * a.hw;
-    const double k = (double)params[a.gamma_off + c] * is / md;
-    for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
-        const long long i = bn_index(a, c, e);
-        const double xhat = ((double)x[i] - mu) * is;
-        dx[i] = (float)(k * (md * (double)dy[i] - sdy - xhat * sdyx));
-    }
-    if (a.has_grads && blockIdx.y == 0 && threadIdx.x == 0) {
-        grads[a.gamma_off + c] += (float)sdyx;
-        grads[a.beta_off + c] += (float)sdy;
-    }
+    bn_dx(x, dy, dx, params, grads, a, c, lo, hi, (double)saved_mean[c], (double)saved_invstd[c],
+          bn_total(part, c, splits, 0), bn_total(part, c, splits, 1), blockIdx.y == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
