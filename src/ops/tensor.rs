@@ -249,21 +249,34 @@ pub fn reflection_pad_backward(dev: &Device, pad: usize, dy: &Tensor, dx: &mut T
             let (s, ys) = (dx.shape, dy.shape);
             let dyv = dy.cpu();
             let cols: Vec<Vec<usize>> = (0..s.w).map(|i| reflect_sources(i, s.w, pad).collect()).collect();
+            // Columns pad+1 .. w−pad−1 have one source each (iw + pad): summed as one contiguous
+            // run per source row; the ≤ 2·pad + 2 edge columns gather theirs one by one. Per pixel
+            // the order stays rows then columns ascending, from 0.0, so the sums are unchanged.
+            let (lo, hi) = (pad + 1, s.w.saturating_sub(pad + 1).max(pad + 1));
             dx.data
                 .cpu_mut()
                 .par_chunks_mut(s.hw())
                 .enumerate()
                 .for_each(|(plane, out)| {
                     let src = &dyv[plane * ys.hw()..(plane + 1) * ys.hw()];
+                    let mut acc = vec![0f32; s.w];
                     for (ih, row) in out.chunks_mut(s.w).enumerate() {
-                        for (iw, o) in row.iter_mut().enumerate() {
-                            let mut acc = 0.0f32;
-                            for oh in reflect_sources(ih, s.h, pad) {
+                        acc.fill(0.0);
+                        for oh in reflect_sources(ih, s.h, pad) {
+                            let srow = &src[oh * ys.w..(oh + 1) * ys.w];
+                            for (a, &v) in acc[lo..hi].iter_mut().zip(&srow[lo + pad..hi + pad]) {
+                                *a += v;
+                            }
+                            for iw in (0..lo.min(s.w)).chain(hi..s.w) {
                                 for &ow in &cols[iw] {
-                                    acc += src[oh * ys.w + ow];
+                                    acc[iw] += srow[ow];
                                 }
                             }
-                            *o = if accumulate { *o + acc } else { acc };
+                        }
+                        if accumulate {
+                            row.iter_mut().zip(&acc).for_each(|(o, &a)| *o += a);
+                        } else {
+                            row.copy_from_slice(&acc);
                         }
                     }
                 });
