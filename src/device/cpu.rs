@@ -6,6 +6,15 @@ use rayon::prelude::*;
 /// Below this many elements an elementwise op runs on one thread: spawning costs more than it saves.
 pub const PAR_MIN: usize = 1 << 15;
 
+/// dst[..] = value, in parallel when large.
+pub fn fill(dst: &mut [f32], value: f32) {
+    if dst.len() < PAR_MIN {
+        dst.fill(value);
+    } else {
+        dst.par_chunks_mut(PAR_MIN).for_each(|d| d.fill(value));
+    }
+}
+
 /// Applies `f` to matching chunks of `dst` and `src`, in parallel when large.
 pub fn zip_map(dst: &mut [f32], src: &[f32], f: impl Fn(&mut f32, f32) + Sync + Send) {
     assert_eq!(dst.len(), src.len());
@@ -57,47 +66,97 @@ pub fn sgemm(
     ldc: usize,
     accumulate: bool,
 ) {
+    let a_st = if ta { Strided::new(1, lda) } else { Strided::new(lda, 1) };
+    let b_st = if tb { Strided::new(1, ldb) } else { Strided::new(ldb, 1) };
+    sgemm_strided(m, n, k, (a, a_st), (b, b_st), (c, Strided::new(ldc, 1)), accumulate);
+}
+
+/// The layout of a strided matrix view: element (r, c) is at offset r·rs + c·cs of its slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strided {
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Strided {
+    pub const fn new(rs: usize, cs: usize) -> Self {
+        Strided { rs, cs }
+    }
+    /// One past the largest offset a rows × cols view touches (0 when it is empty).
+    fn extent(&self, rows: usize, cols: usize) -> usize {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * self.rs + (cols - 1) * self.cs + 1
+        }
+    }
+    /// Whether a rows × cols view with this layout addresses every element once (required of an
+    /// output): one of the two strides steps over a whole line of the other.
+    fn is_injective(&self, rows: usize, cols: usize) -> bool {
+        rows <= 1 && (cols <= 1 || self.cs > 0)
+            || cols <= 1 && self.rs > 0
+            || self.cs > 0 && self.rs > (cols - 1) * self.cs
+            || self.rs > 0 && self.cs > (rows - 1) * self.rs
+    }
+}
+
+/// `C = A·B` (or `C += A·B` with `accumulate`) over strided views: A is m×k, B k×n, C m×n, each
+/// given as (slice, layout). The conv paths use it to read shifted windows of an image and single
+/// taps of a weight tensor in place. Multi-threaded above a small size.
+pub fn sgemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    (a, a_st): (&[f32], Strided),
+    (b, b_st): (&[f32], Strided),
+    (c, c_st): (&mut [f32], Strided),
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        c.len() >= c_st.extent(m, n) && c_st.is_injective(m, n),
+        "sgemm: output view {m}x{n} {c_st:?} does not fit its {} elements once each",
+        c.len()
+    );
     if k == 0 {
         if !accumulate {
             for r in 0..m {
-                c[r * ldc..r * ldc + n].fill(0.0);
+                for j in 0..n {
+                    c[r * c_st.rs + j * c_st.cs] = 0.0;
+                }
             }
         }
         return;
     }
     // Bounds: the last element each operand touches must be inside its slice.
-    let a_need = if ta { (k - 1) * lda + m } else { (m - 1) * lda + k };
-    let b_need = if tb { (n - 1) * ldb + k } else { (k - 1) * ldb + n };
     assert!(
-        a.len() >= a_need && b.len() >= b_need && c.len() >= (m - 1) * ldc + n,
+        a.len() >= a_st.extent(m, k) && b.len() >= b_st.extent(k, n),
         "sgemm: operand too small"
     );
-    let (a_rs, a_cs) = if ta { (1, lda as isize) } else { (lda as isize, 1) };
-    let (b_rs, b_cs) = if tb { (1, ldb as isize) } else { (ldb as isize, 1) };
     let par = if m * n * k >= 1 << 18 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every access inside the three slices; `c` is exclusively borrowed.
+    // SAFETY: the asserts above keep every access inside the three slices, and the output view
+    // addresses each of its elements once; `c` is exclusively borrowed.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             c.as_mut_ptr(),
-            1,
-            ldc as isize,
+            c_st.cs as isize,
+            c_st.rs as isize,
             accumulate,
             a.as_ptr(),
-            a_cs,
-            a_rs,
+            a_st.cs as isize,
+            a_st.rs as isize,
             b.as_ptr(),
-            b_cs,
-            b_rs,
+            b_st.cs as isize,
+            b_st.rs as isize,
             1.0,
             1.0,
             false,

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 /// Sets every element of `dst` to `value`.
 pub fn fill(dev: &Device, dst: &mut Storage, value: f32) {
     match dev {
-        Device::Cpu => dst.cpu_mut().fill(value),
+        Device::Cpu => crate::device::cpu::fill(dst.cpu_mut(), value),
         Device::Cuda(c) => cuda_fill(c, dst, value),
     }
 }

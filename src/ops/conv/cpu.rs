@@ -6,13 +6,16 @@
 //!
 //! Convolutions with few output channels, stride 1 and no padding (the ResNet head) take the
 //! direct path of `direct.rs` instead: there the GEMMs have M = cout and the patch matrix is huge.
+//! The input gradient of stride-1 unpadded convs with many channels (the ResNet blocks' 3×3) runs
+//! as the k² shifted GEMMs of `shifted.rs`.
 //! At stride 1 dgrad runs as the forward GEMM of the flipped, transposed weight (no col2im).
 
-use super::direct;
 use super::im2col::{add_bias, bias_grad_add, col2im_add, im2col, with_col, Patches};
 use super::ConvProblem;
-use crate::device::cpu::sgemm;
+use super::{direct, shifted};
+use crate::device::cpu::{fill, sgemm};
 use crate::tensor::Tensor;
+use rayon::prelude::*;
 
 /// A read-only matrix operand of logical shape rows × cols over a row-major buffer with leading
 /// dimension `ld`; `transposed` views a stored [cols, rows] matrix as its transpose.
@@ -106,14 +109,15 @@ pub(super) fn fwd_and_wgrad(
     fwd: Option<(&[f32], &mut [f32], bool)>,
     wgrad: Option<(&[f32], &mut [f32])>,
 ) {
-    if !direct::applies(pb) {
-        return im2col_fwd_and_wgrad(pb, x, fwd, wgrad);
-    }
-    if let Some((dy, dw)) = wgrad {
-        direct::wgrad(pb, x, dy, dw);
-    }
-    if let Some((w, y, accumulate)) = fwd {
-        direct::fwd(pb, x, w, y, accumulate);
+    if direct::applies(pb) {
+        if let Some((dy, dw)) = wgrad {
+            direct::wgrad(pb, x, dy, dw);
+        }
+        if let Some((w, y, accumulate)) = fwd {
+            direct::fwd(pb, x, w, y, accumulate);
+        }
+    } else {
+        im2col_fwd_and_wgrad(pb, x, fwd, wgrad);
     }
 }
 
@@ -169,7 +173,9 @@ pub(super) fn wgrad(pb: &ConvProblem, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 
 /// dx (+)= col2im(Wᵀ·dy) (+ bias: a transposed conv's forward).
 pub(super) fn dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], bias: Option<&[f32]>, dx: &mut [f32], accumulate: bool) {
-    if direct::applies(pb) {
+    if shifted::applies(pb) {
+        shifted::dgrad(pb, dy, w, dx, accumulate);
+    } else if direct::applies(pb) {
         direct::dgrad(pb, dy, w, dx, accumulate);
     } else if pb.s == 1 && pb.p < pb.k && pb.cin > direct::MAX_COUT {
         // (Few input channels, as the ResNet stem's 3: its flipped forward would have M = cin
@@ -189,35 +195,56 @@ pub(super) fn dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], bias: Option<&[f32]
 /// So it runs as the forward GEMM (M = cin, K = cout·k², N = h·w) with no col2im scatter, and
 /// the GEMM's output is dx itself rather than a patch matrix k² times larger.
 fn flipped_dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
-    let (k, kk) = (pb.k, pb.k * pb.k);
-    let mut wf = vec![0f32; w.len()];
-    for co in 0..pb.cout {
-        for ci in 0..pb.cin {
-            let src = &w[(co * pb.cin + ci) * kk..(co * pb.cin + ci + 1) * kk];
-            let dst = &mut wf[(ci * pb.cout + co) * kk..(ci * pb.cout + co + 1) * kk];
-            for (i, d) in dst.iter_mut().enumerate() {
-                *d = src[kk - 1 - i]; // (ki, kj) → (k−1−ki, k−1−kj) is index kk−1−i
+    let k = pb.k;
+    FLIPPED.with(|wf| {
+        let mut wf = wf.borrow_mut();
+        wf.resize(w.len(), 0.0);
+        flip_transpose(pb, w, &mut wf);
+        let back = ConvProblem {
+            n: pb.n,
+            cin: pb.cout,
+            h: pb.ho,
+            w: pb.wo,
+            cout: pb.cin,
+            ho: pb.h,
+            wo: pb.w,
+            k,
+            s: 1,
+            p: k - 1 - pb.p,
+        };
+        fwd_and_wgrad(&back, dy, Some((&wf[..], dx, accumulate)), None);
+    })
+}
+
+thread_local! {
+    // The flipped, transposed weight of `flipped_dgrad`: scratch, one growable buffer per thread.
+    static FLIPPED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// wf[ci, co, ·] = W[co, ci, ·] reversed ((ki, kj) → (k−1−ki, k−1−kj) is index k²−1−i).
+/// Blocks of input channels in parallel; each block reads, per output channel, one contiguous
+/// run of W.
+fn flip_transpose(pb: &ConvProblem, w: &[f32], wf: &mut [f32]) {
+    const BLOCK: usize = 16;
+    let kk = pb.k * pb.k;
+    wf.par_chunks_mut(BLOCK * pb.cout * kk)
+        .enumerate()
+        .for_each(|(b, rows)| {
+            for co in 0..pb.cout {
+                let src = &w[(co * pb.cin + b * BLOCK) * kk..];
+                for (r, row) in rows.chunks_mut(pb.cout * kk).enumerate() {
+                    let (s, d) = (&src[r * kk..(r + 1) * kk], &mut row[co * kk..(co + 1) * kk]);
+                    for (i, d) in d.iter_mut().enumerate() {
+                        *d = s[kk - 1 - i];
+                    }
+                }
             }
-        }
-    }
-    let back = ConvProblem {
-        n: pb.n,
-        cin: pb.cout,
-        h: pb.ho,
-        w: pb.wo,
-        cout: pb.cin,
-        ho: pb.h,
-        wo: pb.w,
-        k,
-        s: 1,
-        p: k - 1 - pb.p,
-    };
-    fwd_and_wgrad(&back, dy, Some((&wf, dx, accumulate)), None);
+        });
 }
 
 fn im2col_dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
     if !accumulate {
-        dx.fill(0.0);
+        fill(dx, 0.0);
     }
     let pt = pb.patches();
     let (rows, cols) = (pt.rows(), pt.cols());
@@ -257,6 +284,103 @@ mod tests {
                 ((h >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// The shifted-GEMM input gradient (stride 1, no padding, many channels) equals the col2im
+    /// path and the flipped forward, to rounding: the ResNet block's 3×3 on odd-sized samples, a
+    /// 2×2 with unequal channel counts, a 1×1 output, overwriting and accumulating.
+    #[test]
+    fn shifted_path_equals_im2col_path() {
+        for (n, cin, cout, k, h, w) in [(2, 32, 35, 3, 7, 9), (1, 40, 33, 2, 6, 5), (1, 32, 32, 3, 3, 3)] {
+            let pb = ConvProblem {
+                n,
+                cin,
+                h,
+                w,
+                cout,
+                ho: h - k + 1,
+                wo: w - k + 1,
+                k,
+                s: 1,
+                p: 0,
+            };
+            assert!(shifted::applies(&pb) && !direct::applies(&pb));
+            let wt = values(12, cout * cin * k * k);
+            let dy = values(13, n * pb.y_len());
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                let err = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                let scale = b.iter().map(|v| v.abs()).fold(0f32, f32::max);
+                assert!(
+                    err <= 1e-5 * scale.max(1.0),
+                    "{what} {pb:?}: max |Δ| {err} (scale {scale})"
+                );
+                assert!(scale > 0.0, "{what}: all zero");
+            };
+            for accumulate in [false, true] {
+                let start = values(15, n * pb.x_len());
+                let (mut a, mut b, mut c) = (start.clone(), start.clone(), start.clone());
+                shifted::dgrad(&pb, &dy, &wt, &mut a, accumulate);
+                im2col_dgrad(&pb, &dy, &wt, &mut b, accumulate);
+                flipped_dgrad(&pb, &dy, &wt, &mut c, accumulate);
+                close(&a, &b, "shifted vs col2im dgrad");
+                close(&c, &b, "flipped vs col2im dgrad");
+            }
+        }
+    }
+
+    /// The direct path's register tiles (64, 16 and single columns; blocks of 1 to 4 output
+    /// channels; wgrad's k = 7 tap groups and single taps) against the im2col path, to rounding.
+    #[test]
+    fn direct_path_tiles_equal_im2col_path() {
+        for (n, cin, cout, k, h, w) in [
+            (1, 6, 4, 3, 9, 80),  // wo 78: a 64 tile, 14 single columns; dgrad blocks of 4 and 2
+            (1, 5, 1, 7, 8, 90),  // wo 84: 64 + 16 + 4
+            (2, 9, 2, 7, 72, 71), // wo 65
+            (1, 3, 3, 4, 6, 21),  // k 4: single-tap wgrad
+            (1, 4, 2, 3, 5, 7),   // rows narrower than one 16-wide tile
+        ] {
+            let pb = ConvProblem {
+                n,
+                cin,
+                h,
+                w,
+                cout,
+                ho: h - k + 1,
+                wo: w - k + 1,
+                k,
+                s: 1,
+                p: 0,
+            };
+            assert!(direct::applies(&pb));
+            let x = values(21, n * pb.x_len());
+            let wt = values(22, cout * cin * k * k);
+            let dy = values(23, n * pb.y_len());
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                let err = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                let scale = b.iter().map(|v| v.abs()).fold(0f32, f32::max);
+                assert!(
+                    err <= 1e-5 * scale.max(1.0),
+                    "{what} {pb:?}: max |Δ| {err} (scale {scale})"
+                );
+            };
+            for accumulate in [false, true] {
+                let start = values(24, n * pb.y_len());
+                let (mut a, mut b) = (start.clone(), start.clone());
+                direct::fwd(&pb, &x, &wt, &mut a, accumulate);
+                im2col_fwd_and_wgrad(&pb, &x, Some((&wt, &mut b, accumulate)), None);
+                close(&a, &b, "fwd");
+                let start = values(25, n * pb.x_len());
+                let (mut a, mut b) = (start.clone(), start.clone());
+                direct::dgrad(&pb, &dy, &wt, &mut a, accumulate);
+                im2col_dgrad(&pb, &dy, &wt, &mut b, accumulate);
+                close(&a, &b, "dgrad");
+            }
+            let start = values(26, wt.len());
+            let (mut a, mut b) = (start.clone(), start.clone());
+            direct::wgrad(&pb, &x, &dy, &mut a);
+            im2col_fwd_and_wgrad(&pb, &x, None, Some((&dy, &mut b)));
+            close(&a, &b, "wgrad");
+        }
     }
 
     /// The direct path (few output channels, stride 1, no padding) and the stride-1 dgrad as a

@@ -124,14 +124,21 @@ pub(crate) fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+/// y[n, c, :] += bias[c] over planes of `hw` elements; planes in parallel.
 pub(crate) fn add_bias(y: &mut [f32], bias: &[f32], hw: usize) {
-    for (plane, &b) in y.chunks_mut(hw).zip(bias.iter().cycle()) {
-        plane.iter_mut().for_each(|v| *v += b);
-    }
+    y.par_chunks_mut(hw)
+        .enumerate()
+        .for_each(|(i, plane)| plane.iter_mut().for_each(|v| *v += bias[i % bias.len()]));
 }
 
+/// db[c] += Σ over samples and pixels of dy[:, c]: each plane summed in f64 (planes in parallel),
+/// then added in plane order, so the result does not depend on the thread count.
 pub(crate) fn bias_grad_add(dy: &[f32], db: &mut [f32], c: usize, hw: usize) {
-    for (i, plane) in dy.chunks(hw).enumerate() {
-        db[i % c] += plane.iter().map(|&v| v as f64).sum::<f64>() as f32;
+    let sums: Vec<f64> = dy
+        .par_chunks(hw)
+        .map(|plane| plane.iter().map(|&v| v as f64).sum::<f64>())
+        .collect();
+    for (i, s) in sums.into_iter().enumerate() {
+        db[i % c] += s as f32;
     }
 }

@@ -12,13 +12,15 @@
 //!
 //! - `mod.rs` (this file): geometry, shape checks, the role swap, device dispatch.
 //! - `cpu.rs`: the reference, im2col/col2im around a multi-threaded GEMM (`im2col.rs`); few
-//!   output channels at stride 1 without padding take `direct.rs` (no patch matrix).
+//!   output channels at stride 1 without padding take `direct.rs`, many channels `shifted.rs`
+//!   (k² shifted GEMMs over the image in place); neither builds a patch matrix.
 //! - `cuda.rs`: the launchers of kernels/conv.cu (implicit GEMMs, split-K).
 
 mod cpu;
 pub(crate) mod cuda;
 mod direct;
 mod im2col;
+mod shifted;
 
 use crate::device::Device;
 use crate::tensor::{Shape, Span, Storage, Tensor};
