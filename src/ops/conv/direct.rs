@@ -9,8 +9,15 @@
 //! - dgrad: dx[ci, ih, kj .. kj + wo] += Σ_{co,ki} W[co, ci, ki, kj] · dy[co, ih − ki, :]   (0 ≤ ih − ki < ho)
 //! - wgrad: dW[co, ci, ki, kj]  += Σ_{oh} ⟨dy[co, oh, :], x[ci, oh + ki, kj .. kj + wo]⟩
 //!
-//! The loops are plain slice arithmetic that LLVM vectorises; [`simd`] compiles them for AVX-512 or
-//! AVX2 when the CPU has it (the crate's baseline x86-64 target has only SSE2).
+//! fwd and dgrad are both a "valid" correlation, out[o, r, c] (+)= Σ_{i,a,b} K[o, i, a, b] ·
+//! in[i, r + a, c + b]: fwd with in = x and K = W; dgrad with in = dy zero-padded by k − 1 and
+//! K[ci, co, a, b] = W[co, ci, k−1−a, k−1−b] (a gather, so every output element is written once).
+//! [`Corr`] computes a tile of up to 4 output channels × 64 columns with its sums in registers,
+//! each input vector loaded once for all of them; wgrad keeps 64 lanes of running sums per weight
+//! over a whole plane before it reduces them.
+//!
+//! The loops are fixed-size array arithmetic that LLVM unrolls and vectorises; [`simd`] compiles
+//! them for AVX-512 or AVX2 when the CPU has it (the crate's baseline x86-64 target has only SSE2).
 
 use super::ConvProblem;
 use rayon::prelude::*;
@@ -26,13 +33,13 @@ pub(super) fn applies(pb: &ConvProblem) -> bool {
 /// Calls `$f($args)` compiled with AVX-512 or AVX2+FMA enabled when the CPU has them: `$f` is an
 /// `#[inline(always)]` function, so its body is code-generated inside each wrapper.
 macro_rules! simd {
-    ($f:ident ( $($a:ident : $t:ty),* )) => {{
+    ($f:ident $(::<$($g:literal),*>)? ( $($a:ident : $t:ty),* )) => {{
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f")]
-            unsafe fn avx512($($a: $t),*) { $f($($a),*) }
+            unsafe fn avx512($($a: $t),*) { $f$(::<$($g),*>)?($($a),*) }
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($a: $t),*) { $f($($a),*) }
+            unsafe fn avx2($($a: $t),*) { $f$(::<$($g),*>)?($($a),*) }
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has the features the wrapper is compiled for.
                 unsafe { avx512($($a),*) }
@@ -40,122 +47,279 @@ macro_rules! simd {
                 // SAFETY: as above.
                 unsafe { avx2($($a),*) }
             } else {
-                $f($($a),*)
+                $f$(::<$($g),*>)?($($a),*)
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            $f($($a),*)
+            $f$(::<$($g),*>)?($($a),*)
         }
     }};
 }
 
-/// y += a·x, elementwise.
-#[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
+/// A valid correlation of one sample: out[o, r, c] = Σ_{i,a,b} kern[o, i, a, b] · inp[i, r + a, c + b]
+/// for r < in_h − k + 1, c < in_w − k + 1.
+struct Corr<'a> {
+    /// [ic, in_h, in_w].
+    inp: &'a [f32],
+    ic: usize,
+    in_h: usize,
+    in_w: usize,
+    /// [oc, ic, k, k].
+    kern: &'a [f32],
+    k: usize,
 }
 
-/// ⟨a, b⟩ in 16 f32 lanes (a fixed summation order the compiler can vectorise), summed in f64.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len().min(b.len());
-    let mut lanes = [0f32; 16];
-    let (a16, b16) = (a[..n].chunks_exact(16), b[..n].chunks_exact(16));
-    let (ra, rb) = (a16.remainder(), b16.remainder());
-    for (ca, cb) in a16.zip(b16) {
-        for l in 0..16 {
-            lanes[l] += ca[l] * cb[l];
+impl Corr<'_> {
+    fn out_h(&self) -> usize {
+        self.in_h - self.k + 1
+    }
+    fn out_w(&self) -> usize {
+        self.in_w - self.k + 1
+    }
+
+    /// The sums of output channels o0 .. o0 + OB, row r, columns x0 .. x0 + T (fused
+    /// multiply-adds: the same rounding on every instruction set).
+    #[inline(always)]
+    fn tile<const OB: usize, const T: usize>(&self, o0: usize, r: usize, x0: usize) -> [[f32; T]; OB] {
+        let (k, kk, plane) = (self.k, self.k * self.k, self.in_h * self.in_w);
+        assert!(o0 + OB <= self.kern.len() / (self.ic * kk) && r + k <= self.in_h && x0 + T + k - 1 <= self.in_w);
+        assert!(self.inp.len() >= self.ic * plane);
+        let mut acc = [[0f32; T]; OB];
+        for i in 0..self.ic {
+            let taps: [*const f32; OB] = std::array::from_fn(|o| self.kern[((o0 + o) * self.ic + i) * kk..].as_ptr());
+            for a in 0..k {
+                let row = self.inp[i * plane + (r + a) * self.in_w..].as_ptr();
+                for b in 0..k {
+                    // SAFETY: x0 + b + T ≤ in_w and (o0 + o, i, a, b) is inside kern (asserted above),
+                    // so both reads stay inside their row and weight block.
+                    let src = unsafe { &*(row.add(x0 + b) as *const [f32; T]) };
+                    for o in 0..OB {
+                        let wv = unsafe { *taps[o].add(a * k + b) };
+                        for l in 0..T {
+                            acc[o][l] = wv.mul_add(src[l], acc[o][l]);
+                        }
+                    }
+                }
+            }
         }
+        acc
     }
-    let tail: f64 = ra.iter().zip(rb).map(|(&x, &y)| x as f64 * y as f64).sum();
-    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
-/// One output row y[co, oh, :] of sample x (all input channels).
+/// Row r of output channels o0 .. o0 + OB into `rows` (or added to them with `accumulate`): tiles
+/// of 64 columns, then 16, then single columns.
 #[inline(always)]
-fn fwd_row(pb: &ConvProblem, x: &[f32], w: &[f32], co: usize, oh: usize, row: &mut [f32]) {
-    let (k, wo) = (pb.k, pb.wo);
-    for ci in 0..pb.cin {
-        let plane = &x[ci * pb.h * pb.w..(ci + 1) * pb.h * pb.w];
-        let wk = &w[(co * pb.cin + ci) * k * k..(co * pb.cin + ci + 1) * k * k];
-        for ki in 0..k {
-            let src = &plane[(oh + ki) * pb.w..(oh + ki + 1) * pb.w];
-            for kj in 0..k {
-                axpy(row, wk[ki * k + kj], &src[kj..kj + wo]);
+fn corr_row<const OB: usize>(c: &Corr, o0: usize, r: usize, rows: [&mut [f32]; OB], accumulate: bool) {
+    #[inline(always)]
+    fn put<const OB: usize, const T: usize>(acc: [[f32; T]; OB], rows: &mut [&mut [f32]; OB], x0: usize, acc_: bool) {
+        for (row, acc) in rows.iter_mut().zip(&acc) {
+            let dst = &mut row[x0..x0 + T];
+            if acc_ {
+                dst.iter_mut().zip(acc).for_each(|(d, &v)| *d += v);
+            } else {
+                dst.copy_from_slice(acc);
             }
         }
     }
-}
-
-/// One input-gradient row dx[ci, ih, :] of a sample from its dy (all output channels).
-#[inline(always)]
-fn dgrad_row(pb: &ConvProblem, dy: &[f32], w: &[f32], ci: usize, ih: usize, row: &mut [f32]) {
-    let (k, wo, plane) = (pb.k, pb.wo, pb.ho * pb.wo);
-    for co in 0..pb.cout {
-        let wk = &w[(co * pb.cin + ci) * k * k..(co * pb.cin + ci + 1) * k * k];
-        for ki in 0..k {
-            let Some(oh) = ih.checked_sub(ki).filter(|&oh| oh < pb.ho) else {
-                continue;
-            };
-            let src = &dy[co * plane + oh * wo..co * plane + (oh + 1) * wo];
-            for kj in 0..k {
-                axpy(&mut row[kj..kj + wo], wk[ki * k + kj], src);
+    let (ow, mut rows, mut x0) = (c.out_w(), rows, 0);
+    while x0 + 64 <= ow {
+        put(c.tile::<OB, 64>(o0, r, x0), &mut rows, x0, accumulate);
+        x0 += 64;
+    }
+    while x0 + 16 <= ow {
+        put(c.tile::<OB, 16>(o0, r, x0), &mut rows, x0, accumulate);
+        x0 += 16;
+    }
+    if x0 < ow && ow >= 16 {
+        // The last < 16 columns: a 16-wide tile ending at the row's end, of which only the
+        // columns not yet written are kept.
+        let acc = c.tile::<OB, 16>(o0, r, ow - 16);
+        let keep = 16 - (ow - x0);
+        for (row, acc) in rows.iter_mut().zip(&acc) {
+            let dst = &mut row[x0..ow];
+            if accumulate {
+                dst.iter_mut().zip(&acc[keep..]).for_each(|(d, &v)| *d += v);
+            } else {
+                dst.copy_from_slice(&acc[keep..]);
             }
         }
+        x0 = ow;
+    }
+    while x0 < ow {
+        put(c.tile::<OB, 1>(o0, r, x0), &mut rows, x0, accumulate);
+        x0 += 1;
     }
 }
 
-/// The k² × cout weight-gradient sums of input channel `ci` over one sample: out[co·k² + ki·k + kj].
+/// The base of an output buffer whose disjoint rows parallel tasks write.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: only used by `correlate` to hand each task rows no other task touches.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The `len` elements from `offset`.
+    ///
+    /// # Safety
+    /// They must lie inside the buffer, and no other live slice may overlap them.
+    unsafe fn slice<'a>(self, offset: usize, len: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(offset), len)
+    }
+}
+
+/// out (+)= the correlation of every sample: `corr(s)` is sample s, `out` is [n, oc, out_h,
+/// out_w]. Tasks are (sample, block of ≤ 4 output channels, row), in parallel.
+fn correlate<'a>(n: usize, oc: usize, corr: impl Fn(usize) -> Corr<'a> + Sync, out: &mut [f32], accumulate: bool) {
+    let (oh, ow) = (corr(0).out_h(), corr(0).out_w());
+    let blocks = oc.div_ceil(4);
+    assert!(out.len() >= n * oc * oh * ow, "direct conv: output too small");
+    let base = Out(out.as_mut_ptr());
+    (0..n * blocks * oh).into_par_iter().for_each(|task| {
+        let (s, b, r) = (task / (blocks * oh), task / oh % blocks, task % oh);
+        let (c, o0) = (&corr(s), b * 4);
+        // SAFETY: task (s, b, r) takes row r of planes s·oc + o0 .. s·oc + o0 + 4 (at most oc):
+        // every row of `out` belongs to exactly one task, and all lie inside `out` (asserted).
+        let row = |o: usize| unsafe { base.slice(((s * oc + o0 + o) * oh + r) * ow, ow) };
+        macro_rules! go {
+            ($ob:literal) => {{
+                let rows: [&mut [f32]; $ob] = std::array::from_fn(row);
+                simd!(corr_row::<$ob>(c: &Corr, o0: usize, r: usize, rows: [&mut [f32]; $ob], accumulate: bool))
+            }};
+        }
+        match oc - o0 {
+            1 => go!(1),
+            2 => go!(2),
+            3 => go!(3),
+            _ => go!(4),
+        }
+    });
+}
+
+/// Running sums of one weight's gradient: 64 lanes (4 independent vectors), 16 lanes, and the
+/// ≤ 15 last columns of each row in f64.
+#[derive(Clone, Copy)]
+struct Lanes {
+    a64: [f32; 64],
+    a16: [f32; 16],
+    tail: f64,
+}
+
+impl Lanes {
+    const ZERO: Lanes = Lanes {
+        a64: [0.0; 64],
+        a16: [0.0; 16],
+        tail: 0.0,
+    };
+    /// Adds Σ_ow g[oh, ow] · x[oh + ki, ow + kj] for the rows oh in `rows`.
+    #[inline(always)]
+    fn add_rows(
+        &mut self,
+        pb: &ConvProblem,
+        g: &[f32],
+        x: &[f32],
+        (ki, kj): (usize, usize),
+        rows: std::ops::Range<usize>,
+    ) {
+        let wo = pb.wo;
+        let (n64, n16) = (wo / 64 * 64, wo / 16 * 16);
+        let (mut a64, mut a16) = (self.a64, self.a16);
+        for oh in rows {
+            let gr = &g[oh * wo..(oh + 1) * wo];
+            let xr = &x[(oh + ki) * pb.w + kj..][..wo];
+            for (gc, xc) in gr[..n64].chunks_exact(64).zip(xr[..n64].chunks_exact(64)) {
+                for l in 0..64 {
+                    a64[l] += gc[l] * xc[l];
+                }
+            }
+            for (gc, xc) in gr[n64..n16].chunks_exact(16).zip(xr[n64..n16].chunks_exact(16)) {
+                for l in 0..16 {
+                    a16[l] += gc[l] * xc[l];
+                }
+            }
+            self.tail += gr[n16..]
+                .iter()
+                .zip(&xr[n16..])
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>();
+        }
+        (self.a64, self.a16) = (a64, a16);
+    }
+    fn sum(&self) -> f64 {
+        self.a64.iter().chain(&self.a16).map(|&v| v as f64).sum::<f64>() + self.tail
+    }
+}
+
+/// The k² × cout weight-gradient sums of input channel `ci` over one sample, added to
+/// out[co·k² + ki·k + kj]. Blocks of 8 output rows: a block's dy rows and x rows stay in L1
+/// while every weight's running sums take their turn over it.
 #[inline(always)]
 fn wgrad_channel(pb: &ConvProblem, x: &[f32], dy: &[f32], ci: usize, out: &mut [f64]) {
-    let (k, wo) = (pb.k, pb.wo);
-    let plane = &x[ci * pb.h * pb.w..(ci + 1) * pb.h * pb.w];
-    for co in 0..pb.cout {
-        for oh in 0..pb.ho {
-            let g = &dy[(co * pb.ho + oh) * wo..(co * pb.ho + oh + 1) * wo];
+    const ROWS: usize = 8;
+    let (k, plane) = (pb.k, pb.ho * pb.wo);
+    let xp = &x[ci * pb.h * pb.w..(ci + 1) * pb.h * pb.w];
+    let mut lanes = vec![Lanes::ZERO; pb.cout * k * k];
+    for r0 in (0..pb.ho).step_by(ROWS) {
+        let rows = r0..(r0 + ROWS).min(pb.ho);
+        for co in 0..pb.cout {
+            let g = &dy[co * plane..(co + 1) * plane];
             for ki in 0..k {
-                let src = &plane[(oh + ki) * pb.w..(oh + ki + 1) * pb.w];
                 for kj in 0..k {
-                    out[(co * k + ki) * k + kj] += dot(g, &src[kj..kj + wo]);
+                    lanes[(co * k + ki) * k + kj].add_rows(pb, g, xp, (ki, kj), rows.clone());
                 }
             }
         }
     }
+    for (o, l) in out.iter_mut().zip(&lanes) {
+        *o += l.sum();
+    }
 }
 
-/// y (+)= conv(x, W), every sample; rows in parallel.
+/// y (+)= conv(x, W), every sample.
 pub(super) fn fwd(pb: &ConvProblem, x: &[f32], w: &[f32], y: &mut [f32], accumulate: bool) {
-    let (xs, ho, wo, cout) = (pb.x_len(), pb.ho, pb.wo, pb.cout);
-    y[..pb.n * pb.y_len()]
-        .par_chunks_mut(wo)
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (n, co, oh) = (r / (cout * ho), r / ho % cout, r % ho);
-            if !accumulate {
-                row.fill(0.0);
-            }
-            let x = &x[n * xs..(n + 1) * xs];
-            simd!(fwd_row(pb: &ConvProblem, x: &[f32], w: &[f32], co: usize, oh: usize, row: &mut [f32]));
-        });
+    let xs = pb.x_len();
+    let corr = |s: usize| Corr {
+        inp: &x[s * xs..(s + 1) * xs],
+        ic: pb.cin,
+        in_h: pb.h,
+        in_w: pb.w,
+        kern: w,
+        k: pb.k,
+    };
+    correlate(pb.n, pb.cout, corr, y, accumulate);
 }
 
-/// dx (+)= the input gradient of conv(x, W) for dy, every sample; rows in parallel.
+/// dx (+)= the input gradient of conv(x, W) for dy, every sample: the correlation of dy padded
+/// by k − 1 with the flipped, transposed weight.
 pub(super) fn dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
-    let (ys, h, cin) = (pb.y_len(), pb.h, pb.cin);
-    dx[..pb.n * pb.x_len()]
-        .par_chunks_mut(pb.w)
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (n, ci, ih) = (r / (cin * h), r / h % cin, r % h);
-            if !accumulate {
-                row.fill(0.0);
+    let (k, kk, e) = (pb.k, pb.k * pb.k, pb.k - 1);
+    let (ph, pw) = (pb.ho + 2 * e, pb.wo + 2 * e);
+    let mut dyp = vec![0f32; pb.n * pb.cout * ph * pw];
+    for (dst, src) in dyp.chunks_mut(ph * pw).zip(dy.chunks(pb.ho * pb.wo)) {
+        for (oh, row) in src.chunks(pb.wo).enumerate() {
+            dst[(oh + e) * pw + e..][..pb.wo].copy_from_slice(row);
+        }
+    }
+    let mut wf = vec![0f32; w.len()];
+    for co in 0..pb.cout {
+        for ci in 0..pb.cin {
+            let src = &w[(co * pb.cin + ci) * kk..][..kk];
+            for (i, d) in wf[(ci * pb.cout + co) * kk..][..kk].iter_mut().enumerate() {
+                *d = src[kk - 1 - i];
             }
-            let dy = &dy[n * ys..(n + 1) * ys];
-            simd!(dgrad_row(pb: &ConvProblem, dy: &[f32], w: &[f32], ci: usize, ih: usize, row: &mut [f32]));
-        });
+        }
+    }
+    let ps = pb.cout * ph * pw;
+    let corr = |s: usize| Corr {
+        inp: &dyp[s * ps..(s + 1) * ps],
+        ic: pb.cout,
+        in_h: ph,
+        in_w: pw,
+        kern: &wf,
+        k,
+    };
+    correlate(pb.n, pb.cin, corr, dx, accumulate);
 }
 
 /// dW += the weight gradient of conv(x, W) for dy, summed over samples (in f64 per input
