@@ -224,8 +224,8 @@ pub fn instance_norm_forward(dev: &Device, eps: f32, x: &Tensor, y: &mut Tensor,
                 .zip(y.data.cpu_mut().par_chunks_mut(hw))
                 .map(|(src, out)| {
                     // Two passes in f64: mean, then the centred sum of squares.
-                    let mean = src.iter().map(|&v| v as f64).sum::<f64>() / hw as f64;
-                    let ss = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
+                    let mean = lane_sum(src, src, |v, _| v as f64) / hw as f64;
+                    let ss = lane_sum(src, src, |v, _| (v as f64 - mean).powi(2));
                     let (mu, is) = (mean as f32, (1.0 / (ss / hw as f64 + eps as f64).sqrt()) as f32);
                     out.iter_mut().zip(src).for_each(|(o, &v)| *o = (v - mu) * is);
                     (mu, is)
@@ -239,6 +239,25 @@ pub fn instance_norm_forward(dev: &Device, eps: f32, x: &Tensor, y: &mut Tensor,
         }
         Device::Cuda(c) => cuda_instance_norm_forward(c, eps, x, y, saved),
     }
+}
+
+/// Σ_i f(a[i], b[i]) in f64 over 8 interleaved partial sums (lane l takes i ≡ l mod 8 of the
+/// first ⌊n/8⌋·8 elements, then the tail is added in order): a fixed order, so the result does not
+/// depend on the machine, and independent additions the compiler can vectorise — a single running
+/// f64 sum waits on each addition's latency.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
+    let n = a.len().min(b.len());
+    let (ca, cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    let mut acc = [0f64; 8];
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += f(xa[l], xb[l]);
+        }
+    }
+    let tail: f64 = ta.iter().zip(tb).map(|(&x, &y)| f(x, y)).sum();
+    acc.iter().sum::<f64>() + tail
 }
 
 /// dx = invstd/M·(M·dy − Σdy − x̂·Σ(dy·x̂)) per plane (M = H·W), in f64, from the saved statistics.
@@ -259,8 +278,8 @@ pub fn instance_norm_backward(dev: &Device, saved: &BnSaved, x: &Tensor, dy: &Te
                 .for_each(|(plane, out)| {
                     let (mu, is) = (mean[plane] as f64, invstd[plane] as f64);
                     let (xs, ds) = (&xv[plane * hw..(plane + 1) * hw], &dyv[plane * hw..(plane + 1) * hw]);
-                    let sdy: f64 = ds.iter().map(|&d| d as f64).sum();
-                    let sdyx: f64 = ds.iter().zip(xs).map(|(&d, &v)| d as f64 * (v as f64 - mu) * is).sum();
+                    let sdy = lane_sum(ds, ds, |d, _| d as f64);
+                    let sdyx = lane_sum(ds, xs, |d, v| d as f64 * (v as f64 - mu) * is);
                     for ((o, &d), &v) in out.iter_mut().zip(ds).zip(xs) {
                         let xhat = (v as f64 - mu) * is;
                         *o = (is / m * (m * d as f64 - sdy - xhat * sdyx)) as f32;
