@@ -38,6 +38,11 @@ fn gflop_per_image(size: usize) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the CLI does: the step runs on a pool worker (see `device::cpu::on_pool`).
+    pix2pix::device::cpu::on_pool(real_main)
+}
+
+fn real_main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let get = |flag: &str| {
         args.iter()

@@ -71,6 +71,10 @@ fn main() -> Result<()> {
     pix2pix::device::emu::reexec_for_sanitizer()?;
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
+    pix2pix::device::cpu::on_pool(|| run(&cli, &matches))
+}
+
+fn run(cli: &Cli, matches: &clap::ArgMatches) -> Result<()> {
     match &cli.command {
         Command::Train(a) => {
             let sub = matches.subcommand_matches("train").expect("train matched");
