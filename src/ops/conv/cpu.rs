@@ -10,12 +10,11 @@
 //! as the k² shifted GEMMs of `shifted.rs`.
 //! At stride 1 dgrad runs as the forward GEMM of the flipped, transposed weight (no col2im).
 
-use super::im2col::{add_bias, bias_grad_add, col2im_add, im2col, with_col, Patches};
+use super::im2col::{add_bias, bias_grad_add, col2im_add, im2col, with_col, with_flipped, Patches};
 use super::ConvProblem;
 use super::{direct, shifted};
 use crate::device::cpu::{fill, sgemm};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 
 /// A read-only matrix operand of logical shape rows × cols over a row-major buffer with leading
 /// dimension `ld`; `transposed` views a stored [cols, rows] matrix as its transpose.
@@ -196,50 +195,21 @@ pub(super) fn dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], bias: Option<&[f32]
 /// the GEMM's output is dx itself rather than a patch matrix k² times larger.
 fn flipped_dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
     let k = pb.k;
-    FLIPPED.with(|wf| {
-        let mut wf = wf.borrow_mut();
-        wf.resize(w.len(), 0.0);
-        flip_transpose(pb, w, &mut wf);
-        let back = ConvProblem {
-            n: pb.n,
-            cin: pb.cout,
-            h: pb.ho,
-            w: pb.wo,
-            cout: pb.cin,
-            ho: pb.h,
-            wo: pb.w,
-            k,
-            s: 1,
-            p: k - 1 - pb.p,
-        };
-        fwd_and_wgrad(&back, dy, Some((&wf[..], dx, accumulate)), None);
+    let back = ConvProblem {
+        n: pb.n,
+        cin: pb.cout,
+        h: pb.ho,
+        w: pb.wo,
+        cout: pb.cin,
+        ho: pb.h,
+        wo: pb.w,
+        k,
+        s: 1,
+        p: k - 1 - pb.p,
+    };
+    with_flipped(pb.cin, pb.cout, k, w, |wf| {
+        fwd_and_wgrad(&back, dy, Some((wf, dx, accumulate)), None)
     })
-}
-
-thread_local! {
-    // The flipped, transposed weight of `flipped_dgrad`: scratch, one growable buffer per thread.
-    static FLIPPED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// wf[ci, co, ·] = W[co, ci, ·] reversed ((ki, kj) → (k−1−ki, k−1−kj) is index k²−1−i).
-/// Blocks of input channels in parallel; each block reads, per output channel, one contiguous
-/// run of W.
-fn flip_transpose(pb: &ConvProblem, w: &[f32], wf: &mut [f32]) {
-    const BLOCK: usize = 16;
-    let kk = pb.k * pb.k;
-    wf.par_chunks_mut(BLOCK * pb.cout * kk)
-        .enumerate()
-        .for_each(|(b, rows)| {
-            for co in 0..pb.cout {
-                let src = &w[(co * pb.cin + b * BLOCK) * kk..];
-                for (r, row) in rows.chunks_mut(pb.cout * kk).enumerate() {
-                    let (s, d) = (&src[r * kk..(r + 1) * kk], &mut row[co * kk..(co + 1) * kk]);
-                    for (i, d) in d.iter_mut().enumerate() {
-                        *d = s[kk - 1 - i];
-                    }
-                }
-            }
-        });
 }
 
 fn im2col_dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
@@ -286,173 +256,106 @@ mod tests {
             .collect()
     }
 
+    /// A stride-1 convolution with padding p.
+    fn stride1(n: usize, cin: usize, cout: usize, k: usize, p: usize, h: usize, w: usize) -> ConvProblem {
+        ConvProblem {
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            ho: h + 2 * p - k + 1,
+            wo: w + 2 * p - k + 1,
+            k,
+            s: 1,
+            p,
+        }
+    }
+
+    /// a equals b to 1e-5 of b's largest magnitude (or absolutely, below 1), and b is not all zero.
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        let err = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let scale = b.iter().map(|v| v.abs()).fold(0f32, f32::max);
+        assert!(err <= 1e-5 * scale.max(1.0), "{what}: max |Δ| {err} (scale {scale})");
+        assert!(scale > 0.0, "{what}: all zero");
+    }
+
     /// The shifted-GEMM input gradient (stride 1, no padding, many channels) equals the col2im
     /// path and the flipped forward, to rounding: the ResNet block's 3×3 on odd-sized samples, a
     /// 2×2 with unequal channel counts, a 1×1 output, overwriting and accumulating.
     #[test]
     fn shifted_path_equals_im2col_path() {
         for (n, cin, cout, k, h, w) in [(2, 32, 35, 3, 7, 9), (1, 40, 33, 2, 6, 5), (1, 32, 32, 3, 3, 3)] {
-            let pb = ConvProblem {
-                n,
-                cin,
-                h,
-                w,
-                cout,
-                ho: h - k + 1,
-                wo: w - k + 1,
-                k,
-                s: 1,
-                p: 0,
-            };
+            let pb = stride1(n, cin, cout, k, 0, h, w);
             assert!(shifted::applies(&pb) && !direct::applies(&pb));
             let wt = values(12, cout * cin * k * k);
             let dy = values(13, n * pb.y_len());
-            let close = |a: &[f32], b: &[f32], what: &str| {
-                let err = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                let scale = b.iter().map(|v| v.abs()).fold(0f32, f32::max);
-                assert!(
-                    err <= 1e-5 * scale.max(1.0),
-                    "{what} {pb:?}: max |Δ| {err} (scale {scale})"
-                );
-                assert!(scale > 0.0, "{what}: all zero");
-            };
             for accumulate in [false, true] {
                 let start = values(15, n * pb.x_len());
                 let (mut a, mut b, mut c) = (start.clone(), start.clone(), start.clone());
                 shifted::dgrad(&pb, &dy, &wt, &mut a, accumulate);
                 im2col_dgrad(&pb, &dy, &wt, &mut b, accumulate);
                 flipped_dgrad(&pb, &dy, &wt, &mut c, accumulate);
-                close(&a, &b, "shifted vs col2im dgrad");
-                close(&c, &b, "flipped vs col2im dgrad");
+                assert_close(&a, &b, &format!("shifted vs col2im dgrad {pb:?}"));
+                assert_close(&c, &b, &format!("flipped vs col2im dgrad {pb:?}"));
             }
         }
     }
 
-    /// The direct path's register tiles (64, 16 and single columns; blocks of 1 to 4 output
-    /// channels; wgrad's k = 7 tap groups and single taps) against the im2col path, to rounding.
+    /// The direct path (few output channels, stride 1, no padding) computes the same GEMMs as the
+    /// im2col/col2im path, to rounding, overwriting and accumulating: the ResNet head's geometry
+    /// on two odd-sized samples, and shapes that take every register tile (64, 16, an overlapping
+    /// 16 and single columns; blocks of 1 to 4 output channels; k 3, 4 and 7).
     #[test]
-    fn direct_path_tiles_equal_im2col_path() {
+    fn direct_path_equals_im2col_path() {
         for (n, cin, cout, k, h, w) in [
-            (1, 6, 4, 3, 9, 80),  // wo 78: a 64 tile, 14 single columns; dgrad blocks of 4 and 2
-            (1, 5, 1, 7, 8, 90),  // wo 84: 64 + 16 + 4
-            (2, 9, 2, 7, 72, 71), // wo 65
-            (1, 3, 3, 4, 6, 21),  // k 4: single-tap wgrad
-            (1, 4, 2, 3, 5, 7),   // rows narrower than one 16-wide tile
+            (2, 11, 3, 7, 19, 23), // the head's k 7 on two samples: wo 17, dgrad rows of 23
+            (1, 6, 4, 3, 9, 80),   // wo 78: a 64 tile, an overlapping 16; dgrad blocks of 4 and 2
+            (1, 5, 1, 7, 8, 90),   // wo 84: 64 + 16 + 4
+            (2, 9, 2, 7, 72, 71),  // wo 65
+            (1, 3, 3, 4, 6, 21),   // k 4
+            (1, 4, 2, 3, 5, 7),    // rows narrower than one 16-wide tile
         ] {
-            let pb = ConvProblem {
-                n,
-                cin,
-                h,
-                w,
-                cout,
-                ho: h - k + 1,
-                wo: w - k + 1,
-                k,
-                s: 1,
-                p: 0,
-            };
+            let pb = stride1(n, cin, cout, k, 0, h, w);
             assert!(direct::applies(&pb));
             let x = values(21, n * pb.x_len());
             let wt = values(22, cout * cin * k * k);
             let dy = values(23, n * pb.y_len());
-            let close = |a: &[f32], b: &[f32], what: &str| {
-                let err = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                let scale = b.iter().map(|v| v.abs()).fold(0f32, f32::max);
-                assert!(
-                    err <= 1e-5 * scale.max(1.0),
-                    "{what} {pb:?}: max |Δ| {err} (scale {scale})"
-                );
-            };
             for accumulate in [false, true] {
                 let start = values(24, n * pb.y_len());
                 let (mut a, mut b) = (start.clone(), start.clone());
                 direct::fwd(&pb, &x, &wt, &mut a, accumulate);
                 im2col_fwd_and_wgrad(&pb, &x, Some((&wt, &mut b, accumulate)), None);
-                close(&a, &b, "fwd");
+                assert_close(&a, &b, &format!("fwd {pb:?}"));
                 let start = values(25, n * pb.x_len());
                 let (mut a, mut b) = (start.clone(), start.clone());
                 direct::dgrad(&pb, &dy, &wt, &mut a, accumulate);
                 im2col_dgrad(&pb, &dy, &wt, &mut b, accumulate);
-                close(&a, &b, "dgrad");
+                assert_close(&a, &b, &format!("dgrad {pb:?}"));
             }
             let start = values(26, wt.len());
             let (mut a, mut b) = (start.clone(), start.clone());
             direct::wgrad(&pb, &x, &dy, &mut a);
             im2col_fwd_and_wgrad(&pb, &x, None, Some((&dy, &mut b)));
-            close(&a, &b, "wgrad");
+            assert_close(&a, &b, &format!("wgrad {pb:?}"));
         }
     }
 
-    /// The direct path (few output channels, stride 1, no padding) and the stride-1 dgrad as a
-    /// flipped forward compute the same GEMMs as the im2col/col2im path, to rounding: the ResNet
-    /// head's geometry on two odd-sized samples, a few padded geometries, and the accumulating
-    /// variants.
+    /// Stride 1 with padding (D's k4 s1 p1, the ResNet's k3 on padded input): the input gradient
+    /// as the flipped forward equals the col2im path, overwriting and accumulating.
     #[test]
-    fn direct_path_equals_im2col_path() {
-        let (n, cin, cout, k, h, w) = (2, 11, 3, 7, 19, 23);
-        let pb = ConvProblem {
-            n,
-            cin,
-            h,
-            w,
-            cout,
-            ho: h - k + 1,
-            wo: w - k + 1,
-            k,
-            s: 1,
-            p: 0,
-        };
-        assert!(direct::applies(&pb));
-        let x = values(1, n * pb.x_len());
-        let wt = values(2, cout * cin * k * k);
-        let dy = values(3, n * pb.y_len());
-        let close = |a: &[f32], b: &[f32], what: &str| {
-            let err = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            let scale = b.iter().map(|v| v.abs()).fold(0f32, f32::max);
-            assert!(err <= 1e-5 * scale.max(1.0), "{what}: max |Δ| {err} (scale {scale})");
-        };
-        for accumulate in [false, true] {
-            let start = values(4, n * pb.y_len());
-            let (mut y_direct, mut y_gemm) = (start.clone(), start.clone());
-            direct::fwd(&pb, &x, &wt, &mut y_direct, accumulate);
-            im2col_fwd_and_wgrad(&pb, &x, Some((&wt, &mut y_gemm, accumulate)), None);
-            close(&y_direct, &y_gemm, "fwd");
-
-            let start = values(5, n * pb.x_len());
-            let (mut dx_direct, mut dx_gemm) = (start.clone(), start.clone());
-            direct::dgrad(&pb, &dy, &wt, &mut dx_direct, accumulate);
-            im2col_dgrad(&pb, &dy, &wt, &mut dx_gemm, accumulate);
-            close(&dx_direct, &dx_gemm, "dgrad");
-        }
-        // Stride 1 with padding (D's k4 s1 p1, the ResNet's k3 on padded input): the flipped
-        // forward equals the col2im path.
+    fn flipped_dgrad_equals_col2im_path() {
         for (cin, cout, k, p, h, w) in [(6, 5, 4, 1, 9, 8), (7, 6, 3, 0, 8, 10), (5, 9, 3, 2, 6, 7)] {
-            let pb = ConvProblem {
-                n,
-                cin,
-                h,
-                w,
-                cout,
-                ho: h + 2 * p - k + 1,
-                wo: w + 2 * p - k + 1,
-                k,
-                s: 1,
-                p,
-            };
+            let pb = stride1(2, cin, cout, k, p, h, w);
             let wt = values(7, cout * cin * k * k);
-            let dy = values(8, n * pb.y_len());
+            let dy = values(8, pb.n * pb.y_len());
             for accumulate in [false, true] {
-                let start = values(9, n * pb.x_len());
+                let start = values(9, pb.n * pb.x_len());
                 let (mut a, mut b) = (start.clone(), start.clone());
                 flipped_dgrad(&pb, &dy, &wt, &mut a, accumulate);
                 im2col_dgrad(&pb, &dy, &wt, &mut b, accumulate);
-                close(&a, &b, "flipped dgrad");
+                assert_close(&a, &b, &format!("flipped dgrad {pb:?}"));
             }
         }
-        let start = values(6, wt.len());
-        let (mut dw_direct, mut dw_gemm) = (start.clone(), start.clone());
-        direct::wgrad(&pb, &x, &dy, &mut dw_direct);
-        im2col_fwd_and_wgrad(&pb, &x, None, Some((&dy, &mut dw_gemm)));
-        close(&dw_direct, &dw_gemm, "wgrad");
     }
 }

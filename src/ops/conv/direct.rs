@@ -5,9 +5,10 @@
 //! output row is a sum of shifted input rows and nothing is materialised.
 //!
 //! With s = 1, p = 0 (ho = h − k + 1, wo = w − k + 1), for every sample:
-//! - fwd:   y[co, oh, :]        (+)= Σ_{ci,ki,kj} W[co, ci, ki, kj] · x[ci, oh + ki, kj .. kj + wo]
-//! - dgrad: dx[ci, ih, kj .. kj + wo] += Σ_{co,ki} W[co, ci, ki, kj] · dy[co, ih − ki, :]   (0 ≤ ih − ki < ho)
-//! - wgrad: dW[co, ci, ki, kj]  += Σ_{oh} ⟨dy[co, oh, :], x[ci, oh + ki, kj .. kj + wo]⟩
+//! - fwd:   y[co, oh, :]   (+)= Σ_{ci,ki,kj} W[co, ci, ki, kj] · x[ci, oh + ki, kj .. kj + wo]
+//! - dgrad: dx[ci, ih, :]  (+)= Σ_{co,a,b} W[co, ci, k−1−a, k−1−b] · dyp[co, ih + a, b .. b + w]
+//!   (dyp: dy with k − 1 zeros on every side)
+//! - wgrad: dW[co, ci, ki, kj] += Σ_{oh} ⟨dy[co, oh, :], x[ci, oh + ki, kj .. kj + wo]⟩
 //!
 //! fwd and dgrad are both a "valid" correlation, out[o, r, c] (+)= Σ_{i,a,b} K[o, i, a, b] ·
 //! in[i, r + a, c + b]: fwd with in = x and K = W; dgrad with in = dy zero-padded by k − 1 and
@@ -19,6 +20,7 @@
 //! The loops are fixed-size array arithmetic that LLVM unrolls and vectorises; [`simd`] compiles
 //! them for AVX-512 or AVX2 when the CPU has it (the crate's baseline x86-64 target has only SSE2).
 
+use super::im2col::with_flipped;
 use super::ConvProblem;
 use rayon::prelude::*;
 
@@ -293,7 +295,7 @@ pub(super) fn fwd(pb: &ConvProblem, x: &[f32], w: &[f32], y: &mut [f32], accumul
 /// dx (+)= the input gradient of conv(x, W) for dy, every sample: the correlation of dy padded
 /// by k − 1 with the flipped, transposed weight.
 pub(super) fn dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], accumulate: bool) {
-    let (k, kk, e) = (pb.k, pb.k * pb.k, pb.k - 1);
+    let (k, e) = (pb.k, pb.k - 1);
     let (ph, pw) = (pb.ho + 2 * e, pb.wo + 2 * e);
     let mut dyp = vec![0f32; pb.n * pb.cout * ph * pw];
     for (dst, src) in dyp.chunks_mut(ph * pw).zip(dy.chunks(pb.ho * pb.wo)) {
@@ -301,25 +303,18 @@ pub(super) fn dgrad(pb: &ConvProblem, dy: &[f32], w: &[f32], dx: &mut [f32], acc
             dst[(oh + e) * pw + e..][..pb.wo].copy_from_slice(row);
         }
     }
-    let mut wf = vec![0f32; w.len()];
-    for co in 0..pb.cout {
-        for ci in 0..pb.cin {
-            let src = &w[(co * pb.cin + ci) * kk..][..kk];
-            for (i, d) in wf[(ci * pb.cout + co) * kk..][..kk].iter_mut().enumerate() {
-                *d = src[kk - 1 - i];
-            }
-        }
-    }
     let ps = pb.cout * ph * pw;
-    let corr = |s: usize| Corr {
-        inp: &dyp[s * ps..(s + 1) * ps],
-        ic: pb.cout,
-        in_h: ph,
-        in_w: pw,
-        kern: &wf,
-        k,
-    };
-    correlate(pb.n, pb.cin, corr, dx, accumulate);
+    with_flipped(pb.cin, pb.cout, k, w, |wf| {
+        let corr = |s: usize| Corr {
+            inp: &dyp[s * ps..(s + 1) * ps],
+            ic: pb.cout,
+            in_h: ph,
+            in_w: pw,
+            kern: wf,
+            k,
+        };
+        correlate(pb.n, pb.cin, corr, dx, accumulate);
+    })
 }
 
 /// dW += the weight gradient of conv(x, W) for dy, summed over samples (in f64 per input

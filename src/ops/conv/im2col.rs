@@ -1,8 +1,10 @@
 //! The CPU reference's patch matrix for conv and transposed conv: im2col, its adjoint col2im,
-//! a per-thread scratch buffer, and the bias helpers. Used by `ops::conv::cpu` only.
+//! per-thread scratch buffers, the flipped weight of stride-1 dgrads, and the bias helpers. Used
+//! by the CPU paths of `ops::conv` only.
 
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 // im2col / col2im: the patch matrix of a C×H×W image for a k×k window with stride s and padding p
 // is [C·k², Ho·Wo], row (c·k + ki)·k + kj, column oh·Wo + ow, value x[c, oh·s−p+ki, ow·s−p+kj].
@@ -110,12 +112,15 @@ pub(crate) fn col2im_add(g: Patches, col: &[f32], x: &mut [f32]) {
 }
 
 thread_local! {
-    // The patch matrix is scratch: one growable buffer per thread instead of one per layer.
+    // Scratch, one growable buffer per thread and purpose instead of one allocation per layer:
+    // the patch matrix (or a wide-grid dy), and the flipped weight of a stride-1 dgrad, which is
+    // alive while that dgrad's forward uses the patch matrix.
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static FLIPPED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-pub(crate) fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COL.with(|c| {
+fn with_scratch<R>(key: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    key.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() < len {
             c.resize(len, 0.0);
@@ -124,7 +129,34 @@ pub(crate) fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// y[n, c, :] += bias[c] over planes of `hw` elements; planes in parallel.
+/// `f` on this thread's patch-matrix scratch of `len` elements (contents unspecified).
+pub(crate) fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_scratch(&COL, len, f)
+}
+
+/// `f` on W[cout, cin, k, k] flipped and transposed: wf[ci, co, ·] = W[co, ci, ·] reversed
+/// ((ki, kj) → (k−1−ki, k−1−kj) is index k²−1−i), the weight of a stride-1 input gradient run as
+/// a forward. Built in this thread's scratch, blocks of input channels in parallel; each block
+/// reads, per output channel, one contiguous run of W.
+pub(crate) fn with_flipped<R>(cin: usize, cout: usize, k: usize, w: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+    const BLOCK: usize = 16;
+    let kk = k * k;
+    with_scratch(&FLIPPED, w.len(), |wf| {
+        wf.par_chunks_mut(BLOCK * cout * kk).enumerate().for_each(|(b, rows)| {
+            for co in 0..cout {
+                let src = &w[(co * cin + b * BLOCK) * kk..];
+                for (r, row) in rows.chunks_mut(cout * kk).enumerate() {
+                    let (s, d) = (&src[r * kk..(r + 1) * kk], &mut row[co * kk..(co + 1) * kk]);
+                    for (i, d) in d.iter_mut().enumerate() {
+                        *d = s[kk - 1 - i];
+                    }
+                }
+            }
+        });
+        f(wf)
+    })
+}
+
 pub(crate) fn add_bias(y: &mut [f32], bias: &[f32], hw: usize) {
     y.par_chunks_mut(hw)
         .enumerate()
