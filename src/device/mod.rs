@@ -72,6 +72,20 @@ impl Device {
         }
     }
 
+    /// Runs two independent pieces of work: side by side on the CPU (rayon's `join`; the ops
+    /// inside still split over threads that are idle), one after the other, `a` first, on a CUDA
+    /// device (one stream). Models join only work on disjoint state, whose results do not depend
+    /// on which runs first, so every device and thread count computes the same thing.
+    pub fn join<A: Send, B: Send>(&self, a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+        match self {
+            Device::Cpu => rayon::join(a, b),
+            Device::Cuda(_) => {
+                let ra = a();
+                (ra, b())
+            }
+        }
+    }
+
     /// The conv precision in use (fp32 on the CPU).
     pub fn precision(&self) -> Precision {
         match self {

@@ -8,19 +8,27 @@
 //! 2. D step: zero D's grads; D_A: 0.5·[GAN(D_A(B), 1) + GAN(D_A(pool_B.query(fake_B)), 0)], real
 //!    pass first; D_B the same with A and pool_A; Adam on D_A and D_B.
 //!
-//! Each network keeps the activations of one forward, so the G step runs as three chains, each
-//! forward then backward: A → fake_B → rec_A (with D_A on fake_B), B → fake_A → rec_B (with D_B
-//! on fake_A), and the identities. The gradient is the same sum as the reference's one backward
-//! (weights do not change within the step), and each network's forwards keep the reference's
-//! order (G_A: fake_B, rec_B, idt_A; G_B: rec_A, fake_A, idt_B), so BatchNorm running statistics
-//! (with --norm batch) see the same sequence.
+//! The step is written for CycleGAN's symmetry: every phase does the same work for G_A/D_A and for
+//! G_B/D_B, on disjoint networks, so each phase is one `Device::join` of the two sides (side by
+//! side on the CPU's threads, one after the other on a CUDA stream). Each generator keeps two
+//! forwards (`Pass`): its first on a real image, its second on the other generator's fake.
+//! - forwards: fake_B = G_A(A), fake_A = G_B(B) (first passes); rec_A = G_B(fake_B),
+//!   rec_B = G_A(fake_A) (second passes);
+//! - backward of the cycle terms through the second passes to the fakes, with D_A(fake_B) and
+//!   D_B(fake_A) beside them; then D's input gradients join the fakes', back through the first
+//!   passes; then the identity terms (a first-pass forward and backward each).
+//!
+//! The gradient is the same sum as the reference's one backward (weights do not change within the
+//! step). Each network's forwards keep the reference's order (G_A: fake_B, rec_B, idt_A; G_B:
+//! rec_A, fake_A, idt_B) where that order matters, i.e. with BatchNorm's running statistics
+//! (`--norm batch`): there the four generator forwards run one by one in the reference's order.
 
 use super::image_pool::ImagePool;
 use super::model::{iteration_meta, network_seed, read_iteration, Generator, Model};
 use super::patchgan::{PatchGan, PatchGanConfig};
 use super::phases::{PhaseTimes, StepTimer};
 use super::pix2pix::GanMode;
-use super::resnet::{ResnetConfig, ResnetGenerator};
+use super::resnet::{Pass, ResnetConfig, ResnetGenerator};
 use crate::checkpoint::NamedTensor;
 use crate::device::Device;
 use crate::nn::ParamStore;
@@ -80,12 +88,19 @@ struct StepBuffers {
     rec_a: Tensor,
     fake_a: Tensor,
     rec_b: Tensor,
-    /// Gradient of a generator's output; of the second generator's input (a fake); of D's input.
-    g_img: Tensor,
-    g_fake: Tensor,
-    g_d_in: Tensor,
-    g_logits: Tensor,
-    pooled: Tensor,
+    /// Gradients of a G_A output (rec_B in the cycle, idt_A in the identity) and of a G_B output.
+    g_out_ga: Tensor,
+    g_out_gb: Tensor,
+    /// Gradients of the fakes (from the second passes and from D), and of D_A's and D_B's inputs.
+    g_fake_b: Tensor,
+    g_fake_a: Tensor,
+    g_d_in_a: Tensor,
+    g_d_in_b: Tensor,
+    g_logits_a: Tensor,
+    g_logits_b: Tensor,
+    /// The pools' answers: D_A's fake input (from pool_B) and D_B's (from pool_A).
+    pooled_b: Tensor,
+    pooled_a: Tensor,
 }
 
 pub struct CycleGan {
@@ -151,11 +166,16 @@ impl CycleGan {
             rec_a: z(s),
             fake_a: z(s),
             rec_b: z(s),
-            g_img: z(s),
-            g_fake: z(s),
-            g_d_in: z(s),
-            g_logits: z(logits),
-            pooled: z(s),
+            g_out_ga: z(s),
+            g_out_gb: z(s),
+            g_fake_b: z(s),
+            g_fake_a: z(s),
+            g_d_in_a: z(s),
+            g_d_in_b: z(s),
+            g_logits_a: z(logits),
+            g_logits_b: z(logits),
+            pooled_b: z(s),
+            pooled_a: z(s),
         });
     }
 
@@ -186,8 +206,9 @@ impl CycleGan {
         self.ensure_buffers(dev, real_a.shape);
         let o = self.opt;
         let kind = o.gan_mode.loss();
-        let bufs = self.bufs.as_mut().expect("buffers allocated");
+        let b = self.bufs.as_mut().expect("buffers allocated");
         let losses = &mut self.losses;
+        let (ga, gb, da, db) = (&mut self.g_a, &mut self.g_b, &mut self.d_a, &mut self.d_b);
         let w = |slot: usize, weight: f32| LossOut {
             slot,
             weight,
@@ -195,118 +216,196 @@ impl CycleGan {
         };
         let mut t = StepTimer::new(dev, self.phase_times.take());
 
-        // 1. G step. Chain A: fake_B = G_A(A), rec_A = G_B(fake_B); cycle_A and G_A's GAN term.
-        t.phase("G chain A (G_A, G_B, D_A)");
-        self.g_a.params.zero_grad();
-        self.g_b.params.zero_grad();
-        copy(dev, self.g_a.forward(dev, real_a, true), &mut bufs.fake_b, false);
-        copy(dev, self.g_b.forward(dev, &bufs.fake_b, true), &mut bufs.rec_a, false);
+        // 1. G step (D frozen: its input gradients only).
+        t.phase("G forward (two passes each)");
+        ga.params.zero_grad();
+        gb.params.zero_grad();
+        let fwd = |g: &mut ResnetGenerator, pass: Pass, x: &Tensor, out: &mut Tensor| {
+            copy(dev, g.forward_pass(dev, pass, x, true), out, false);
+        };
+        if ga.has_running_stats() || gb.has_running_stats() {
+            fwd(ga, Pass::First, real_a, &mut b.fake_b);
+            fwd(gb, Pass::Second, &b.fake_b, &mut b.rec_a);
+            fwd(gb, Pass::First, real_b, &mut b.fake_a);
+            fwd(ga, Pass::Second, &b.fake_a, &mut b.rec_b);
+        } else {
+            dev.join(
+                || fwd(ga, Pass::First, real_a, &mut b.fake_b),
+                || fwd(gb, Pass::First, real_b, &mut b.fake_a),
+            );
+            dev.join(
+                || fwd(gb, Pass::Second, &b.fake_b, &mut b.rec_a),
+                || fwd(ga, Pass::Second, &b.fake_a, &mut b.rec_b),
+            );
+        }
+
+        // cycle_A = λ_A·L1(rec_A, A) back through G_B's second pass to fake_B, while D_A judges
+        // fake_B; the same for B.
+        t.phase("G backward (cycle, GAN)");
         l1_loss(
             dev,
-            &bufs.rec_a,
+            &b.rec_a,
             real_a,
             w(CYCLE_A, o.lambda_a),
             losses,
-            Some(&mut bufs.g_img),
+            Some(&mut b.g_out_gb),
         );
-        self.g_b
-            .backward(dev, &bufs.fake_b, &bufs.g_img, Some(&mut bufs.g_fake));
-        let logits = self.d_a.forward(dev, &bufs.fake_b);
-        gan_loss(dev, kind, logits, 1.0, w(G_A, 1.0), losses, Some(&mut bufs.g_logits));
-        self.d_a
-            .backward(dev, &bufs.fake_b, &bufs.g_logits, false, Some(&mut bufs.g_d_in));
-        copy(dev, &bufs.g_d_in, &mut bufs.g_fake, true);
-        self.g_a.backward(dev, real_a, &bufs.g_fake, None);
-
-        // Chain B: fake_A = G_B(B), rec_B = G_A(fake_A); cycle_B and G_B's GAN term.
-        t.phase("G chain B (G_B, G_A, D_B)");
-        copy(dev, self.g_b.forward(dev, real_b, true), &mut bufs.fake_a, false);
-        copy(dev, self.g_a.forward(dev, &bufs.fake_a, true), &mut bufs.rec_b, false);
         l1_loss(
             dev,
-            &bufs.rec_b,
+            &b.rec_b,
             real_b,
             w(CYCLE_B, o.lambda_b),
             losses,
-            Some(&mut bufs.g_img),
+            Some(&mut b.g_out_ga),
         );
-        self.g_a
-            .backward(dev, &bufs.fake_a, &bufs.g_img, Some(&mut bufs.g_fake));
-        let logits = self.d_b.forward(dev, &bufs.fake_a);
-        gan_loss(dev, kind, logits, 1.0, w(G_B, 1.0), losses, Some(&mut bufs.g_logits));
-        self.d_b
-            .backward(dev, &bufs.fake_a, &bufs.g_logits, false, Some(&mut bufs.g_d_in));
-        copy(dev, &bufs.g_d_in, &mut bufs.g_fake, true);
-        self.g_b.backward(dev, real_b, &bufs.g_fake, None);
+        dev.join(
+            || {
+                gb.backward_pass(dev, Pass::Second, &b.fake_b, &b.g_out_gb, Some(&mut b.g_fake_b));
+                da.forward(dev, &b.fake_b);
+            },
+            || {
+                ga.backward_pass(dev, Pass::Second, &b.fake_a, &b.g_out_ga, Some(&mut b.g_fake_a));
+                db.forward(dev, &b.fake_a);
+            },
+        );
+        // G_A = GAN(D_A(fake_B), 1): its input gradient joins fake_B's, back through G_A's first pass.
+        gan_loss(
+            dev,
+            kind,
+            da.logits(),
+            1.0,
+            w(G_A, 1.0),
+            losses,
+            Some(&mut b.g_logits_a),
+        );
+        gan_loss(
+            dev,
+            kind,
+            db.logits(),
+            1.0,
+            w(G_B, 1.0),
+            losses,
+            Some(&mut b.g_logits_b),
+        );
+        let judged = |g: &mut ResnetGenerator,
+                      d: &mut PatchGan,
+                      real: &Tensor,
+                      fake: &Tensor,
+                      g_logits: &Tensor,
+                      g_d_in: &mut Tensor,
+                      g_fake: &mut Tensor| {
+            d.backward(dev, fake, g_logits, false, Some(&mut *g_d_in));
+            copy(dev, g_d_in, g_fake, true);
+            g.backward_pass(dev, Pass::First, real, g_fake, None);
+        };
+        dev.join(
+            || {
+                judged(
+                    ga,
+                    da,
+                    real_a,
+                    &b.fake_b,
+                    &b.g_logits_a,
+                    &mut b.g_d_in_a,
+                    &mut b.g_fake_b,
+                )
+            },
+            || {
+                judged(
+                    gb,
+                    db,
+                    real_b,
+                    &b.fake_a,
+                    &b.g_logits_b,
+                    &mut b.g_d_in_b,
+                    &mut b.g_fake_a,
+                )
+            },
+        );
 
-        // Identity terms: idt_A = G_A(B) against B, idt_B = G_B(A) against A.
+        // Identity terms: idt_A = λ_B·λ_idt·L1(G_A(B), B), idt_B = λ_A·λ_idt·L1(G_B(A), A).
         if o.lambda_identity > 0.0 {
             t.phase("G identity");
-            let idt_a = self.g_a.forward(dev, real_b, true);
+            dev.join(
+                || ga.forward_pass(dev, Pass::First, real_b, true).shape,
+                || gb.forward_pass(dev, Pass::First, real_a, true).shape,
+            );
             let wa = w(IDT_A, o.lambda_b * o.lambda_identity);
-            l1_loss(dev, idt_a, real_b, wa, losses, Some(&mut bufs.g_img));
-            self.g_a.backward(dev, real_b, &bufs.g_img, None);
-            let idt_b = self.g_b.forward(dev, real_a, true);
+            l1_loss(dev, ga.output(), real_b, wa, losses, Some(&mut b.g_out_ga));
             let wb = w(IDT_B, o.lambda_a * o.lambda_identity);
-            l1_loss(dev, idt_b, real_a, wb, losses, Some(&mut bufs.g_img));
-            self.g_b.backward(dev, real_a, &bufs.g_img, None);
+            l1_loss(dev, gb.output(), real_a, wb, losses, Some(&mut b.g_out_gb));
+            dev.join(
+                || ga.backward_pass(dev, Pass::First, real_b, &b.g_out_ga, None),
+                || gb.backward_pass(dev, Pass::First, real_a, &b.g_out_gb, None),
+            );
         }
         t.phase("Adam G");
-        self.g_a.params.apply_adam();
-        self.g_b.params.apply_adam();
+        ga.params.apply_adam();
+        gb.params.apply_adam();
 
         // 2. D step: real first, then the pooled fake (detached: D's input gradient is not used).
         t.phase("D step (D_A, D_B)");
-        self.d_a.params.zero_grad();
-        self.d_b.params.zero_grad();
+        da.params.zero_grad();
+        db.params.zero_grad();
+        self.pool_b.apply(dev, &b.fake_b, &mut b.pooled_b);
+        self.pool_a.apply(dev, &b.fake_a, &mut b.pooled_a);
         let half = |slot: usize| LossOut {
             slot,
             weight: 1.0,
             grad_weight: 0.5,
         };
-        for (d, pool, real, fake, (real_slot, fake_slot)) in [
-            (
-                &mut self.d_a,
-                &mut self.pool_b,
-                real_b,
-                &bufs.fake_b,
-                (D_A_REAL, D_A_FAKE),
-            ),
-            (
-                &mut self.d_b,
-                &mut self.pool_a,
-                real_a,
-                &bufs.fake_a,
-                (D_B_REAL, D_B_FAKE),
-            ),
-        ] {
-            pool.apply(dev, fake, &mut bufs.pooled);
-            let logits = d.forward(dev, real);
-            gan_loss(
-                dev,
-                kind,
-                logits,
-                1.0,
-                half(real_slot),
-                losses,
-                Some(&mut bufs.g_logits),
-            );
-            d.backward(dev, real, &bufs.g_logits, true, None);
-            let logits = d.forward(dev, &bufs.pooled);
-            gan_loss(
-                dev,
-                kind,
-                logits,
-                0.0,
-                half(fake_slot),
-                losses,
-                Some(&mut bufs.g_logits),
-            );
-            d.backward(dev, &bufs.pooled, &bufs.g_logits, true, None);
-        }
+        dev.join(|| da.forward(dev, real_b).shape, || db.forward(dev, real_a).shape);
+        gan_loss(
+            dev,
+            kind,
+            da.logits(),
+            1.0,
+            half(D_A_REAL),
+            losses,
+            Some(&mut b.g_logits_a),
+        );
+        gan_loss(
+            dev,
+            kind,
+            db.logits(),
+            1.0,
+            half(D_B_REAL),
+            losses,
+            Some(&mut b.g_logits_b),
+        );
+        let real_then_fake = |d: &mut PatchGan, real: &Tensor, g_logits: &Tensor, pooled: &Tensor| {
+            d.backward(dev, real, g_logits, true, None);
+            d.forward(dev, pooled);
+        };
+        dev.join(
+            || real_then_fake(da, real_b, &b.g_logits_a, &b.pooled_b),
+            || real_then_fake(db, real_a, &b.g_logits_b, &b.pooled_a),
+        );
+        gan_loss(
+            dev,
+            kind,
+            da.logits(),
+            0.0,
+            half(D_A_FAKE),
+            losses,
+            Some(&mut b.g_logits_a),
+        );
+        gan_loss(
+            dev,
+            kind,
+            db.logits(),
+            0.0,
+            half(D_B_FAKE),
+            losses,
+            Some(&mut b.g_logits_b),
+        );
+        dev.join(
+            || da.backward(dev, &b.pooled_b, &b.g_logits_a, true, None),
+            || db.backward(dev, &b.pooled_a, &b.g_logits_b, true, None),
+        );
         t.phase("Adam D");
-        self.d_a.params.apply_adam();
-        self.d_b.params.apply_adam();
+        da.params.apply_adam();
+        db.params.apply_adam();
         self.phase_times = t.finish();
     }
 

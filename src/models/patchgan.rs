@@ -9,6 +9,7 @@ use crate::device::Device;
 use crate::nn::{Conv2d, Norm2d, NormKind, ParamBuilder, ParamStore};
 use crate::ops::activation::{activation_backward, activation_forward, Act};
 use crate::ops::conv::ConvGeom;
+use crate::ops::norm::BnSaved;
 use crate::tensor::{Shape, Tensor};
 use anyhow::{bail, Result};
 
@@ -33,6 +34,8 @@ struct Block {
 struct BlockActs {
     c: Tensor,
     b: Option<Tensor>,
+    /// The norm's statistics of the forward, for its backward.
+    saved: Option<BnSaved>,
     a: Option<Tensor>,
     g_out: Tensor,
     g_b: Option<Tensor>,
@@ -59,7 +62,7 @@ impl PatchGan {
         let mut push = |b: &mut ParamBuilder, cin: usize, cout: usize, stride: usize, bn: bool, lrelu: bool| {
             let bias = !bn || norm.conv_bias();
             let conv = Conv2d::new(b, &format!("model.{idx}"), ConvGeom::new(cin, cout, 4, stride, 1), bias);
-            let bn = bn.then(|| Norm2d::new(norm, b, dev, &format!("model.{}", idx + 1), cout));
+            let bn = bn.then(|| Norm2d::new(norm, b, &format!("model.{}", idx + 1), cout));
             idx += 1 + bn.is_some() as usize + lrelu as usize;
             blocks.push(Block { conv, bn, lrelu });
         };
@@ -110,6 +113,7 @@ impl PatchGan {
                 BlockActs {
                     c: z(),
                     b: bl.bn.as_ref().map(|_| z()),
+                    saved: bl.bn.as_ref().map(|bn| bn.saved(dev, s)),
                     a: bl.lrelu.then(z),
                     g_out: z(),
                     g_b: bl.bn.as_ref().map(|_| z()),
@@ -127,19 +131,24 @@ impl PatchGan {
         for i in 0..self.blocks.len() {
             let (prev, rest) = self.acts.split_at_mut(i);
             let cur = &mut rest[0];
-            let bl = &mut self.blocks[i];
+            let bl = &self.blocks[i];
             let input = prev
                 .last()
                 .map_or(x, |p| p.a.as_ref().expect("inner blocks end in LReLU"));
             bl.conv.forward(dev, ps, input, &mut cur.c);
-            if let (Some(bn), Some(b)) = (bl.bn.as_mut(), cur.b.as_mut()) {
-                bn.forward(dev, ps, true, &cur.c, b);
+            if let (Some(bn), Some(b), Some(saved)) = (bl.bn.as_ref(), cur.b.as_mut(), cur.saved.as_mut()) {
+                bn.forward(dev, ps, true, &cur.c, b, saved);
             }
             if let Some(a) = cur.a.as_mut() {
                 activation_forward(dev, LRELU, cur.b.as_ref().unwrap_or(&cur.c), a);
             }
         }
         &self.acts.last().expect("at least one block").c
+    }
+
+    /// The last forward's logits.
+    pub fn logits(&self) -> &Tensor {
+        &self.acts.last().expect("forward ran").c
     }
 
     /// Backward from the logits' gradient `g_logits`. `param_grads` adds D's weight gradients
@@ -165,7 +174,8 @@ impl PatchGan {
             let g_pre: &Tensor = match (cur.a.as_ref(), cur.g_b.as_mut(), bl.bn.as_ref()) {
                 (Some(a), Some(g_b), Some(bn)) => {
                     activation_backward(dev, LRELU, pre_act, a, &cur.g_out, g_b);
-                    bn.backward(dev, ps, param_grads, &cur.c, g_b, &mut cur.g_c);
+                    let saved = cur.saved.as_ref().expect("normed blocks save statistics");
+                    bn.backward(dev, ps, param_grads, saved, &cur.c, g_b, &mut cur.g_c);
                     &cur.g_c
                 }
                 (Some(a), None, None) => {

@@ -17,6 +17,7 @@ use crate::device::Device;
 use crate::nn::{Conv2d, ConvTranspose2d, Norm2d, NormKind, ParamBuilder, ParamStore};
 use crate::ops::activation::{activation_backward, activation_forward, Act};
 use crate::ops::conv::ConvGeom;
+use crate::ops::norm::BnSaved;
 use crate::ops::tensor::{add, copy, reflection_pad_backward, reflection_pad_forward};
 use crate::tensor::{Shape, Tensor};
 use anyhow::{bail, Result};
@@ -83,6 +84,8 @@ struct UnitActs {
     g_padded: Option<Tensor>,
     g_c: Tensor,
     g_n: Option<Tensor>,
+    /// The norm's statistics of the forward, for its backward.
+    saved: Option<BnSaved>,
 }
 
 impl UnitActs {
@@ -112,11 +115,14 @@ impl Unit {
             g_padded: padded.map(z),
             g_c: z(s),
             g_n: (self.norm.is_some() && self.act.is_some()).then(|| z(s)),
+            saved: self.norm.as_ref().map(|norm| norm.saved(dev, s)),
         }
     }
 
-    fn forward(&mut self, dev: &Device, ps: &mut ParamStore, train: bool, x: &Tensor, acts: &mut UnitActs) {
-        let UnitActs { padded, c, n, a, .. } = acts;
+    fn forward(&self, dev: &Device, ps: &mut ParamStore, train: bool, x: &Tensor, acts: &mut UnitActs) {
+        let UnitActs {
+            padded, c, n, a, saved, ..
+        } = acts;
         let input = match padded.as_mut() {
             Some(p) => {
                 reflection_pad_forward(dev, self.pad, x, p);
@@ -128,8 +134,8 @@ impl Unit {
             ConvLayer::Conv(conv) => conv.forward(dev, ps, input, c),
             ConvLayer::ConvT(conv) => conv.forward(dev, ps, input, c),
         }
-        if let (Some(norm), Some(n)) = (self.norm.as_mut(), n.as_mut()) {
-            norm.forward(dev, ps, train, c, n);
+        if let (Some(norm), Some(n), Some(saved)) = (self.norm.as_ref(), n.as_mut(), saved.as_mut()) {
+            norm.forward(dev, ps, train, c, n, saved);
         }
         if let (Some(act), Some(a)) = (self.act, a.as_mut()) {
             activation_forward(dev, act, n.as_ref().unwrap_or(c), a);
@@ -157,11 +163,13 @@ impl Unit {
             g_padded,
             g_c,
             g_n,
+            saved,
         } = acts;
+        let saved = || saved.as_ref().expect("normed units save statistics");
         let g_conv: &Tensor = match (self.act, a.as_ref(), self.norm.as_ref(), g_n.as_mut()) {
             (Some(act), Some(a), Some(norm), Some(g_n)) => {
                 activation_backward(dev, act, n.as_ref().expect("norm output"), a, g_out, g_n);
-                norm.backward(dev, ps, true, c, g_n, g_c);
+                norm.backward(dev, ps, true, saved(), c, g_n, g_c);
                 g_c
             }
             (Some(act), Some(a), None, _) => {
@@ -169,7 +177,7 @@ impl Unit {
                 g_c
             }
             (None, _, Some(norm), _) => {
-                norm.backward(dev, ps, true, c, g_out, g_c);
+                norm.backward(dev, ps, true, saved(), c, g_out, g_c);
                 g_c
             }
             _ => g_out,
@@ -210,14 +218,30 @@ impl StageActs {
     }
 }
 
+/// Which of a generator's kept forwards an activation set belongs to. A generator keeps one set
+/// per pass, so a second forward does not overwrite the first before its backward: CycleGAN runs
+/// each generator on a real image (`First`) and on the other generator's fake (`Second`) before
+/// either backward. Single-pass users (pix2pix-style inference, tests) use `First`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    First,
+    Second,
+}
+
+/// One forward's activations, and the gradients of its backward.
+struct PassActs {
+    input: Shape,
+    stages: Vec<StageActs>,
+    /// grads[i]: the gradient of stage i's output (the last stage reads the caller's).
+    grads: Vec<Tensor>,
+}
+
 pub struct ResnetGenerator {
     pub cfg: ResnetConfig,
     pub params: ParamStore,
     stages: Vec<Stage>,
-    acts: Vec<StageActs>,
-    /// grads[i]: the gradient of stage i's output (the last stage reads the caller's).
-    grads: Vec<Tensor>,
-    input_shape: Option<Shape>,
+    /// Indexed by `Pass`; allocated on a pass's first forward (and again when its shape changes).
+    passes: [Option<PassActs>; 2],
 }
 
 impl ResnetGenerator {
@@ -230,7 +254,7 @@ impl ResnetGenerator {
         let unit = |b: &mut ParamBuilder, conv: ConvLayer, norm_name: &str, ch: usize, pad: usize| Unit {
             pad,
             conv,
-            norm: Some(Norm2d::new(norm, b, dev, norm_name, ch)),
+            norm: Some(Norm2d::new(norm, b, norm_name, ch)),
             act: Some(Act::Relu),
         };
         let conv = |b: &mut ParamBuilder, name: String, g: ConvGeom, bias: bool| {
@@ -296,9 +320,7 @@ impl ResnetGenerator {
             cfg,
             params: b.finish(dev),
             stages,
-            acts: vec![],
-            grads: vec![],
-            input_shape: None,
+            passes: [None, None],
         })
     }
 
@@ -317,70 +339,101 @@ impl ResnetGenerator {
         Ok(())
     }
 
-    fn ensure_acts(&mut self, dev: &Device, x: Shape) {
-        if self.input_shape == Some(x) {
-            return;
-        }
-        let mut s = x;
-        self.acts.clear();
-        self.grads.clear();
-        for st in &self.stages {
-            let first = st.first.acts(dev, s);
-            let mid = st.first.out_shape(s).expect("checked input size");
-            let second = st.second.as_ref().map(|u| u.acts(dev, mid));
-            let out = match &st.second {
-                Some(u) => u.out_shape(mid).expect("checked input size"),
-                None => mid,
-            };
-            let residual = st.second.is_some();
-            self.acts.push(StageActs {
-                first,
-                second,
-                g_mid: residual.then(|| dev.zeros_tensor(mid)),
-                sum: residual.then(|| dev.zeros_tensor(out)),
-            });
-            self.grads.push(dev.zeros_tensor(out));
-            s = out;
-        }
-        self.input_shape = Some(x);
+    /// Whether the order of this generator's forwards matters (BatchNorm's running statistics).
+    pub fn has_running_stats(&self) -> bool {
+        let norms = self.stages.iter().flat_map(|st| [Some(&st.first), st.second.as_ref()]);
+        norms
+            .flatten()
+            .any(|u| u.norm.as_ref().is_some_and(Norm2d::has_running_stats))
     }
 
-    /// fake = G(x). `train` selects batch statistics for BatchNorm; InstanceNorm is the same in
-    /// both modes.
+    /// The activation set of `pass` for input shape `x`, allocated when missing or of another shape.
+    fn pass_acts(&mut self, dev: &Device, pass: Pass, x: Shape) -> &mut PassActs {
+        let slot = &mut self.passes[pass as usize];
+        if slot.as_ref().is_none_or(|p| p.input != x) {
+            let mut s = x;
+            let (mut stages, mut grads) = (vec![], vec![]);
+            for st in &self.stages {
+                let first = st.first.acts(dev, s);
+                let mid = st.first.out_shape(s).expect("checked input size");
+                let second = st.second.as_ref().map(|u| u.acts(dev, mid));
+                let out = match &st.second {
+                    Some(u) => u.out_shape(mid).expect("checked input size"),
+                    None => mid,
+                };
+                let residual = st.second.is_some();
+                stages.push(StageActs {
+                    first,
+                    second,
+                    g_mid: residual.then(|| dev.zeros_tensor(mid)),
+                    sum: residual.then(|| dev.zeros_tensor(out)),
+                });
+                grads.push(dev.zeros_tensor(out));
+                s = out;
+            }
+            *slot = Some(PassActs {
+                input: x,
+                stages,
+                grads,
+            });
+        }
+        slot.as_mut().expect("allocated above")
+    }
+
+    /// fake = G(x), kept as pass `First`. `train` selects batch statistics for BatchNorm;
+    /// InstanceNorm is the same in both modes.
     pub fn forward(&mut self, dev: &Device, x: &Tensor, train: bool) -> &Tensor {
-        self.ensure_acts(dev, x.shape);
+        self.forward_pass(dev, Pass::First, x, train)
+    }
+
+    /// fake = G(x), its activations kept as `pass` (replacing that pass's previous forward).
+    pub fn forward_pass(&mut self, dev: &Device, pass: Pass, x: &Tensor, train: bool) -> &Tensor {
+        self.pass_acts(dev, pass, x.shape);
+        let acts = self.passes[pass as usize].as_mut().expect("allocated");
         let ps = &mut self.params;
-        for i in 0..self.stages.len() {
-            let (prev, rest) = self.acts.split_at_mut(i);
+        for (i, st) in self.stages.iter().enumerate() {
+            let (prev, rest) = acts.stages.split_at_mut(i);
             let cur = &mut rest[0];
             let input = prev.last().map_or(x, |p| p.out());
-            let st = &mut self.stages[i];
             st.first.forward(dev, ps, train, input, &mut cur.first);
-            if let (Some(u), Some(a2), Some(sum)) = (st.second.as_mut(), cur.second.as_mut(), cur.sum.as_mut()) {
+            if let (Some(u), Some(a2), Some(sum)) = (st.second.as_ref(), cur.second.as_mut(), cur.sum.as_mut()) {
                 u.forward(dev, ps, train, cur.first.out(), a2);
                 add(dev, input, a2.out(), sum);
             }
         }
-        self.output()
+        self.output_of(pass)
     }
 
-    /// The last forward's output.
+    /// The output of pass `First`'s last forward.
     pub fn output(&self) -> &Tensor {
-        self.acts.last().expect("forward ran").out()
+        self.output_of(Pass::First)
     }
 
-    /// Backward of the last forward from the output gradient `g_y`: adds every parameter gradient
-    /// into `params.grad`, and writes the input gradient into `dx` when given (CycleGAN's cycle
-    /// losses reach G_A through G_B's input).
+    /// The output of `pass`'s last forward.
+    pub fn output_of(&self, pass: Pass) -> &Tensor {
+        let acts = self.passes[pass as usize].as_ref().expect("forward ran");
+        acts.stages.last().expect("at least one stage").out()
+    }
+
+    /// `backward_pass` of pass `First`.
     pub fn backward(&mut self, dev: &Device, x: &Tensor, g_y: &Tensor, dx: Option<&mut Tensor>) {
+        self.backward_pass(dev, Pass::First, x, g_y, dx)
+    }
+
+    /// Backward of `pass`'s last forward (whose input was `x`) from the output gradient `g_y`:
+    /// adds every parameter gradient into `params.grad`, and writes the input gradient into `dx`
+    /// when given (CycleGAN's cycle losses reach G_A through G_B's input).
+    pub fn backward_pass(&mut self, dev: &Device, pass: Pass, x: &Tensor, g_y: &Tensor, dx: Option<&mut Tensor>) {
+        let acts = self.passes[pass as usize].as_mut().expect("backward after a forward");
+        assert_eq!(acts.input, x.shape, "backward input differs from the pass's forward");
         let ps = &mut self.params;
         let n = self.stages.len();
         let mut dx = dx;
         for i in (0..n).rev() {
-            let (prev, rest) = self.acts.split_at_mut(i);
+            let (prev, rest) = acts.stages.split_at_mut(i);
             let cur = &mut rest[0];
             let input = prev.last().map_or(x, |p| p.out());
-            let (g_lo, g_hi) = self.grads.split_at_mut(i);
+            let (g_lo, g_hi) = acts.grads.split_at_mut(i);
             let g_out = if i + 1 == n { g_y } else { &g_hi[0] };
             let dx_i = if i == 0 { dx.as_deref_mut() } else { g_lo.last_mut() };
             let st = &self.stages[i];

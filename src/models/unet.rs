@@ -16,6 +16,7 @@ use crate::device::Device;
 use crate::nn::{Conv2d, ConvTranspose2d, Norm2d, NormKind, ParamBuilder, ParamStore};
 use crate::ops::activation::{activation_backward, activation_forward, dropout_apply, mul, splitmix, Act};
 use crate::ops::conv::ConvGeom;
+use crate::ops::norm::BnSaved;
 use crate::ops::tensor::{extract_channels, insert_channels};
 use crate::tensor::{Shape, Tensor};
 use anyhow::{bail, Result};
@@ -84,7 +85,7 @@ impl Level {
             Level::Outermost { up, .. } | Level::Middle { up, .. } | Level::Innermost { up, .. } => up,
         }
     }
-    fn down_norm(&mut self) -> Option<&mut Norm2d> {
+    fn down_norm(&self) -> Option<&Norm2d> {
         match self {
             Level::Middle { down_norm, .. } => Some(down_norm),
             _ => None,
@@ -97,18 +98,6 @@ impl Level {
         match self {
             Level::Middle { up_norm, .. } | Level::Innermost { up_norm, .. } => Some(up_norm),
             Level::Outermost { .. } => None,
-        }
-    }
-    fn up_norm_mut(&mut self) -> Option<&mut Norm2d> {
-        match self {
-            Level::Middle { up_norm, .. } | Level::Innermost { up_norm, .. } => Some(up_norm),
-            Level::Outermost { .. } => None,
-        }
-    }
-    fn down_norm_ref(&self) -> Option<&Norm2d> {
-        match self {
-            Level::Middle { down_norm, .. } => Some(down_norm),
-            _ => None,
         }
     }
     fn dropout(&self) -> bool {
@@ -136,6 +125,9 @@ struct LevelActs {
     g_a: Tensor,
     g_e: Tensor,
     g_c: Option<Tensor>,
+    /// The norms' statistics of the forward (down: middle levels; up: all but the outermost).
+    down_saved: Option<BnSaved>,
+    up_saved: Option<BnSaved>,
 }
 
 impl LevelActs {
@@ -172,7 +164,7 @@ impl UnetGenerator {
         }
         let mut b = ParamBuilder::new(seed);
         let mut levels: Vec<Option<Level>> = (0..cfg.num_downs).map(|_| None).collect();
-        Self::build_level(&cfg, dev, &mut b, 1, &mut levels);
+        Self::build_level(&cfg, &mut b, 1, &mut levels);
         let levels: Vec<Level> = levels.into_iter().map(|l| l.expect("every level built")).collect();
         Ok(UnetGenerator {
             cfg,
@@ -186,7 +178,7 @@ impl UnetGenerator {
 
     /// Registers level k's parameters in state_dict order: down conv, down BN, the inner block,
     /// up convT, up BN — so checkpoints list tensors as PyTorch does.
-    fn build_level(cfg: &UnetConfig, dev: &Device, b: &mut ParamBuilder, k: usize, out: &mut [Option<Level>]) {
+    fn build_level(cfg: &UnetConfig, b: &mut ParamBuilder, k: usize, out: &mut [Option<Level>]) {
         let n = cfg.num_downs;
         let ngf = cfg.ngf;
         // (outer_nc, inner_nc) of the reference's UnetSkipConnectionBlock at this level.
@@ -202,10 +194,10 @@ impl UnetGenerator {
         let g = |cin, cout| ConvGeom::new(cin, cout, 4, 2, 1);
         // With BatchNorm no conv but the outermost convT has a bias; with InstanceNorm all do.
         let bias = cfg.norm.conv_bias();
-        let norm = |b: &mut ParamBuilder, name: String, ch: usize| Norm2d::new(cfg.norm, b, dev, &name, ch);
+        let norm = |b: &mut ParamBuilder, name: String, ch: usize| Norm2d::new(cfg.norm, b, &name, ch);
         let level = if k == 1 {
             let down = Conv2d::new(b, &format!("{p}.0"), g(input_nc, inner), bias);
-            Self::build_level(cfg, dev, b, k + 1, out);
+            Self::build_level(cfg, b, k + 1, out);
             let up = ConvTranspose2d::new(b, &format!("{p}.3"), g(inner * 2, outer), true);
             Level::Outermost { down, up }
         } else if k == n {
@@ -216,7 +208,7 @@ impl UnetGenerator {
         } else {
             let down = Conv2d::new(b, &format!("{p}.model.1"), g(input_nc, inner), bias);
             let down_norm = norm(b, format!("{p}.model.2"), inner);
-            Self::build_level(cfg, dev, b, k + 1, out);
+            Self::build_level(cfg, b, k + 1, out);
             let up = ConvTranspose2d::new(b, &format!("{p}.model.5"), g(inner * 2, outer), bias);
             let up_norm = norm(b, format!("{p}.model.6"), outer);
             // The (num_downs − 5) intermediate 512→512 levels, i.e. levels 5..n−1, have dropout.
@@ -279,6 +271,8 @@ impl UnetGenerator {
                 g_a: z(sc),
                 g_e: z(sc),
                 g_c: lv.has_down_norm().then(|| z(sc)),
+                down_saved: lv.down_norm().map(|bn| bn.saved(dev, sc)),
+                up_saved: lv.up_norm().map(|bn| bn.saved(dev, st)),
             });
             s_in = sc;
         }
@@ -311,11 +305,11 @@ impl UnetGenerator {
         for i in 0..n {
             let (prev, rest) = self.acts.split_at_mut(i);
             let cur = &mut rest[0];
-            let lv = &mut self.levels[i];
+            let lv = &self.levels[i];
             let input = if i == 0 { x } else { &prev[i - 1].a };
             lv.down().forward(dev, ps, input, &mut cur.c);
-            if let (Some(bn), Some(e)) = (lv.down_norm(), cur.e.as_mut()) {
-                bn.forward(dev, ps, train, &cur.c, e);
+            if let (Some(bn), Some(e), Some(saved)) = (lv.down_norm(), cur.e.as_mut(), cur.down_saved.as_mut()) {
+                bn.forward(dev, ps, train, &cur.c, e, saved);
             }
             let act = if i + 1 < n { LRELU } else { Act::Relu };
             let e = cur.e.as_ref().unwrap_or(&cur.c);
@@ -324,7 +318,7 @@ impl UnetGenerator {
         for i in (0..n).rev() {
             let (head, tail) = self.acts.split_at_mut(i + 1);
             let cur = &mut head[i];
-            let lv = &mut self.levels[i];
+            let lv = &self.levels[i];
             if let (Some(cat), Some(r)) = (cur.cat.as_mut(), cur.r.as_mut()) {
                 let inner = &tail[0];
                 insert_channels(dev, &cur.a, cat, 0);
@@ -333,9 +327,12 @@ impl UnetGenerator {
             }
             let up_in = cur.r.as_ref().unwrap_or(&cur.a);
             lv.up().forward(dev, ps, up_in, &mut cur.t);
-            match lv.up_norm_mut() {
+            match lv.up_norm() {
                 None => activation_forward(dev, Act::Tanh, &cur.t, &mut cur.out),
-                Some(bn) => bn.forward(dev, ps, train, &cur.t, &mut cur.out),
+                Some(bn) => {
+                    let saved = cur.up_saved.as_mut().expect("normed levels save statistics");
+                    bn.forward(dev, ps, train, &cur.t, &mut cur.out, saved)
+                }
             }
             if let (Some(mask), Some(dropped), true) = (cur.mask.as_mut(), cur.dropped.as_mut(), dropout) {
                 dropout_apply(dev, 0.5, &self.dropout_seeds, i, &cur.out, dropped, mask);
@@ -375,7 +372,8 @@ impl UnetGenerator {
                         }
                         _ => &cur.g_out,
                     };
-                    bn.backward(dev, ps, true, &cur.t, g_bn_out, &mut cur.g_t);
+                    let saved = cur.up_saved.as_ref().expect("normed levels save statistics");
+                    bn.backward(dev, ps, true, saved, &cur.t, g_bn_out, &mut cur.g_t);
                 }
             }
             let up_in = cur.r.as_ref().unwrap_or(&cur.a);
@@ -399,9 +397,9 @@ impl UnetGenerator {
             let act = if i + 1 < n { LRELU } else { Act::Relu };
             let e = cur.e.as_ref().unwrap_or(&cur.c);
             activation_backward(dev, act, e, &cur.a, &cur.g_a, &mut cur.g_e);
-            let g_c = match (lv.down_norm_ref(), cur.g_c.as_mut(), cur.e.as_ref()) {
-                (Some(bn), Some(g_c), Some(_)) => {
-                    bn.backward(dev, ps, true, &cur.c, &cur.g_e, g_c);
+            let g_c = match (lv.down_norm(), cur.g_c.as_mut(), cur.down_saved.as_ref()) {
+                (Some(bn), Some(g_c), Some(saved)) => {
+                    bn.backward(dev, ps, true, saved, &cur.c, &cur.g_e, g_c);
                     &*g_c
                 }
                 _ => &cur.g_e,

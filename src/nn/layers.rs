@@ -1,6 +1,7 @@
-//! Layers: a parameter layout (spans in a ParamStore) plus the op calls. Activations are owned by
-//! the networks, which pass them in; a layer only keeps what its backward cannot get elsewhere
-//! (the norms' statistics).
+//! Layers: a parameter layout (spans in a ParamStore) plus the op calls. Layers hold no
+//! per-forward state: activations, and the norms' saved statistics, are owned by the networks,
+//! which pass them in (so a network can keep more than one forward alive, as CycleGAN's
+//! generators do).
 
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::device::Device;
@@ -136,12 +137,11 @@ pub struct BatchNorm2d {
     pub channels: usize,
     pub p: BnParams,
     counter: usize,
-    saved: BnSaved,
     pub labels: Labels,
 }
 
 impl BatchNorm2d {
-    pub fn new(b: &mut ParamBuilder, dev: &Device, name: &str, channels: usize) -> Self {
+    pub fn new(b: &mut ParamBuilder, name: &str, channels: usize) -> Self {
         let weight = b.param(
             &format!("{name}.weight"),
             &[channels],
@@ -163,37 +163,44 @@ impl BatchNorm2d {
             },
             counter,
             labels: Labels::new(name, "bn"),
-            saved: BnSaved {
-                mean: dev.zeros(channels),
-                invstd: dev.zeros(channels),
-            },
         }
     }
 
-    /// Train mode (batch statistics, running-stat update) or eval mode (running statistics).
-    pub fn forward(&mut self, dev: &Device, ps: &mut ParamStore, train: bool, x: &Tensor, y: &mut Tensor) {
+    /// Train mode (batch statistics, saved for the backward; running-stat update) or eval mode
+    /// (running statistics; `saved` untouched).
+    pub fn forward(
+        &self,
+        dev: &Device,
+        ps: &mut ParamStore,
+        train: bool,
+        x: &Tensor,
+        y: &mut Tensor,
+        saved: &mut BnSaved,
+    ) {
         let _r = nvtx::range(&self.labels.fwd);
         if train {
             ps.counters[self.counter] += 1;
-            norm::batch_norm_forward_train(dev, &self.p, &ps.data, &mut ps.buffers, x, y, &mut self.saved);
+            norm::batch_norm_forward_train(dev, &self.p, &ps.data, &mut ps.buffers, x, y, saved);
         } else {
             norm::batch_norm_forward_eval(dev, &self.p, &ps.data, &ps.buffers, x, y);
         }
     }
 
-    /// Backward of the last train-mode forward.
+    /// Backward of the train-mode forward that saved `saved`.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         dev: &Device,
         ps: &mut ParamStore,
         param_grads: bool,
+        saved: &BnSaved,
         x: &Tensor,
         dy: &Tensor,
         dx: &mut Tensor,
     ) {
         let _r = nvtx::range(&self.labels.bwd);
         let grads = if param_grads { Some(&mut ps.grad) } else { None };
-        norm::batch_norm_backward(dev, &self.p, &ps.data, grads, &self.saved, x, dy, dx);
+        norm::batch_norm_backward(dev, &self.p, &ps.data, grads, saved, x, dy, dx);
     }
 }
 
@@ -201,41 +208,34 @@ impl BatchNorm2d {
 /// no parameters and no buffers (so no state_dict entries), the same in train and eval mode.
 pub struct InstanceNorm2d {
     pub channels: usize,
-    saved: BnSaved,
     pub labels: Labels,
 }
 
 impl InstanceNorm2d {
     pub const EPS: f32 = 1e-5;
 
-    pub fn new(dev: &Device, name: &str, channels: usize) -> Self {
+    pub fn new(name: &str, channels: usize) -> Self {
         InstanceNorm2d {
             channels,
-            saved: BnSaved {
-                mean: dev.zeros(channels),
-                invstd: dev.zeros(channels),
-            },
             labels: Labels::new(name, "in"),
         }
     }
 
-    pub fn forward(&mut self, dev: &Device, x: &Tensor, y: &mut Tensor) {
+    /// Normalises each (sample, channel) plane; its statistics go to `saved` (one per plane).
+    pub fn forward(&self, dev: &Device, x: &Tensor, y: &mut Tensor, saved: &mut BnSaved) {
         let _r = nvtx::range(&self.labels.fwd);
-        let planes = x.shape.n * x.shape.c;
-        if self.saved.mean.len() != planes {
-            // Statistics per (sample, channel): sized by the batch, allocated once per shape.
-            self.saved = BnSaved {
-                mean: dev.zeros(planes),
-                invstd: dev.zeros(planes),
-            };
-        }
-        norm::instance_norm_forward(dev, Self::EPS, x, y, &mut self.saved);
+        assert_eq!(
+            saved.mean.len(),
+            x.shape.n * x.shape.c,
+            "instance norm statistics per plane"
+        );
+        norm::instance_norm_forward(dev, Self::EPS, x, y, saved);
     }
 
-    /// Backward of the last forward.
-    pub fn backward(&self, dev: &Device, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+    /// Backward of the forward that saved `saved`.
+    pub fn backward(&self, dev: &Device, saved: &BnSaved, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
         let _r = nvtx::range(&self.labels.bwd);
-        norm::instance_norm_backward(dev, &self.saved, x, dy, dx);
+        norm::instance_norm_backward(dev, saved, x, dy, dx);
     }
 }
 
@@ -276,33 +276,64 @@ pub enum Norm2d {
 }
 
 impl Norm2d {
-    pub fn new(kind: NormKind, b: &mut ParamBuilder, dev: &Device, name: &str, channels: usize) -> Self {
+    pub fn new(kind: NormKind, b: &mut ParamBuilder, name: &str, channels: usize) -> Self {
         match kind {
-            NormKind::Batch => Norm2d::Batch(BatchNorm2d::new(b, dev, name, channels)),
-            NormKind::Instance => Norm2d::Instance(InstanceNorm2d::new(dev, name, channels)),
+            NormKind::Batch => Norm2d::Batch(BatchNorm2d::new(b, name, channels)),
+            NormKind::Instance => Norm2d::Instance(InstanceNorm2d::new(name, channels)),
         }
+    }
+
+    /// Room for the statistics one forward on input shape `x` saves for its backward: per
+    /// channel for batch norm, per (sample, channel) plane for instance norm.
+    pub fn saved(&self, dev: &Device, x: Shape) -> BnSaved {
+        let len = match self {
+            Norm2d::Batch(_) => x.c,
+            Norm2d::Instance(_) => x.n * x.c,
+        };
+        BnSaved {
+            mean: dev.zeros(len),
+            invstd: dev.zeros(len),
+        }
+    }
+
+    /// Whether forwards change state that later forwards read (batch norm's running statistics),
+    /// so that the order of a network's forwards matters.
+    pub fn has_running_stats(&self) -> bool {
+        matches!(self, Norm2d::Batch(_))
     }
 
     /// `train` selects batch norm's batch statistics; instance norm ignores it.
-    pub fn forward(&mut self, dev: &Device, ps: &mut ParamStore, train: bool, x: &Tensor, y: &mut Tensor) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        dev: &Device,
+        ps: &mut ParamStore,
+        train: bool,
+        x: &Tensor,
+        y: &mut Tensor,
+        saved: &mut BnSaved,
+    ) {
         match self {
-            Norm2d::Batch(bn) => bn.forward(dev, ps, train, x, y),
-            Norm2d::Instance(inorm) => inorm.forward(dev, x, y),
+            Norm2d::Batch(bn) => bn.forward(dev, ps, train, x, y, saved),
+            Norm2d::Instance(inorm) => inorm.forward(dev, x, y, saved),
         }
     }
 
+    /// Backward of the (train-mode) forward that saved `saved`.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         dev: &Device,
         ps: &mut ParamStore,
         param_grads: bool,
+        saved: &BnSaved,
         x: &Tensor,
         dy: &Tensor,
         dx: &mut Tensor,
     ) {
         match self {
-            Norm2d::Batch(bn) => bn.backward(dev, ps, param_grads, x, dy, dx),
-            Norm2d::Instance(inorm) => inorm.backward(dev, x, dy, dx),
+            Norm2d::Batch(bn) => bn.backward(dev, ps, param_grads, saved, x, dy, dx),
+            Norm2d::Instance(inorm) => inorm.backward(dev, saved, x, dy, dx),
         }
     }
 }

@@ -112,21 +112,24 @@ pub(crate) fn col2im_add(g: Patches, col: &[f32], x: &mut [f32]) {
 }
 
 thread_local! {
-    // Scratch, one growable buffer per thread and purpose instead of one allocation per layer:
-    // the patch matrix (or a wide-grid dy), and the flipped weight of a stride-1 dgrad, which is
-    // alive while that dgrad's forward uses the patch matrix.
-    static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static FLIPPED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    // Scratch, growable buffers per thread and purpose instead of one allocation per layer: the
+    // patch matrix (or a wide-grid dy), and the flipped weight of a stride-1 dgrad, which is
+    // alive while that dgrad's forward uses the patch matrix. A pool, not one buffer: while a
+    // conv holds its scratch and waits inside a parallel GEMM, rayon may run another conv on the
+    // same thread (work stealing, e.g. the other side of a `Device::join`), which then takes a
+    // second buffer.
+    static COL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static FLIPPED: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn with_scratch<R>(key: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    key.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() < len {
-            c.resize(len, 0.0);
-        }
-        f(&mut c[..len])
-    })
+fn with_scratch<R>(key: &'static LocalKey<RefCell<Vec<Vec<f32>>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = key.with(|pool| pool.borrow_mut().pop()).unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    key.with(|pool| pool.borrow_mut().push(buf));
+    r
 }
 
 /// `f` on this thread's patch-matrix scratch of `len` elements (contents unspecified).
