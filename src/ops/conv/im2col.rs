@@ -8,6 +8,8 @@ use std::thread::LocalKey;
 
 // im2col / col2im: the patch matrix of a C×H×W image for a k×k window with stride s and padding p
 // is [C·k², Ho·Wo], row (c·k + ki)·k + kj, column oh·Wo + ow, value x[c, oh·s−p+ki, ow·s−p+kj].
+// A band of it (output rows oh0 .. oh0 + ho, `Patches::band`) is the same matrix's columns
+// oh0·Wo .. (oh0 + ho)·Wo, stored as its own [C·k², ho·Wo] matrix.
 
 #[derive(Clone, Copy)]
 pub(crate) struct Patches {
@@ -19,6 +21,8 @@ pub(crate) struct Patches {
     pub p: usize,
     pub ho: usize,
     pub wo: usize,
+    /// The first output row (0 for the whole matrix; see `band`).
+    pub oh0: usize,
 }
 
 impl Patches {
@@ -27,6 +31,15 @@ impl Patches {
     }
     pub fn cols(&self) -> usize {
         self.ho * self.wo
+    }
+    /// The band of output rows oh0 .. oh0 + ho of this (whole) patch matrix.
+    pub fn band(&self, oh0: usize, ho: usize) -> Patches {
+        assert!(
+            self.oh0 == 0 && oh0 + ho <= self.ho,
+            "band {oh0}+{ho} of {} output rows",
+            self.ho
+        );
+        Patches { oh0, ho, ..*self }
     }
     /// The output columns [lo, hi) whose input column ow·s + kj − p is inside the row (lo = hi
     /// when none is): the columns outside it read the zero padding.
@@ -53,7 +66,7 @@ pub(crate) fn im2col(g: Patches, x: &[f32], col: &mut [f32]) {
                 for kj in 0..g.k {
                     let row = &mut rows[(ki * g.k + kj) * cols..(ki * g.k + kj + 1) * cols];
                     for oh in 0..g.ho {
-                        let ih = (oh * g.s + ki) as isize - g.p as isize;
+                        let ih = ((g.oh0 + oh) * g.s + ki) as isize - g.p as isize;
                         let out = &mut row[oh * g.wo..(oh + 1) * g.wo];
                         if ih < 0 || ih >= g.h as isize {
                             out.fill(0.0);
@@ -92,7 +105,7 @@ pub(crate) fn col2im_add(g: Patches, col: &[f32], x: &mut [f32]) {
                 for kj in 0..g.k {
                     let row = &rows[(ki * g.k + kj) * cols..(ki * g.k + kj + 1) * cols];
                     for oh in 0..g.ho {
-                        let ih = (oh * g.s + ki) as isize - g.p as isize;
+                        let ih = ((g.oh0 + oh) * g.s + ki) as isize - g.p as isize;
                         if ih < 0 || ih >= g.h as isize {
                             continue;
                         }
