@@ -111,8 +111,8 @@ impl Strided {
 }
 
 /// `C = A·B` (or `C += A·B` with `accumulate`) over strided views: A is m×k, B k×n, C m×n, each
-/// given as (slice, layout). The conv paths use it to read shifted windows of an image and single
-/// taps of a weight tensor in place. Multi-threaded above a small size.
+/// given as (slice, layout). The conv paths use it for the bands of a patch matrix and the planes
+/// of the Winograd domain in place. Multi-threaded above a small size.
 pub fn sgemm_strided(
     m: usize,
     n: usize,

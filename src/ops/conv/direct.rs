@@ -17,7 +17,7 @@
 //! each input vector loaded once for all of them; wgrad keeps 64 lanes of running sums per weight
 //! over a whole plane before it reduces them.
 //!
-//! The loops are fixed-size array arithmetic that LLVM unrolls and vectorises; [`simd`] compiles
+//! The loops are fixed-size array arithmetic that LLVM unrolls and vectorises; `simd!` (mod.rs) compiles
 //! them for AVX-512 or AVX2 when the CPU has it (the crate's baseline x86-64 target has only SSE2).
 
 use super::im2col::with_flipped;
@@ -30,33 +30,6 @@ pub(super) const MAX_COUT: usize = 4;
 /// Whether `pb` takes the direct path.
 pub(super) fn applies(pb: &ConvProblem) -> bool {
     pb.cout <= MAX_COUT && pb.s == 1 && pb.p == 0
-}
-
-/// Calls `$f($args)` compiled with AVX-512 or AVX2+FMA enabled when the CPU has them: `$f` is an
-/// `#[inline(always)]` function, so its body is code-generated inside each wrapper.
-macro_rules! simd {
-    ($f:ident $(::<$($g:literal),*>)? ( $($a:ident : $t:ty),* )) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f")]
-            unsafe fn avx512($($a: $t),*) { $f$(::<$($g),*>)?($($a),*) }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($a: $t),*) { $f$(::<$($g),*>)?($($a),*) }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has the features the wrapper is compiled for.
-                unsafe { avx512($($a),*) }
-            } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: as above.
-                unsafe { avx2($($a),*) }
-            } else {
-                $f$(::<$($g),*>)?($($a),*)
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $f$(::<$($g),*>)?($($a),*)
-        }
-    }};
 }
 
 /// A valid correlation of one sample: out[o, r, c] = Σ_{i,a,b} kern[o, i, a, b] · inp[i, r + a, c + b]

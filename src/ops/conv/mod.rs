@@ -12,15 +12,42 @@
 //!
 //! - `mod.rs` (this file): geometry, shape checks, the role swap, device dispatch.
 //! - `cpu.rs`: the reference, im2col/col2im around a multi-threaded GEMM (`im2col.rs`); few
-//!   output channels at stride 1 without padding take `direct.rs`, many channels `shifted.rs`
-//!   (k² shifted GEMMs over the image in place); neither builds a patch matrix.
+//!   output channels at stride 1 without padding take `direct.rs` (no patch matrix), and the
+//!   many-channel 3×3 of the ResNet blocks Winograd's F(2×2, 3×3) (`winograd.rs`).
 //! - `cuda.rs`: the launchers of kernels/conv.cu (implicit GEMMs, split-K).
+
+/// Calls `$f($args)` compiled with AVX-512 or AVX2+FMA enabled when the CPU has them: `$f` is an
+/// `#[inline(always)]` function, so its body is code-generated inside each wrapper.
+macro_rules! simd {
+    ($f:ident $(::<$($g:literal),*>)? ( $($a:ident : $t:ty),* )) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512($($a: $t),*) { $f$(::<$($g),*>)?($($a),*) }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($a: $t),*) { $f$(::<$($g),*>)?($($a),*) }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the features the wrapper is compiled for.
+                unsafe { avx512($($a),*) }
+            } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: as above.
+                unsafe { avx2($($a),*) }
+            } else {
+                $f$(::<$($g),*>)?($($a),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $f$(::<$($g),*>)?($($a),*)
+        }
+    }};
+}
 
 mod cpu;
 pub(crate) mod cuda;
 mod direct;
 mod im2col;
-mod shifted;
+mod winograd;
 
 use crate::device::Device;
 use crate::tensor::{Shape, Span, Storage, Tensor};
