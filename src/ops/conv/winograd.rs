@@ -78,6 +78,27 @@ impl Tiles {
 /// Weights are transformed in groups of this many input channels (the lanes).
 const LANES: usize = 16;
 
+/// G v, lane by lane: the 3-vector v (one array of lanes per component) → 4 components.
+#[inline(always)]
+fn g_lanes([v0, v1, v2]: [&[f32; LANES]; 3]) -> [[f32; LANES]; 4] {
+    [
+        *v0,
+        std::array::from_fn(|l| 0.5 * (v0[l] + v1[l] + v2[l])),
+        std::array::from_fn(|l| 0.5 * (v0[l] - v1[l] + v2[l])),
+        *v2,
+    ]
+}
+
+/// Gᵀ v, lane by lane: the transpose of `g_lanes`, 4 components → 3.
+#[inline(always)]
+fn gt_lanes([v0, v1, v2, v3]: [&[f32; LANES]; 4]) -> [[f32; LANES]; 3] {
+    [
+        std::array::from_fn(|l| v0[l] + 0.5 * (v1[l] + v2[l])),
+        std::array::from_fn(|l| 0.5 * (v1[l] - v2[l])),
+        std::array::from_fn(|l| 0.5 * (v1[l] + v2[l]) + v3[l]),
+    ]
+}
+
 /// U = G g Gᵀ of every (co, ci), as [cout][ξ][cin].
 fn weight_transform(pb: &ConvProblem, w: &[f32], u: &mut [f32]) {
     let cin = pb.cin;
@@ -99,24 +120,10 @@ fn weight_transform_co(cin: usize, w_co: &[f32], u_co: &mut [f32]) {
             }
         }
         // G along the rows of g (r = 0..3): q[r][c'] for c' = 0..4.
-        let q: [[[f32; LANES]; 4]; 3] = std::array::from_fn(|r| {
-            let (g0, g1, g2) = (&k[3 * r], &k[3 * r + 1], &k[3 * r + 2]);
-            [
-                *g0,
-                std::array::from_fn(|l| 0.5 * (g0[l] + g1[l] + g2[l])),
-                std::array::from_fn(|l| 0.5 * (g0[l] - g1[l] + g2[l])),
-                *g2,
-            ]
-        });
+        let q: [[[f32; LANES]; 4]; 3] = std::array::from_fn(|r| g_lanes([&k[3 * r], &k[3 * r + 1], &k[3 * r + 2]]));
         // G along the columns: row i of U from q[0..3][c'].
         for c in 0..4 {
-            let (g0, g1, g2) = (&q[0][c], &q[1][c], &q[2][c]);
-            let rows: [[f32; LANES]; 4] = [
-                *g0,
-                std::array::from_fn(|l| 0.5 * (g0[l] + g1[l] + g2[l])),
-                std::array::from_fn(|l| 0.5 * (g0[l] - g1[l] + g2[l])),
-                *g2,
-            ];
+            let rows = g_lanes([&q[0][c], &q[1][c], &q[2][c]]);
             for (i, row) in rows.iter().enumerate() {
                 u_co[(4 * i + c) * cin + ci0..][..lanes].copy_from_slice(&row[..lanes]);
             }
@@ -143,17 +150,10 @@ fn weight_grad_transform_co(cin: usize, du_co: &[f32], dw_co: &mut [f32]) {
             v
         });
         // Gᵀ along the columns (c = 0..4 → c' = 0..3), then along the rows.
-        let gt = |v: [&[f32; LANES]; 4]| -> [[f32; LANES]; 3] {
-            [
-                std::array::from_fn(|l| v[0][l] + 0.5 * (v[1][l] + v[2][l])),
-                std::array::from_fn(|l| 0.5 * (v[1][l] - v[2][l])),
-                std::array::from_fn(|l| 0.5 * (v[1][l] + v[2][l]) + v[3][l]),
-            ]
-        };
         let q: [[[f32; LANES]; 3]; 4] =
-            std::array::from_fn(|i| gt([&m[4 * i], &m[4 * i + 1], &m[4 * i + 2], &m[4 * i + 3]]));
+            std::array::from_fn(|i| gt_lanes([&m[4 * i], &m[4 * i + 1], &m[4 * i + 2], &m[4 * i + 3]]));
         for c in 0..3 {
-            let k = gt([&q[0][c], &q[1][c], &q[2][c], &q[3][c]]);
+            let k = gt_lanes([&q[0][c], &q[1][c], &q[2][c], &q[3][c]]);
             for (r, kr) in k.iter().enumerate() {
                 for l in 0..lanes {
                     dw_co[(ci0 + l) * 9 + 3 * r + c] += kr[l];
