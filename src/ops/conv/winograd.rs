@@ -429,22 +429,19 @@ pub(super) fn fwd_and_wgrad(
     let nt = tl.len();
     let (cin, cout) = (pb.cin, pb.cout);
     let (xs, ys) = (pb.x_len(), pb.y_len());
-    // U for the forward, dU for the weight gradient: [cout][ξ][cin] each.
-    with_col(2 * cout * XI * cin, |uw| {
-        let (u, du) = uw.split_at_mut(cout * XI * cin);
-        let (mut fwd_y, mut wgrad_dw) = (None, None);
-        if let Some((w, y, accumulate)) = fwd {
+    // U for the forward, dU for the weight gradient: [cout][ξ][cin] each, only those needed.
+    let (n_u, n_du) = (fwd.is_some() as usize, wgrad.is_some() as usize);
+    with_col((n_u + n_du) * cout * XI * cin, |uw| {
+        let (u, du) = uw.split_at_mut(n_u * cout * XI * cin);
+        let mut fwd_y = fwd.map(|(w, y, accumulate)| {
             weight_transform(pb, w, u);
-            fwd_y = Some((y, accumulate));
-        }
-        if let Some((dy, dw)) = wgrad {
-            wgrad_dw = Some((dy, dw));
-        }
+            (y, accumulate)
+        });
         with_col((cin + cout) * XI * nt, |vm| {
             let (v, m) = vm.split_at_mut(cin * XI * nt);
             for n in 0..pb.n {
                 input_transform(pb, tl, &x[n * xs..(n + 1) * xs], v);
-                if let Some((dy, _)) = wgrad_dw.as_ref() {
+                if let Some((dy, _)) = wgrad.as_ref() {
                     output_grad_transform(pb, tl, &dy[n * ys..(n + 1) * ys], m);
                     for xi in 0..XI {
                         // dU[ξ] (+)= dM[ξ] · V[ξ]ᵀ
@@ -476,7 +473,7 @@ pub(super) fn fwd_and_wgrad(
                 }
             }
         });
-        if let Some((_, dw)) = wgrad_dw {
+        if let Some((_, dw)) = wgrad {
             if pb.n > 0 {
                 weight_grad_transform(pb, du, dw);
             }
