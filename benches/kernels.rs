@@ -312,8 +312,8 @@ fn bn_row(dev: &Device, c: usize, n: usize, h: usize, reps: usize) -> Row {
         let (mut y, mut dx) = (d.zeros_tensor(s), d.zeros_tensor(s));
         let r = if d.is_cuda() { reps } else { reps.min(3) };
         let secs = time(d, r, || {
-            batch_norm_forward_train(d, &p, &params, &mut bufs, &x, &mut y, &mut saved);
-            batch_norm_backward(d, &p, &params, None, &saved, &x, &dy, &mut dx);
+            batch_norm_forward_train(d, &p, &params, &mut bufs, &x, &mut y, &mut saved, None);
+            batch_norm_backward(d, &p, &params, None, &saved, &x, &dy, &mut dx, None);
         });
         (d.download(&dx.data), secs)
     };

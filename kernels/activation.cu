@@ -1,25 +1,6 @@
 // Elementwise activations, dropout and the elementwise product. Twin of src/ops/activation.rs.
-// Activation kinds (mirrored by `act_code` in Rust): 0 LeakyReLU(slope), 1 ReLU, 2 Tanh, 3 Sigmoid.
+// Activation kinds and their functions: kernels/common.cuh (act_fwd, act_grad).
 #include "common.cuh"
-
-__device__ __forceinline__ float act_fwd(int kind, float slope, float x) {
-    switch (kind) {
-        case 0: return x > 0.0f ? x : x * slope;
-        case 1: return fmaxf(x, 0.0f);
-        case 2: return tanhf(x);
-        default: return 1.0f / (1.0f + expf(-x));
-    }
-}
-
-// d/dx from the forward input x (LeakyReLU, ReLU) or output y (Tanh, Sigmoid).
-__device__ __forceinline__ float act_grad(int kind, float slope, float x, float y) {
-    switch (kind) {
-        case 0: return x > 0.0f ? 1.0f : slope;
-        case 1: return x > 0.0f ? 1.0f : 0.0f;
-        case 2: return 1.0f - y * y;
-        default: return y * (1.0f - y);
-    }
-}
 
 KERNEL void act_forward(const float* __restrict__ x, float* __restrict__ y, long long n, int kind, float slope) {
     GRID_STRIDE(i, n) y[i] = act_fwd(kind, slope, x[i]);
@@ -29,6 +10,29 @@ KERNEL void act_forward(const float* __restrict__ x, float* __restrict__ y, long
 KERNEL void act_backward(const float* x, const float* y, const float* dy, float* dx, long long n, int kind,
                          float slope) {
     GRID_STRIDE(i, n) dx[i] = act_grad(kind, slope, x[i], y[i]) * dy[i];
+}
+
+// y[b, c0 + c, :] = act(x[b, c, :]) for c < x_c (y has y_c channels): an activation whose output
+// is a part of a channel concatenation, written straight into it (the U-Net's ReLU on its concat).
+KERNEL void act_forward_into(const float* __restrict__ x, float* __restrict__ y, int n, int x_c, int y_c, int c0,
+                             long long hw, int kind, float slope) {
+    const long long per_sample = (long long)x_c * hw;
+    GRID_STRIDE(i, (long long)n * per_sample) {
+        const long long b = i / per_sample, r = i - b * per_sample;
+        y[(b * y_c + c0) * hw + r] = act_fwd(kind, slope, x[i]);
+    }
+}
+
+// dx[b, c, :] = act'(y)·dy at [b, c0 + c, :] of the activation's output y and its gradient dy
+// (y_c channels each), c < dx_c: the backward of act_forward_into, the gradient from the output.
+KERNEL void act_backward_from(const float* __restrict__ y, const float* __restrict__ dy, float* __restrict__ dx,
+                              int n, int dx_c, int y_c, int c0, long long hw, int kind, float slope) {
+    const long long per_sample = (long long)dx_c * hw;
+    GRID_STRIDE(i, (long long)n * per_sample) {
+        const long long b = i / per_sample, r = i - b * per_sample;
+        const long long j = (b * y_c + c0) * hw + r;
+        dx[i] = act_grad(kind, slope, y[j], y[j]) * dy[j];
+    }
 }
 
 // Inverted dropout: mask = uniform(seed, i) >= p ? scale : 0, y = x * mask. `scale` = 1/(1-p) as

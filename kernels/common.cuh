@@ -63,3 +63,28 @@ __device__ __forceinline__ double block_sum(double v) {
     __syncthreads();
     return total;
 }
+
+// Activation kinds (mirrored by `act_code` in src/ops/activation.rs): -1 none (the identity: a
+// norm without a fused activation), 0 LeakyReLU(slope), 1 ReLU, 2 Tanh, 3 Sigmoid. Shared by
+// kernels/activation.cu and the norms' fused epilogue (kernels/norm.cu: kinds -1, 0, 1 only).
+__device__ __forceinline__ float act_fwd(int kind, float slope, float x) {
+    switch (kind) {
+        case -1: return x;
+        case 0: return x > 0.0f ? x : x * slope;
+        case 1: return fmaxf(x, 0.0f);
+        case 2: return tanhf(x);
+        default: return 1.0f / (1.0f + expf(-x));
+    }
+}
+
+// d/dx from the forward input x (LeakyReLU, ReLU) or output y (Tanh, Sigmoid). LeakyReLU's and
+// ReLU's output has the sign of their input, so either may be passed as x for them.
+__device__ __forceinline__ float act_grad(int kind, float slope, float x, float y) {
+    switch (kind) {
+        case -1: return 1.0f;
+        case 0: return x > 0.0f ? 1.0f : slope;
+        case 1: return x > 0.0f ? 1.0f : 0.0f;
+        case 2: return 1.0f - y * y;
+        default: return y * (1.0f - y);
+    }
+}

@@ -1,6 +1,10 @@
 // Batch and instance normalisation, twin of src/ops/norm.rs (PyTorch semantics).
 // Train mode: two passes in f64 (mean, then the centred sum of squares), block reductions in a
 // fixed order (reproducible), no atomics. Eval mode: elementwise.
+// Every norm may apply the activation that follows it in the networks (LeakyReLU or ReLU: `act`,
+// `slope`, kinds of common.cuh) as it writes y, and its backward then takes the gradient of the
+// activation's output and that output (`act_y`), so norm → activation is one pass each way, with
+// the same rounding as the two ops one after the other (src/ops/norm.rs).
 // BN train kernels come in two variants (src/ops/norm.rs picks, PIX2PIX_BN_VARIANT overrides):
 //   v1 one block per channel (bn_forward_train, bn_backward): the baseline;
 //   v2 S blocks per channel (bn_split_*), for few channels with many values each (batch 64, the
@@ -17,8 +21,16 @@ struct BnArgs {
     int gamma_off, beta_off, rmean_off, rvar_off;
     float eps, momentum;
     int has_grads;
+    int act;      // fused activation kind (-1 none, 0 LeakyReLU, 1 ReLU)
+    float slope;  // LeakyReLU's negative slope
     int pad_;
 };
+
+// The gradient reaching the norm's output at i: dy, or dy through the fused activation, whose
+// gradient follows from the sign of its output act_y (the unfused act_backward's product).
+__device__ __forceinline__ float fused_dy(const float* dy, const float* act_y, int act, float slope, long long i) {
+    return act < 0 ? dy[i] : act_grad(act, slope, act_y[i], act_y[i]) * dy[i];
+}
 
 // Element e of channel c (e < n*hw) of an NCHW tensor.
 __device__ __forceinline__ long long bn_index(const BnArgs& a, int c, long long e) {
@@ -68,17 +80,18 @@ __device__ __forceinline__ void bn_normalize(const float* x, float* y, const flo
     const float g = params[a.gamma_off + c], bb = params[a.beta_off + c];
     for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
         const long long i = bn_index(a, c, e);
-        y[i] = (x[i] - mu) * is * g + bb;
+        y[i] = act_fwd(a.act, a.slope, (x[i] - mu) * is * g + bb);
     }
 }
 
 // sum(dy) and sum(dy * xhat).
-__device__ __forceinline__ void bn_bwd_sums(const float* x, const float* dy, const BnArgs& a, int c, long long lo,
-                                            long long hi, double mu, double is, double* sdy_out, double* sdyx_out) {
+__device__ __forceinline__ void bn_bwd_sums(const float* x, const float* dy, const float* act_y, const BnArgs& a,
+                                            int c, long long lo, long long hi, double mu, double is,
+                                            double* sdy_out, double* sdyx_out) {
     double sdy = 0.0, sdyx = 0.0;
     for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
         const long long i = bn_index(a, c, e);
-        const double d = (double)dy[i];
+        const double d = (double)fused_dy(dy, act_y, a.act, a.slope, i);
         sdy += d;
         sdyx += d * ((double)x[i] - mu) * is;
     }
@@ -89,15 +102,15 @@ __device__ __forceinline__ void bn_bwd_sums(const float* x, const float* dy, con
 // dx = g*is/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)) in f64; thread 0 of block `writer` adds
 // dgamma = sum(dy*xhat) and dbeta = sum(dy) into grads when has_grads (grads may be a dummy
 // pointer otherwise), so each gradient slot has exactly one writer.
-__device__ __forceinline__ void bn_dx(const float* x, const float* dy, float* dx, const float* params, float* grads,
-                                      const BnArgs& a, int c, long long lo, long long hi, double mu, double is,
-                                      double sdy, double sdyx, bool writer) {
+__device__ __forceinline__ void bn_dx(const float* x, const float* dy, const float* act_y, float* dx,
+                                      const float* params, float* grads, const BnArgs& a, int c, long long lo,
+                                      long long hi, double mu, double is, double sdy, double sdyx, bool writer) {
     const double md = (double)a.n * a.hw;
     const double k = (double)params[a.gamma_off + c] * is / md;
     for (long long e = lo + threadIdx.x; e < hi; e += blockDim.x) {
         const long long i = bn_index(a, c, e);
         const double xhat = ((double)x[i] - mu) * is;
-        dx[i] = (float)(k * (md * (double)dy[i] - sdy - xhat * sdyx));
+        dx[i] = (float)(k * (md * (double)fused_dy(dy, act_y, a.act, a.slope, i) - sdy - xhat * sdyx));
     }
     if (a.has_grads && writer && threadIdx.x == 0) {
         grads[a.gamma_off + c] += (float)sdyx;
@@ -123,19 +136,20 @@ KERNEL void bn_forward_eval(const float* __restrict__ x, float* __restrict__ y, 
         const int c = (int)((i / a.hw) % a.c);
         const float rm = buffers[a.rmean_off + c];
         const float is = 1.0f / sqrtf(buffers[a.rvar_off + c] + a.eps);
-        y[i] = (x[i] - rm) * is * params[a.gamma_off + c] + params[a.beta_off + c];
+        y[i] = act_fwd(a.act, a.slope, (x[i] - rm) * is * params[a.gamma_off + c] + params[a.beta_off + c]);
     }
 }
 
-KERNEL void bn_backward(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
+KERNEL void bn_backward(const float* __restrict__ x, const float* __restrict__ dy,
+                        const float* __restrict__ act_y, float* __restrict__ dx,
                         const float* __restrict__ params, float* __restrict__ grads,
                         const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd, BnArgs a) {
     const int c = blockIdx.x;
     const long long m = (long long)a.n * a.hw;
     const double mu = (double)saved_mean[c], is = (double)saved_invstd[c];
     double sdy, sdyx;
-    bn_bwd_sums(x, dy, a, c, 0, m, mu, is, &sdy, &sdyx);
-    bn_dx(x, dy, dx, params, grads, a, c, 0, m, mu, is, sdy, sdyx, true);
+    bn_bwd_sums(x, dy, act_y, a, c, 0, m, mu, is, &sdy, &sdyx);
+    bn_dx(x, dy, act_y, dx, params, grads, a, c, 0, m, mu, is, sdy, sdyx, true);
 }
 
 // ---- v2: grid (C, S) ---------------------------------------------------------------------------
@@ -191,13 +205,13 @@ KERNEL void bn_split_apply(const float* __restrict__ x, float* __restrict__ y, c
 
 // Backward pass 1: part[.][0] = sum(dy), part[.][1] = sum(dy * xhat) over the chunk.
 KERNEL void bn_split_bwd_sums(const float* __restrict__ x, const float* __restrict__ dy,
-                              const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
+                              const float* __restrict__ act_y, const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
                               double* __restrict__ part, BnArgs a, int splits) {
     const int c = blockIdx.x;
     long long lo, hi;
     bn_chunk(a, splits, &lo, &hi);
     double sdy, sdyx;
-    bn_bwd_sums(x, dy, a, c, lo, hi, (double)saved_mean[c], (double)saved_invstd[c], &sdy, &sdyx);
+    bn_bwd_sums(x, dy, act_y, a, c, lo, hi, (double)saved_mean[c], (double)saved_invstd[c], &sdy, &sdyx);
     if (threadIdx.x == 0) {
         part[(c * splits + blockIdx.y) * 2] = sdy;
         part[(c * splits + blockIdx.y) * 2 + 1] = sdyx;
@@ -205,14 +219,14 @@ KERNEL void bn_split_bwd_sums(const float* __restrict__ x, const float* __restri
 }
 
 // Backward pass 2: dx over the chunk; block s = 0 adds dgamma, dbeta.
-KERNEL void bn_split_bwd_apply(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
-                               const float* __restrict__ params, float* __restrict__ grads,
+KERNEL void bn_split_bwd_apply(const float* __restrict__ x, const float* __restrict__ dy,
+                               const float* __restrict__ act_y, float* __restrict__ dx, const float* __restrict__ params, float* __restrict__ grads,
                                const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
                                const double* __restrict__ part, BnArgs a, int splits) {
     const int c = blockIdx.x;
     long long lo, hi;
     bn_chunk(a, splits, &lo, &hi);
-    bn_dx(x, dy, dx, params, grads, a, c, lo, hi, (double)saved_mean[c], (double)saved_invstd[c],
+    bn_dx(x, dy, act_y, dx, params, grads, a, c, lo, hi, (double)saved_mean[c], (double)saved_invstd[c],
           bn_total(part, c, splits, 0), bn_total(part, c, splits, 1), blockIdx.y == 0);
 }
 
@@ -220,7 +234,8 @@ KERNEL void bn_split_bwd_apply(const float* __restrict__ x, const float* __restr
 // InstanceNorm2d, affine off (CycleGAN's): one block per (sample, channel) plane of hw elements,
 // biased variance, two passes in f64 as the CPU; the same in train and eval mode.
 KERNEL void in_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ saved_mean,
-                       float* __restrict__ saved_invstd, long long planes, long long hw, float eps) {
+                       float* __restrict__ saved_invstd, long long planes, long long hw, float eps, int act,
+                       float slope) {
     const long long plane = blockIdx.x;
     if (plane >= planes) return;  // uniform over the block
     const float* src = x + plane * hw;
@@ -240,20 +255,21 @@ KERNEL void in_forward(const float* __restrict__ x, float* __restrict__ y, float
         saved_invstd[plane] = is;
     }
     float* out = y + plane * hw;
-    for (long long e = threadIdx.x; e < hw; e += blockDim.x) out[e] = (src[e] - mu) * is;
+    for (long long e = threadIdx.x; e < hw; e += blockDim.x) out[e] = act_fwd(act, slope, (src[e] - mu) * is);
 }
 
 // dx = is/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)) per plane, in f64.
-KERNEL void in_backward(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
+KERNEL void in_backward(const float* __restrict__ x, const float* __restrict__ dy,
+                        const float* __restrict__ act_y, float* __restrict__ dx,
                         const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
-                        long long planes, long long hw) {
+                        long long planes, long long hw, int act, float slope) {
     const long long plane = blockIdx.x;
     if (plane >= planes) return;  // uniform over the block
-    const float *xs = x + plane * hw, *ds = dy + plane * hw;
+    const float *xs = x + plane * hw, *ds = dy + plane * hw, *ys = act_y + plane * hw;
     const double mu = (double)saved_mean[plane], is = (double)saved_invstd[plane];
     double sdy = 0.0, sdyx = 0.0;
     for (long long e = threadIdx.x; e < hw; e += blockDim.x) {
-        const double d = (double)ds[e];
+        const double d = (double)fused_dy(ds, ys, act, slope, e);
         sdy += d;
         sdyx += d * ((double)xs[e] - mu) * is;
     }
@@ -263,6 +279,6 @@ KERNEL void in_backward(const float* __restrict__ x, const float* __restrict__ d
     float* out = dx + plane * hw;
     for (long long e = threadIdx.x; e < hw; e += blockDim.x) {
         const double xhat = ((double)xs[e] - mu) * is;
-        out[e] = (float)(is / m * (m * (double)ds[e] - sdy - xhat * sdyx));
+        out[e] = (float)(is / m * (m * (double)fused_dy(ds, ys, act, slope, e) - sdy - xhat * sdyx));
     }
 }

@@ -387,10 +387,10 @@ fn batch_norm() {
             mean: nan_storage(&g, c),
             invstd: nan_storage(&g, c),
         };
-        batch_norm_forward_train(&Device::Cpu, &p, &pc, &mut bc, &xc, &mut yc, &mut sc);
+        batch_norm_forward_train(&Device::Cpu, &p, &pc, &mut bc, &xc, &mut yc, &mut sc, None);
         let Device::Cuda(cb) = &g else { unreachable!() };
         cb.set_profiling(true);
-        batch_norm_forward_train(&g, &p, &pg, &mut bg, &xg, &mut yg, &mut sg);
+        batch_norm_forward_train(&g, &p, &pg, &mut bg, &xg, &mut yg, &mut sg, None);
         // Which variant ran: v2 for few channels with many values each (ops/norm.rs bn_splits).
         let ran: Vec<&str> = cb.collect_kernel_times().iter().map(|k| k.name).collect();
         cb.set_profiling(false);
@@ -420,8 +420,8 @@ fn batch_norm() {
         );
 
         let (mut ec, mut eg) = outputs(&g, shape);
-        batch_norm_forward_eval(&Device::Cpu, &p, &pc, &bc, &xc, &mut ec);
-        batch_norm_forward_eval(&g, &p, &pg, &bg, &xg, &mut eg);
+        batch_norm_forward_eval(&Device::Cpu, &p, &pc, &bc, &xc, &mut ec, None);
+        batch_norm_forward_eval(&g, &p, &pg, &bg, &xg, &mut eg, None);
         check_t(&format!("bn eval forward {shape}"), &g, &eg, &ec, 1e-6);
 
         // Backward from the CPU's saved statistics so only the backward kernel is compared.
@@ -443,8 +443,19 @@ fn batch_norm() {
                 &xc,
                 &dyc,
                 &mut dxc,
+                None,
             );
-            batch_norm_backward(&g, &p, &pg, with_grads.then_some(&mut gg), &sg, &xg, &dyg, &mut dxg);
+            batch_norm_backward(
+                &g,
+                &p,
+                &pg,
+                with_grads.then_some(&mut gg),
+                &sg,
+                &xg,
+                &dyg,
+                &mut dxg,
+                None,
+            );
             // dx = k·(M·dy − Σdy − x̂·Σdy·x̂) cancels: f64 sums in another order move the result by
             // ~1e-16 relative to M·dy, i.e. well below 1e-6 of dx.
             check_t(
@@ -890,8 +901,8 @@ fn instance_norm() {
             mean: nan_storage(&g, planes),
             invstd: nan_storage(&g, planes),
         };
-        instance_norm_forward(&Device::Cpu, 1e-5, &xc, &mut yc, &mut sc);
-        instance_norm_forward(&g, 1e-5, &xg, &mut yg, &mut sg);
+        instance_norm_forward(&Device::Cpu, 1e-5, &xc, &mut yc, &mut sc, None);
+        instance_norm_forward(&g, 1e-5, &xg, &mut yg, &mut sg, None);
         check_t(&format!("instance norm forward {shape} y"), &g, &yg, &yc, 1e-6);
         check(
             &format!("instance norm forward {shape} mean"),
@@ -912,8 +923,8 @@ fn instance_norm() {
         };
         let (dyc, dyg) = rand_pair(&g, &mut r, shape);
         let (mut dxc, mut dxg) = outputs(&g, shape);
-        instance_norm_backward(&Device::Cpu, &sc, &xc, &dyc, &mut dxc);
-        instance_norm_backward(&g, &sg, &xg, &dyg, &mut dxg);
+        instance_norm_backward(&Device::Cpu, &sc, &xc, &dyc, &mut dxc, None);
+        instance_norm_backward(&g, &sg, &xg, &dyg, &mut dxg, None);
         check_t(&format!("instance norm backward {shape} dx"), &g, &dxg, &dxc, 1e-6);
     }
 }

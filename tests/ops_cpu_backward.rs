@@ -201,13 +201,13 @@ fn in_case(seed: u64, s: Shape) {
     let rv = random_vec(&mut r, s.numel(), 0.0);
     let fwd = |xv: &[f32]| {
         let mut y = CPU.zeros_tensor(s);
-        instance_norm_forward(&CPU, 1e-5, &cpu_tensor(s, xv.to_vec()), &mut y, &mut saved());
+        instance_norm_forward(&CPU, 1e-5, &cpu_tensor(s, xv.to_vec()), &mut y, &mut saved(), None);
         dot(&rv, y.cpu())
     };
     let x = cpu_tensor(s, xv.clone());
     let mut y = CPU.zeros_tensor(s);
     let mut sv = saved();
-    instance_norm_forward(&CPU, 1e-5, &x, &mut y, &mut sv);
+    instance_norm_forward(&CPU, 1e-5, &x, &mut y, &mut sv, None);
     // Every plane has mean 0 and biased variance var/(var + eps) after the norm.
     for plane in 0..s.n * s.c {
         let v = &y.cpu()[plane * s.hw()..(plane + 1) * s.hw()];
@@ -221,7 +221,7 @@ fn in_case(seed: u64, s: Shape) {
         assert!((sv.mean.cpu()[plane] as f64 - xm).abs() < 1e-6);
     }
     let mut dx = CPU.zeros_tensor(s);
-    instance_norm_backward(&CPU, &sv, &x, &cpu_tensor(s, rv.clone()), &mut dx);
+    instance_norm_backward(&CPU, &sv, &x, &cpu_tensor(s, rv.clone()), &mut dx, None);
     let idx = sample_indices(&mut r, xv.len(), 80);
     check_fd(
         &format!("instance norm dx {s}"),
@@ -252,7 +252,7 @@ fn instance_norm_is_batch_norm_at_batch_one() {
         mean: CPU.zeros(3),
         invstd: CPU.zeros(3),
     };
-    instance_norm_forward(&CPU, 1e-5, &x, &mut yi, &mut si);
+    instance_norm_forward(&CPU, 1e-5, &x, &mut yi, &mut si, None);
     let p = BnParams {
         weight: Span { off: 0, len: 3 },
         bias: Span { off: 3, len: 3 },
@@ -268,7 +268,7 @@ fn instance_norm_is_batch_norm_at_batch_one() {
         invstd: CPU.zeros(3),
     };
     let mut yb = CPU.zeros_tensor(s);
-    batch_norm_forward_train(&CPU, &p, &params, &mut bufs, &x, &mut yb, &mut sb);
+    batch_norm_forward_train(&CPU, &p, &params, &mut bufs, &x, &mut yb, &mut sb, None);
     assert_eq!(yi.cpu(), yb.cpu());
 }
 
@@ -317,6 +317,7 @@ fn bn_case(seed: u64, s: Shape) {
             &x,
             &mut y,
             &mut saved,
+            None,
         );
         dot(&rv, y.cpu())
     };
@@ -328,7 +329,7 @@ fn bn_case(seed: u64, s: Shape) {
     };
     let x = cpu_tensor(s, xv.clone());
     let mut y = CPU.zeros_tensor(s);
-    batch_norm_forward_train(&CPU, &p, &ps, &mut bufs, &x, &mut y, &mut saved);
+    batch_norm_forward_train(&CPU, &p, &ps, &mut bufs, &x, &mut y, &mut saved, None);
     // Running stats: 0.9·init + 0.1·batch stat with the unbiased variance.
     let m = s.n * s.hw();
     for ch in 0..c {
@@ -352,6 +353,7 @@ fn bn_case(seed: u64, s: Shape) {
         &x,
         &cpu_tensor(s, rv.clone()),
         &mut dx,
+        None,
     );
     let idx = sample_indices(&mut r, xv.len(), 60);
     let pc = params.clone();
@@ -378,7 +380,7 @@ fn bn_case(seed: u64, s: Shape) {
 
     // Eval mode normalises with the running statistics.
     let mut ye = CPU.zeros_tensor(s);
-    batch_norm_forward_eval(&CPU, &p, &ps, &bufs, &x, &mut ye);
+    batch_norm_forward_eval(&CPU, &p, &ps, &bufs, &x, &mut ye, None);
     let (rm, rvar) = (bufs.cpu()[0], bufs.cpu()[c]);
     let want = (xv[0] - rm) / (rvar + 1e-5).sqrt() * params[0] + params[c];
     assert!((ye.cpu()[0] - want).abs() < 1e-5);

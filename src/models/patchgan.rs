@@ -31,14 +31,13 @@ struct Block {
     lrelu: bool,
 }
 
+/// c: the conv output; a: the block output (LReLU(norm(c)) in one fused pass, or LReLU(c)).
 struct BlockActs {
     c: Tensor,
-    b: Option<Tensor>,
     /// The norm's statistics of the forward, for its backward.
     saved: Option<BnSaved>,
     a: Option<Tensor>,
     g_out: Tensor,
-    g_b: Option<Tensor>,
     g_c: Tensor,
 }
 
@@ -112,11 +111,9 @@ impl PatchGan {
                 let z = || dev.zeros_tensor(s);
                 BlockActs {
                     c: z(),
-                    b: bl.bn.as_ref().map(|_| z()),
                     saved: bl.bn.as_ref().map(|bn| bn.saved(dev, s)),
                     a: bl.lrelu.then(z),
                     g_out: z(),
-                    g_b: bl.bn.as_ref().map(|_| z()),
                     g_c: z(),
                 }
             })
@@ -136,11 +133,11 @@ impl PatchGan {
                 .last()
                 .map_or(x, |p| p.a.as_ref().expect("inner blocks end in LReLU"));
             bl.conv.forward(dev, ps, input, &mut cur.c);
-            if let (Some(bn), Some(b), Some(saved)) = (bl.bn.as_ref(), cur.b.as_mut(), cur.saved.as_mut()) {
-                bn.forward(dev, ps, true, &cur.c, b, saved);
-            }
-            if let Some(a) = cur.a.as_mut() {
-                activation_forward(dev, LRELU, cur.b.as_ref().unwrap_or(&cur.c), a);
+            match (bl.bn.as_ref(), cur.saved.as_mut(), cur.a.as_mut()) {
+                (Some(bn), Some(saved), Some(a)) => bn.forward(dev, ps, true, &cur.c, a, saved, Some(LRELU)),
+                (None, _, Some(a)) => activation_forward(dev, LRELU, &cur.c, a),
+                (None, _, None) => {}
+                _ => unreachable!("a normed block ends in LReLU"),
             }
         }
         &self.acts.last().expect("at least one block").c
@@ -170,16 +167,15 @@ impl PatchGan {
             let cur = &mut rest[0];
             let bl = &self.blocks[i];
             // g_out holds the gradient of this block's output (after LReLU where there is one).
-            let pre_act = cur.b.as_ref().unwrap_or(&cur.c);
-            let g_pre: &Tensor = match (cur.a.as_ref(), cur.g_b.as_mut(), bl.bn.as_ref()) {
-                (Some(a), Some(g_b), Some(bn)) => {
-                    activation_backward(dev, LRELU, pre_act, a, &cur.g_out, g_b);
+            let g_pre: &Tensor = match (cur.a.as_ref(), bl.bn.as_ref()) {
+                (Some(a), Some(bn)) => {
                     let saved = cur.saved.as_ref().expect("normed blocks save statistics");
-                    bn.backward(dev, ps, param_grads, saved, &cur.c, g_b, &mut cur.g_c);
+                    let fused = Some((LRELU, a));
+                    bn.backward(dev, ps, param_grads, saved, &cur.c, &cur.g_out, &mut cur.g_c, fused);
                     &cur.g_c
                 }
-                (Some(a), None, None) => {
-                    activation_backward(dev, LRELU, pre_act, a, &cur.g_out, &mut cur.g_c);
+                (Some(a), None) => {
+                    activation_backward(dev, LRELU, &cur.c, a, &cur.g_out, &mut cur.g_c);
                     &cur.g_c
                 }
                 _ => &cur.g_out,

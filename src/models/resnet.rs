@@ -75,7 +75,9 @@ struct Unit {
     act: Option<Act>,
 }
 
-/// A unit's activations and gradients, allocated once per input shape.
+/// A unit's activations and gradients, allocated once per input shape. A norm and the activation
+/// after it run as one op (`Norm2d::forward`'s fused activation): `a` = act(norm(c)) then, and `n`
+/// (the norm's output) is kept only for a norm without activation.
 struct UnitActs {
     padded: Option<Tensor>,
     c: Tensor,
@@ -83,7 +85,6 @@ struct UnitActs {
     a: Option<Tensor>,
     g_padded: Option<Tensor>,
     g_c: Tensor,
-    g_n: Option<Tensor>,
     /// The norm's statistics of the forward, for its backward.
     saved: Option<BnSaved>,
 }
@@ -110,11 +111,10 @@ impl Unit {
         UnitActs {
             padded: padded.map(z),
             c: z(s),
-            n: self.norm.as_ref().map(|_| z(s)),
+            n: (self.norm.is_some() && self.act.is_none()).then(|| z(s)),
             a: self.act.map(|_| z(s)),
             g_padded: padded.map(z),
             g_c: z(s),
-            g_n: (self.norm.is_some() && self.act.is_some()).then(|| z(s)),
             saved: self.norm.as_ref().map(|norm| norm.saved(dev, s)),
         }
     }
@@ -134,11 +134,13 @@ impl Unit {
             ConvLayer::Conv(conv) => conv.forward(dev, ps, input, c),
             ConvLayer::ConvT(conv) => conv.forward(dev, ps, input, c),
         }
-        if let (Some(norm), Some(n), Some(saved)) = (self.norm.as_ref(), n.as_mut(), saved.as_mut()) {
-            norm.forward(dev, ps, train, c, n, saved);
-        }
-        if let (Some(act), Some(a)) = (self.act, a.as_mut()) {
-            activation_forward(dev, act, n.as_ref().unwrap_or(c), a);
+        match (self.norm.as_ref(), saved.as_mut(), self.act, a.as_mut()) {
+            (Some(norm), Some(saved), act, a) => {
+                let y = a.or(n.as_mut()).expect("a normed unit has an output");
+                norm.forward(dev, ps, train, c, y, saved, act);
+            }
+            (None, _, Some(act), Some(a)) => activation_forward(dev, act, c, a),
+            _ => {}
         }
     }
 
@@ -158,26 +160,20 @@ impl Unit {
         let UnitActs {
             padded,
             c,
-            n,
             a,
             g_padded,
             g_c,
-            g_n,
             saved,
+            ..
         } = acts;
-        let saved = || saved.as_ref().expect("normed units save statistics");
-        let g_conv: &Tensor = match (self.act, a.as_ref(), self.norm.as_ref(), g_n.as_mut()) {
-            (Some(act), Some(a), Some(norm), Some(g_n)) => {
-                activation_backward(dev, act, n.as_ref().expect("norm output"), a, g_out, g_n);
-                norm.backward(dev, ps, true, saved(), c, g_n, g_c);
+        let g_conv: &Tensor = match (self.norm.as_ref(), saved.as_ref(), self.act, a.as_ref()) {
+            (Some(norm), Some(saved), act, a) => {
+                let fused = act.map(|act| (act, a.expect("an activated unit keeps its output")));
+                norm.backward(dev, ps, true, saved, c, g_out, g_c, fused);
                 g_c
             }
-            (Some(act), Some(a), None, _) => {
+            (None, _, Some(act), Some(a)) => {
                 activation_backward(dev, act, c, a, g_out, g_c);
-                g_c
-            }
-            (None, _, Some(norm), _) => {
-                norm.backward(dev, ps, true, saved(), c, g_out, g_c);
                 g_c
             }
             _ => g_out,

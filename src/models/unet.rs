@@ -9,15 +9,20 @@
 //!   r_k = ReLU(concat(a_k, u_{k+1})) for k < n, r_n = a_n;  t_k = convT(r_k)
 //!   u_k = Dropout(BN(t_k)) (dropout on the middle 512→512 levels), output = Tanh(t_1 + bias).
 //! The norm is BatchNorm (`--norm batch`, convs without bias) or InstanceNorm (`--norm instance`,
-//! every conv with a bias), SPEC.md §1.
+//! every conv with a bias), SPEC.md §1. The down path's norm and activation run as one op
+//! (a_k = LReLU(BN(c_k)) in one pass, `Norm2d::forward`'s fused activation), so e_k is not stored;
+//! and r_k's two halves, ReLU(a_k) and ReLU(u_{k+1}), are written straight into r_k
+//! (`activation_into_channels`), so the concatenation itself is not stored either.
 
 use crate::device::step_values::StepValues;
 use crate::device::Device;
 use crate::nn::{Conv2d, ConvTranspose2d, Norm2d, NormKind, ParamBuilder, ParamStore};
-use crate::ops::activation::{activation_backward, activation_forward, dropout_apply, mul, splitmix, Act};
+use crate::ops::activation::{
+    activation_backward, activation_backward_from_channels, activation_forward, activation_into_channels,
+    dropout_apply, mul, splitmix, Act,
+};
 use crate::ops::conv::ConvGeom;
 use crate::ops::norm::BnSaved;
-use crate::ops::tensor::{extract_channels, insert_channels};
 use crate::tensor::{Shape, Tensor};
 use anyhow::{bail, Result};
 
@@ -91,9 +96,6 @@ impl Level {
             _ => None,
         }
     }
-    fn has_down_norm(&self) -> bool {
-        matches!(self, Level::Middle { .. })
-    }
     fn up_norm(&self) -> Option<&Norm2d> {
         match self {
             Level::Middle { up_norm, .. } | Level::Innermost { up_norm, .. } => Some(up_norm),
@@ -108,9 +110,8 @@ impl Level {
 /// Activations and their gradients for one level, allocated once per input shape.
 struct LevelActs {
     c: Tensor,
-    e: Option<Tensor>,
     a: Tensor,
-    cat: Option<Tensor>,
+    /// ReLU(concat(a, u of the level below)), the up convT's input (all but the innermost level).
     r: Option<Tensor>,
     t: Tensor,
     /// BN output (Tanh output at level 1).
@@ -120,11 +121,11 @@ struct LevelActs {
     g_out: Tensor,
     g_b: Option<Tensor>,
     g_t: Tensor,
-    g_upin: Tensor,
-    g_cat: Option<Tensor>,
+    /// The gradient of r (the innermost level's convT writes g_a directly).
+    g_r: Option<Tensor>,
     g_a: Tensor,
-    g_e: Tensor,
-    g_c: Option<Tensor>,
+    /// The gradient of c: through the fused norm and activation, or through the activation alone.
+    g_c: Tensor,
     /// The norms' statistics of the forward (down: middle levels; up: all but the outermost).
     down_saved: Option<BnSaved>,
     up_saved: Option<BnSaved>,
@@ -255,9 +256,7 @@ impl UnetGenerator {
             let st = lv.up().out_shape(up_in);
             acts.push(LevelActs {
                 c: z(sc),
-                e: lv.has_down_norm().then(|| z(sc)),
                 a: z(sc),
-                cat: (i + 1 < n).then(|| z(cat_shape)),
                 r: (i + 1 < n).then(|| z(cat_shape)),
                 t: z(st),
                 out: z(st),
@@ -266,11 +265,9 @@ impl UnetGenerator {
                 g_out: z(st),
                 g_b: lv.dropout().then(|| z(st)),
                 g_t: z(st),
-                g_upin: z(up_in),
-                g_cat: (i + 1 < n).then(|| z(cat_shape)),
+                g_r: (i + 1 < n).then(|| z(cat_shape)),
                 g_a: z(sc),
-                g_e: z(sc),
-                g_c: lv.has_down_norm().then(|| z(sc)),
+                g_c: z(sc),
                 down_saved: lv.down_norm().map(|bn| bn.saved(dev, sc)),
                 up_saved: lv.up_norm().map(|bn| bn.saved(dev, st)),
             });
@@ -308,22 +305,20 @@ impl UnetGenerator {
             let lv = &self.levels[i];
             let input = if i == 0 { x } else { &prev[i - 1].a };
             lv.down().forward(dev, ps, input, &mut cur.c);
-            if let (Some(bn), Some(e), Some(saved)) = (lv.down_norm(), cur.e.as_mut(), cur.down_saved.as_mut()) {
-                bn.forward(dev, ps, train, &cur.c, e, saved);
-            }
             let act = if i + 1 < n { LRELU } else { Act::Relu };
-            let e = cur.e.as_ref().unwrap_or(&cur.c);
-            activation_forward(dev, act, e, &mut cur.a);
+            match (lv.down_norm(), cur.down_saved.as_mut()) {
+                (Some(bn), Some(saved)) => bn.forward(dev, ps, train, &cur.c, &mut cur.a, saved, Some(act)),
+                _ => activation_forward(dev, act, &cur.c, &mut cur.a),
+            }
         }
         for i in (0..n).rev() {
             let (head, tail) = self.acts.split_at_mut(i + 1);
             let cur = &mut head[i];
             let lv = &self.levels[i];
-            if let (Some(cat), Some(r)) = (cur.cat.as_mut(), cur.r.as_mut()) {
+            if let Some(r) = cur.r.as_mut() {
                 let inner = &tail[0];
-                insert_channels(dev, &cur.a, cat, 0);
-                insert_channels(dev, inner.u(), cat, cur.a.shape.c);
-                activation_forward(dev, Act::Relu, cat, r);
+                activation_into_channels(dev, Act::Relu, &cur.a, r, 0);
+                activation_into_channels(dev, Act::Relu, inner.u(), r, cur.a.shape.c);
             }
             let up_in = cur.r.as_ref().unwrap_or(&cur.a);
             lv.up().forward(dev, ps, up_in, &mut cur.t);
@@ -331,7 +326,7 @@ impl UnetGenerator {
                 None => activation_forward(dev, Act::Tanh, &cur.t, &mut cur.out),
                 Some(bn) => {
                     let saved = cur.up_saved.as_mut().expect("normed levels save statistics");
-                    bn.forward(dev, ps, train, &cur.t, &mut cur.out, saved)
+                    bn.forward(dev, ps, train, &cur.t, &mut cur.out, saved, None)
                 }
             }
             if let (Some(mask), Some(dropped), true) = (cur.mask.as_mut(), cur.dropped.as_mut(), dropout) {
@@ -373,20 +368,21 @@ impl UnetGenerator {
                         _ => &cur.g_out,
                     };
                     let saved = cur.up_saved.as_ref().expect("normed levels save statistics");
-                    bn.backward(dev, ps, true, saved, &cur.t, g_bn_out, &mut cur.g_t);
+                    bn.backward(dev, ps, true, saved, &cur.t, g_bn_out, &mut cur.g_t, None);
                 }
             }
-            let up_in = cur.r.as_ref().unwrap_or(&cur.a);
-            lv.up()
-                .backward(dev, ps, true, up_in, &cur.g_t, Some(&mut cur.g_upin), false);
-            match (cur.cat.as_ref(), cur.r.as_ref(), cur.g_cat.as_mut()) {
-                (Some(cat), Some(r), Some(g_cat)) => {
-                    activation_backward(dev, Act::Relu, cat, r, &cur.g_upin, g_cat);
-                    extract_channels(dev, g_cat, 0, &mut cur.g_a, false);
-                    extract_channels(dev, g_cat, cur.a.shape.c, &mut tail[0].g_out, false);
+            match (cur.r.as_ref(), cur.g_r.as_mut()) {
+                (Some(r), Some(g_r)) => {
+                    lv.up().backward(dev, ps, true, r, &cur.g_t, Some(&mut *g_r), false);
+                    // The gradients of r's two halves through the ReLU: a's, and u's of the level below.
+                    activation_backward_from_channels(dev, Act::Relu, r, g_r, 0, &mut cur.g_a);
+                    let (c0, g_u) = (cur.a.shape.c, &mut tail[0].g_out);
+                    activation_backward_from_channels(dev, Act::Relu, r, g_r, c0, g_u);
                 }
                 // Innermost: the convT input is a_n itself.
-                _ => crate::ops::tensor::copy(dev, &cur.g_upin, &mut cur.g_a, false),
+                _ => lv
+                    .up()
+                    .backward(dev, ps, true, &cur.a, &cur.g_t, Some(&mut cur.g_a), false),
             }
         }
         // Down path, innermost → outermost: g_a is complete once the level below added its dx.
@@ -395,15 +391,14 @@ impl UnetGenerator {
             let cur = &mut rest[0];
             let lv = &self.levels[i];
             let act = if i + 1 < n { LRELU } else { Act::Relu };
-            let e = cur.e.as_ref().unwrap_or(&cur.c);
-            activation_backward(dev, act, e, &cur.a, &cur.g_a, &mut cur.g_e);
-            let g_c = match (lv.down_norm(), cur.g_c.as_mut(), cur.down_saved.as_ref()) {
-                (Some(bn), Some(g_c), Some(saved)) => {
-                    bn.backward(dev, ps, true, saved, &cur.c, &cur.g_e, g_c);
-                    &*g_c
+            match (lv.down_norm(), cur.down_saved.as_ref()) {
+                (Some(bn), Some(saved)) => {
+                    let fused = Some((act, &cur.a));
+                    bn.backward(dev, ps, true, saved, &cur.c, &cur.g_a, &mut cur.g_c, fused)
                 }
-                _ => &cur.g_e,
-            };
+                _ => activation_backward(dev, act, &cur.c, &cur.a, &cur.g_a, &mut cur.g_c),
+            }
+            let g_c = &cur.g_c;
             match prev.last_mut() {
                 Some(p) => lv.down().backward(dev, ps, true, &p.a, g_c, Some(&mut p.g_a), true),
                 None => lv.down().backward(dev, ps, true, x, g_c, None, false),

@@ -6,6 +6,7 @@
 use super::params::{Init, ParamBuilder, ParamStore};
 use crate::device::Device;
 use crate::nvtx;
+use crate::ops::activation::Act;
 use crate::ops::conv::{self, ConvGeom, ConvParams};
 use crate::ops::norm::{self, BnParams, BnSaved};
 use crate::tensor::{Shape, Tensor};
@@ -167,7 +168,8 @@ impl BatchNorm2d {
     }
 
     /// Train mode (batch statistics, saved for the backward; running-stat update) or eval mode
-    /// (running statistics; `saved` untouched).
+    /// (running statistics; `saved` untouched); `act` is applied to the output (see Norm2d).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         dev: &Device,
@@ -176,17 +178,18 @@ impl BatchNorm2d {
         x: &Tensor,
         y: &mut Tensor,
         saved: &mut BnSaved,
+        act: Option<Act>,
     ) {
         let _r = nvtx::range(&self.labels.fwd);
         if train {
             ps.counters[self.counter] += 1;
-            norm::batch_norm_forward_train(dev, &self.p, &ps.data, &mut ps.buffers, x, y, saved);
+            norm::batch_norm_forward_train(dev, &self.p, &ps.data, &mut ps.buffers, x, y, saved, act);
         } else {
-            norm::batch_norm_forward_eval(dev, &self.p, &ps.data, &ps.buffers, x, y);
+            norm::batch_norm_forward_eval(dev, &self.p, &ps.data, &ps.buffers, x, y, act);
         }
     }
 
-    /// Backward of the train-mode forward that saved `saved`.
+    /// Backward of the train-mode forward that saved `saved` (and wrote `act`'s output y).
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -197,10 +200,11 @@ impl BatchNorm2d {
         x: &Tensor,
         dy: &Tensor,
         dx: &mut Tensor,
+        act: Option<(Act, &Tensor)>,
     ) {
         let _r = nvtx::range(&self.labels.bwd);
         let grads = if param_grads { Some(&mut ps.grad) } else { None };
-        norm::batch_norm_backward(dev, &self.p, &ps.data, grads, saved, x, dy, dx);
+        norm::batch_norm_backward(dev, &self.p, &ps.data, grads, saved, x, dy, dx, act);
     }
 }
 
@@ -221,21 +225,30 @@ impl InstanceNorm2d {
         }
     }
 
-    /// Normalises each (sample, channel) plane; its statistics go to `saved` (one per plane).
-    pub fn forward(&self, dev: &Device, x: &Tensor, y: &mut Tensor, saved: &mut BnSaved) {
+    /// Normalises each (sample, channel) plane; its statistics go to `saved` (one per plane);
+    /// `act` is applied to the output (see Norm2d).
+    pub fn forward(&self, dev: &Device, x: &Tensor, y: &mut Tensor, saved: &mut BnSaved, act: Option<Act>) {
         let _r = nvtx::range(&self.labels.fwd);
         assert_eq!(
             saved.mean.len(),
             x.shape.n * x.shape.c,
             "instance norm statistics per plane"
         );
-        norm::instance_norm_forward(dev, Self::EPS, x, y, saved);
+        norm::instance_norm_forward(dev, Self::EPS, x, y, saved, act);
     }
 
-    /// Backward of the forward that saved `saved`.
-    pub fn backward(&self, dev: &Device, saved: &BnSaved, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+    /// Backward of the forward that saved `saved` (and wrote `act`'s output y).
+    pub fn backward(
+        &self,
+        dev: &Device,
+        saved: &BnSaved,
+        x: &Tensor,
+        dy: &Tensor,
+        dx: &mut Tensor,
+        act: Option<(Act, &Tensor)>,
+    ) {
         let _r = nvtx::range(&self.labels.bwd);
-        norm::instance_norm_backward(dev, saved, x, dy, dx);
+        norm::instance_norm_backward(dev, saved, x, dy, dx, act);
     }
 }
 
@@ -302,7 +315,9 @@ impl Norm2d {
         matches!(self, Norm2d::Batch(_))
     }
 
-    /// `train` selects batch norm's batch statistics; instance norm ignores it.
+    /// y = act(norm(x)): `train` selects batch norm's batch statistics (instance norm ignores
+    /// it); `act`, LeakyReLU or ReLU, is the activation that follows the norm in the network,
+    /// applied in the same pass (None: y is the norm's output).
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -312,14 +327,16 @@ impl Norm2d {
         x: &Tensor,
         y: &mut Tensor,
         saved: &mut BnSaved,
+        act: Option<Act>,
     ) {
         match self {
-            Norm2d::Batch(bn) => bn.forward(dev, ps, train, x, y, saved),
-            Norm2d::Instance(inorm) => inorm.forward(dev, x, y, saved),
+            Norm2d::Batch(bn) => bn.forward(dev, ps, train, x, y, saved, act),
+            Norm2d::Instance(inorm) => inorm.forward(dev, x, y, saved, act),
         }
     }
 
-    /// Backward of the (train-mode) forward that saved `saved`.
+    /// Backward of the (train-mode) forward that saved `saved`: dx from dy, the gradient of y.
+    /// A forward with an activation passes it here with the y it wrote: `Some((act, y))`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -330,10 +347,11 @@ impl Norm2d {
         x: &Tensor,
         dy: &Tensor,
         dx: &mut Tensor,
+        act: Option<(Act, &Tensor)>,
     ) {
         match self {
-            Norm2d::Batch(bn) => bn.backward(dev, ps, param_grads, saved, x, dy, dx),
-            Norm2d::Instance(inorm) => inorm.backward(dev, saved, x, dy, dx),
+            Norm2d::Batch(bn) => bn.backward(dev, ps, param_grads, saved, x, dy, dx, act),
+            Norm2d::Instance(inorm) => inorm.backward(dev, saved, x, dy, dx, act),
         }
     }
 }

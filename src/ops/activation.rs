@@ -20,7 +20,7 @@ pub enum Act {
     Sigmoid,
 }
 
-fn act_fwd(a: Act, x: f32) -> f32 {
+pub(crate) fn act_fwd(a: Act, x: f32) -> f32 {
     match a {
         Act::LeakyRelu(s) => {
             if x > 0.0 {
@@ -36,7 +36,7 @@ fn act_fwd(a: Act, x: f32) -> f32 {
 }
 
 /// d/dx given the forward input `x` and output `y`.
-fn act_grad(a: Act, x: f32, y: f32) -> f32 {
+pub(crate) fn act_grad(a: Act, x: f32, y: f32) -> f32 {
     match a {
         Act::LeakyRelu(s) => {
             if x > 0.0 {
@@ -85,6 +85,49 @@ pub fn activation_backward(dev: &Device, a: Act, x: &Tensor, y: &Tensor, dy: &Te
             });
         }
         Device::Cuda(c) => cuda_activation_backward(c, a, x, y, dy, dx),
+    }
+}
+
+/// Channels [c0, c0 + x.c) of `y` = act(x): an activation whose output is one part of a channel
+/// concatenation, written straight into it. The U-Net's ReLU(concat(skip, up)) is two of these,
+/// so the concatenation itself is never stored.
+pub fn activation_into_channels(dev: &Device, a: Act, x: &Tensor, y: &mut Tensor, c0: usize) {
+    let (s, d) = (x.shape, y.shape);
+    assert!(
+        s.n == d.n && s.h == d.h && s.w == d.w && c0 + s.c <= d.c,
+        "activation_into_channels: {s} into {d} at {c0}"
+    );
+    match dev {
+        Device::Cpu => {
+            let (xv, yv) = (x.cpu(), y.cpu_mut());
+            for n in 0..s.n {
+                let to = &mut yv[(n * d.c + c0) * d.hw()..(n * d.c + c0 + s.c) * d.hw()];
+                zip_map(to, &xv[n * s.chw()..(n + 1) * s.chw()], |o, v| *o = act_fwd(a, v));
+            }
+        }
+        Device::Cuda(c) => cuda_activation_into_channels(c, a, x, y, c0),
+    }
+}
+
+/// dx = act'·dy over channels [c0, c0 + dx.c) of the activation's output `y` and its gradient
+/// `dy` (the backward of `activation_into_channels`). The gradient follows from the output for
+/// every kind: LeakyReLU's and ReLU's output has the sign of their input.
+pub fn activation_backward_from_channels(dev: &Device, a: Act, y: &Tensor, dy: &Tensor, c0: usize, dx: &mut Tensor) {
+    let (s, d) = (y.shape, dx.shape);
+    assert!(
+        s == dy.shape && s.n == d.n && s.h == d.h && s.w == d.w && c0 + d.c <= s.c,
+        "activation_backward_from_channels: {d} from {s} at {c0}"
+    );
+    match dev {
+        Device::Cpu => {
+            let (yv, dyv, dxv) = (y.cpu(), dy.cpu(), dx.cpu_mut());
+            for n in 0..s.n {
+                let from = (n * s.c + c0) * s.hw()..(n * s.c + c0 + d.c) * s.hw();
+                let to = &mut dxv[n * d.chw()..(n + 1) * d.chw()];
+                zip2_map(to, &yv[from.clone()], &dyv[from], |o, v, g| *o = act_grad(a, v, v) * g);
+            }
+        }
+        Device::Cuda(c) => cuda_activation_backward_from_channels(c, a, y, dy, c0, dx),
     }
 }
 
@@ -159,8 +202,8 @@ pub fn mul(dev: &Device, a: &Tensor, b: &Tensor, out: &mut Tensor) {
 // ---------------------------------------------------------------------------------------------
 // CUDA launchers (kernels/activation.cu)
 
-/// The activation's code and slope in kernels/activation.cu.
-fn act_code(a: Act) -> (i32, f32) {
+/// The activation's code and slope in kernels/common.cuh.
+pub(crate) fn act_code(a: Act) -> (i32, f32) {
     match a {
         Act::LeakyRelu(s) => (0, s),
         Act::Relu => (1, 0.0),
@@ -200,6 +243,58 @@ fn cuda_activation_backward(c: &CudaBackend, a: Act, x: &Tensor, y: &Tensor, dy:
         dy.cuda(),
         dx.cuda_mut(),
         &n,
+        &kind,
+        &slope
+    );
+}
+
+fn cuda_activation_into_channels(c: &CudaBackend, a: Act, x: &Tensor, y: &mut Tensor, c0: usize) {
+    let (kind, slope) = act_code(a);
+    let (s, d) = (x.shape, y.shape);
+    let (n, x_c, y_c, c0, hw) = (s.n as i32, s.c as i32, d.c as i32, c0 as i32, s.hw() as i64);
+    let cfg = c.cfg_1d(x.numel());
+    launch!(
+        c,
+        "activation",
+        "act_forward_into",
+        cfg,
+        x.cuda(),
+        y.cuda_mut(),
+        &n,
+        &x_c,
+        &y_c,
+        &c0,
+        &hw,
+        &kind,
+        &slope
+    );
+}
+
+fn cuda_activation_backward_from_channels(
+    c: &CudaBackend,
+    a: Act,
+    y: &Tensor,
+    dy: &Tensor,
+    c0: usize,
+    dx: &mut Tensor,
+) {
+    let (kind, slope) = act_code(a);
+    let (s, d) = (y.shape, dx.shape);
+    let (n, dx_c, y_c, c0, hw) = (s.n as i32, d.c as i32, s.c as i32, c0 as i32, s.hw() as i64);
+    let cfg = c.cfg_1d(dx.numel());
+    launch!(
+        c,
+        "activation",
+        "act_backward_from",
+        cfg,
+        y.cuda(),
+        dy.cuda(),
+        dx.cuda_mut(),
+        &n,
+        &dx_c,
+        &y_c,
+        &c0,
+        &hw,
         &kind,
         &slope
     );

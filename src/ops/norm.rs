@@ -4,9 +4,17 @@
 //!   the running stats.
 //! - InstanceNorm2d (affine=False, track_running_stats=False, CycleGAN's): over (H, W) per sample
 //!   and channel, with the biased variance, in train and eval mode alike; no parameters.
+//!
+//! Fused activation: in the networks every norm but a few is followed by LeakyReLU or ReLU, so
+//! each forward takes the activation to apply as it writes y (`act`), and each backward then
+//! takes the gradient of the activation's output with that output (`act: Some((kind, y))`) and
+//! returns the gradient of the norm's input: norm → activation is one pass over memory each
+//! way instead of two, and rounds exactly as the two ops one after the other (the activation of
+//! the same f32 value; act'·dy in f32 with the mask from the output's sign, as `activation_backward`).
 
 use crate::device::cuda::{launch, SCRATCH64_LEN};
 use crate::device::{CudaBackend, Device};
+use crate::ops::activation::{act_code, act_fwd, act_grad, Act};
 use crate::tensor::{Span, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -29,6 +37,38 @@ pub struct BnSaved {
     pub invstd: Storage,
 }
 
+/// The activation fused into a norm's output; LeakyReLU and ReLU only (their gradient follows
+/// from the sign of their output, which is all the backward keeps).
+fn check_fusable(act: Option<Act>) {
+    assert!(
+        matches!(act, None | Some(Act::LeakyRelu(_) | Act::Relu)),
+        "a norm fuses only LeakyReLU or ReLU, not {act:?}"
+    );
+}
+
+/// The fused activation of a norm's output value (the identity without one).
+#[inline(always)]
+fn fused(act: Option<Act>, v: f32) -> f32 {
+    act.map_or(v, |a| act_fwd(a, v))
+}
+
+/// The backward's view of the fused activation: its kind and forward output.
+type FusedOut<'a> = Option<(Act, &'a [f32])>;
+
+fn fused_out<'a>(act: Option<(Act, &'a Tensor)>, x: &Tensor) -> FusedOut<'a> {
+    act.map(|(a, y)| {
+        check_fusable(Some(a));
+        assert_eq!(y.shape, x.shape, "fused activation output shape");
+        (a, y.cpu())
+    })
+}
+
+/// The gradient reaching the norm's output at i: dy, or dy through the fused activation.
+#[inline(always)]
+fn fused_dy(act: FusedOut, i: usize, dy: f32) -> f32 {
+    act.map_or(dy, |(a, y)| act_grad(a, y[i], y[i]) * dy)
+}
+
 /// Sums f over every (n, h, w) element of channel c, in f64.
 fn channel_sum(v: &[f32], n: usize, c: usize, hw: usize, ch: usize, f: impl Fn(usize, f32) -> f64) -> f64 {
     let mut s = 0.0f64;
@@ -41,7 +81,9 @@ fn channel_sum(v: &[f32], n: usize, c: usize, hw: usize, ch: usize, f: impl Fn(u
     s
 }
 
-/// Train-mode forward: y = (x − mean)·invstd·γ + β with batch statistics; updates running stats.
+/// Train-mode forward: y = act((x − mean)·invstd·γ + β) with batch statistics (act: the fused
+/// activation, or none); updates running stats.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_train(
     dev: &Device,
     p: &BnParams,
@@ -50,9 +92,11 @@ pub fn batch_norm_forward_train(
     x: &Tensor,
     y: &mut Tensor,
     saved: &mut BnSaved,
+    act: Option<Act>,
 ) {
     let s = x.shape;
     assert_eq!(s, y.shape);
+    check_fusable(act);
     let m = s.n * s.hw();
     assert!(
         m > 1,
@@ -84,7 +128,9 @@ pub fn batch_norm_forward_train(
                     let ch = plane % s.c;
                     let src = &xv[plane * s.hw()..(plane + 1) * s.hw()];
                     let (mu, is, gg, bb) = (mean[ch], invstd[ch], g[ch], b[ch]);
-                    out.iter_mut().zip(src).for_each(|(o, &v)| *o = (v - mu) * is * gg + bb);
+                    out.iter_mut()
+                        .zip(src)
+                        .for_each(|(o, &v)| *o = fused(act, (v - mu) * is * gg + bb));
                 });
             let buf = buffers.cpu_mut();
             let mom = p.momentum as f64;
@@ -97,11 +143,11 @@ pub fn batch_norm_forward_train(
             saved.mean.cpu_mut().copy_from_slice(&mean);
             saved.invstd.cpu_mut().copy_from_slice(&invstd);
         }
-        Device::Cuda(c) => cuda_batch_norm_forward_train(c, p, params, buffers, x, y, saved),
+        Device::Cuda(c) => cuda_batch_norm_forward_train(c, p, params, buffers, x, y, saved, act),
     }
 }
 
-/// Eval-mode forward: normalises with the running statistics.
+/// Eval-mode forward: normalises with the running statistics, then the fused activation.
 pub fn batch_norm_forward_eval(
     dev: &Device,
     p: &BnParams,
@@ -109,9 +155,11 @@ pub fn batch_norm_forward_eval(
     buffers: &Storage,
     x: &Tensor,
     y: &mut Tensor,
+    act: Option<Act>,
 ) {
     let s = x.shape;
     assert_eq!(s, y.shape);
+    check_fusable(act);
     match dev {
         Device::Cpu => {
             let (g, b) = (&params.cpu()[p.weight.range()], &params.cpu()[p.bias.range()]);
@@ -130,15 +178,16 @@ pub fn batch_norm_forward_eval(
                     let src = &xv[plane * s.hw()..(plane + 1) * s.hw()];
                     out.iter_mut()
                         .zip(src)
-                        .for_each(|(o, &v)| *o = (v - rm[ch]) * is * g[ch] + b[ch]);
+                        .for_each(|(o, &v)| *o = fused(act, (v - rm[ch]) * is * g[ch] + b[ch]));
                 });
         }
-        Device::Cuda(c) => cuda_batch_norm_forward_eval(c, p, params, buffers, x, y),
+        Device::Cuda(c) => cuda_batch_norm_forward_eval(c, p, params, buffers, x, y, act),
     }
 }
 
 /// Train-mode backward. dx = invstd/M·(M·dŷ − Σdŷ − x̂·Σ(dŷ·x̂)) with dŷ = dy·γ, x̂ = (x − mean)·invstd.
 /// Adds dγ = Σ dy·x̂ and dβ = Σ dy into `grads` when given (not when the network is frozen).
+/// With `act` = (the fused activation, its forward output), `dy` is the gradient of that output.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     dev: &Device,
@@ -149,12 +198,14 @@ pub fn batch_norm_backward(
     x: &Tensor,
     dy: &Tensor,
     dx: &mut Tensor,
+    act: Option<(Act, &Tensor)>,
 ) {
     let s = x.shape;
     assert!(s == dy.shape && s == dx.shape, "batch norm backward shapes");
     match dev {
         Device::Cpu => {
             let (xv, dyv) = (x.cpu(), dy.cpu());
+            let act = fused_out(act, x);
             let (mean, invstd) = (saved.mean.cpu(), saved.invstd.cpu());
             let m = (s.n * s.hw()) as f64;
             // Σdy and Σdy·x̂ per channel.
@@ -162,8 +213,10 @@ pub fn batch_norm_backward(
                 .into_par_iter()
                 .map(|ch| {
                     let (mu, is) = (mean[ch] as f64, invstd[ch] as f64);
-                    let sdy = channel_sum(dyv, s.n, s.c, s.hw(), ch, |_, d| d as f64);
-                    let sdyx = channel_sum(dyv, s.n, s.c, s.hw(), ch, |i, d| d as f64 * (xv[i] as f64 - mu) * is);
+                    let sdy = channel_sum(dyv, s.n, s.c, s.hw(), ch, |i, d| fused_dy(act, i, d) as f64);
+                    let sdyx = channel_sum(dyv, s.n, s.c, s.hw(), ch, |i, d| {
+                        fused_dy(act, i, d) as f64 * (xv[i] as f64 - mu) * is
+                    });
                     (sdy, sdyx)
                 })
                 .collect();
@@ -179,7 +232,8 @@ pub fn batch_norm_backward(
                     let base = plane * s.hw();
                     for (j, o) in out.iter_mut().enumerate() {
                         let xhat = (xv[base + j] as f64 - mu) * is;
-                        *o = (gg * is / m * (m * dyv[base + j] as f64 - sdy - xhat * sdyx)) as f32;
+                        let d = fused_dy(act, base + j, dyv[base + j]) as f64;
+                        *o = (gg * is / m * (m * d - sdy - xhat * sdyx)) as f32;
                     }
                 });
             if let Some(grads) = grads {
@@ -190,7 +244,7 @@ pub fn batch_norm_backward(
                 }
             }
         }
-        Device::Cuda(c) => cuda_batch_norm_backward(c, p, params, grads, saved, x, dy, dx),
+        Device::Cuda(c) => cuda_batch_norm_backward(c, p, params, grads, saved, x, dy, dx, act),
     }
 }
 
@@ -210,10 +264,19 @@ fn check_instance(x: &Tensor, y: &Tensor, saved: &BnSaved) {
     );
 }
 
-/// y = (x − mean)·invstd per (sample, channel) plane, invstd = 1/sqrt(biased var + eps); keeps
-/// mean and invstd (N·C each) for the backward. The same in train and eval mode.
-pub fn instance_norm_forward(dev: &Device, eps: f32, x: &Tensor, y: &mut Tensor, saved: &mut BnSaved) {
+/// y = act((x − mean)·invstd) per (sample, channel) plane, invstd = 1/sqrt(biased var + eps) (act:
+/// the fused activation, or none); keeps mean and invstd (N·C each) for the backward. The same in
+/// train and eval mode.
+pub fn instance_norm_forward(
+    dev: &Device,
+    eps: f32,
+    x: &Tensor,
+    y: &mut Tensor,
+    saved: &mut BnSaved,
+    act: Option<Act>,
+) {
     check_instance(x, y, saved);
+    check_fusable(act);
     let s = x.shape;
     match dev {
         Device::Cpu => {
@@ -227,7 +290,9 @@ pub fn instance_norm_forward(dev: &Device, eps: f32, x: &Tensor, y: &mut Tensor,
                     let mean = lane_sum(src, src, |v, _| v as f64) / hw as f64;
                     let ss = lane_sum(src, src, |v, _| (v as f64 - mean).powi(2));
                     let (mu, is) = (mean as f32, (1.0 / (ss / hw as f64 + eps as f64).sqrt()) as f32);
-                    out.iter_mut().zip(src).for_each(|(o, &v)| *o = (v - mu) * is);
+                    out.iter_mut()
+                        .zip(src)
+                        .for_each(|(o, &v)| *o = fused(act, (v - mu) * is));
                     (mu, is)
                 })
                 .collect();
@@ -237,7 +302,7 @@ pub fn instance_norm_forward(dev: &Device, eps: f32, x: &Tensor, y: &mut Tensor,
                 is[i] = inv;
             }
         }
-        Device::Cuda(c) => cuda_instance_norm_forward(c, eps, x, y, saved),
+        Device::Cuda(c) => cuda_instance_norm_forward(c, eps, x, y, saved, act),
     }
 }
 
@@ -261,13 +326,22 @@ fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
 }
 
 /// dx = invstd/M·(M·dy − Σdy − x̂·Σ(dy·x̂)) per plane (M = H·W), in f64, from the saved statistics.
-pub fn instance_norm_backward(dev: &Device, saved: &BnSaved, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+/// With `act` = (the fused activation, its forward output), `dy` is the gradient of that output.
+pub fn instance_norm_backward(
+    dev: &Device,
+    saved: &BnSaved,
+    x: &Tensor,
+    dy: &Tensor,
+    dx: &mut Tensor,
+    act: Option<(Act, &Tensor)>,
+) {
     check_instance(x, dx, saved);
     assert_eq!(x.shape, dy.shape, "instance norm backward shapes");
     let s = x.shape;
     match dev {
         Device::Cpu => {
             let (xv, dyv) = (x.cpu(), dy.cpu());
+            let act = fused_out(act, x);
             let (mean, invstd) = (saved.mean.cpu(), saved.invstd.cpu());
             let hw = s.hw();
             let m = hw as f64;
@@ -275,9 +349,16 @@ pub fn instance_norm_backward(dev: &Device, saved: &BnSaved, x: &Tensor, dy: &Te
                 .cpu_mut()
                 .par_chunks_mut(hw)
                 .enumerate()
-                .for_each(|(plane, out)| {
+                .for_each_init(Vec::new, |through_act, (plane, out)| {
                     let (mu, is) = (mean[plane] as f64, invstd[plane] as f64);
-                    let (xs, ds) = (&xv[plane * hw..(plane + 1) * hw], &dyv[plane * hw..(plane + 1) * hw]);
+                    let plane_range = plane * hw..(plane + 1) * hw;
+                    let (xs, mut ds) = (&xv[plane_range.clone()], &dyv[plane_range.clone()]);
+                    if let Some((a, y)) = act {
+                        // The gradient through the fused activation, once per plane.
+                        through_act.clear();
+                        through_act.extend(ds.iter().zip(&y[plane_range]).map(|(&d, &v)| act_grad(a, v, v) * d));
+                        ds = through_act;
+                    }
                     let sdy = lane_sum(ds, ds, |d, _| d as f64);
                     let sdyx = lane_sum(ds, xs, |d, v| d as f64 * (v as f64 - mu) * is);
                     for ((o, &d), &v) in out.iter_mut().zip(ds).zip(xs) {
@@ -286,7 +367,7 @@ pub fn instance_norm_backward(dev: &Device, saved: &BnSaved, x: &Tensor, dy: &Te
                     }
                 });
         }
-        Device::Cuda(c) => cuda_instance_norm_backward(c, saved, x, dy, dx),
+        Device::Cuda(c) => cuda_instance_norm_backward(c, saved, x, dy, dx, act),
     }
 }
 
@@ -307,14 +388,22 @@ pub(crate) struct BnArgs {
     eps: f32,
     momentum: f32,
     has_grads: i32,
+    act: i32,
+    slope: f32,
     pad: i32,
 }
 
 // SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
 unsafe impl cudarc::driver::DeviceRepr for BnArgs {}
 
-fn bn_args(p: &BnParams, x: &Tensor, has_grads: bool) -> BnArgs {
+/// The kernels' code and slope of the fused activation (-1 for none).
+fn fused_code(act: Option<Act>) -> (i32, f32) {
+    act.map_or((-1, 0.0), act_code)
+}
+
+fn bn_args(p: &BnParams, x: &Tensor, has_grads: bool, act: Option<Act>) -> BnArgs {
     let s = x.shape;
+    let (act, slope) = fused_code(act);
     let off = |sp: Span| i32::try_from(sp.off).expect("parameter offset beyond i32");
     BnArgs {
         hw: s.hw() as i64,
@@ -327,6 +416,8 @@ fn bn_args(p: &BnParams, x: &Tensor, has_grads: bool) -> BnArgs {
         eps: p.eps,
         momentum: p.momentum,
         has_grads: has_grads as i32,
+        act,
+        slope,
         pad: 0,
     }
 }
@@ -366,6 +457,7 @@ fn per_channel(c: usize) -> cudarc::driver::LaunchConfig {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cuda_batch_norm_forward_train(
     c: &CudaBackend,
     p: &BnParams,
@@ -374,8 +466,9 @@ fn cuda_batch_norm_forward_train(
     x: &Tensor,
     y: &mut Tensor,
     saved: &mut BnSaved,
+    act: Option<Act>,
 ) {
-    let a = bn_args(p, x, false);
+    let a = bn_args(p, x, false, act);
     let splits = bn_splits(c, x.shape.c, x.shape.n * x.shape.hw());
     if splits > 1 {
         let cfg = per_channel_split(x.shape.c, splits);
@@ -422,8 +515,9 @@ fn cuda_batch_norm_forward_eval(
     buffers: &Storage,
     x: &Tensor,
     y: &mut Tensor,
+    act: Option<Act>,
 ) {
-    let a = bn_args(p, x, false);
+    let a = bn_args(p, x, false, act);
     let cfg = c.cfg_1d(x.numel());
     launch!(
         c,
@@ -448,8 +542,11 @@ fn cuda_batch_norm_backward(
     x: &Tensor,
     dy: &Tensor,
     dx: &mut Tensor,
+    act: Option<(Act, &Tensor)>,
 ) {
-    let a = bn_args(p, x, grads.is_some());
+    let a = bn_args(p, x, grads.is_some(), act.map(|(k, _)| k));
+    // Without a fused activation the kernels never read act_y; x stands in for the pointer.
+    let act_y = act.map_or(x, |(_, y)| y);
     // The kernels write dgamma/dbeta into `grads` only when has_grads: without gradients
     // (frozen D) `params` stands in for the pointer and is never written.
     macro_rules! with_grads {
@@ -471,6 +568,7 @@ fn cuda_batch_norm_backward(
             cfg,
             x.cuda(),
             dy.cuda(),
+            act_y.cuda(),
             saved.mean.cuda(),
             saved.invstd.cuda(),
             &mut *part,
@@ -486,6 +584,7 @@ fn cuda_batch_norm_backward(
                     cfg,
                     x.cuda(),
                     dy.cuda(),
+                    act_y.cuda(),
                     dx.cuda_mut(),
                     params.cuda(),
                     $g,
@@ -510,6 +609,7 @@ fn cuda_batch_norm_backward(
                 cfg,
                 x.cuda(),
                 dy.cuda(),
+                act_y.cuda(),
                 dx.cuda_mut(),
                 params.cuda(),
                 $g,
@@ -523,8 +623,16 @@ fn cuda_batch_norm_backward(
 }
 
 /// One block per (sample, channel) plane.
-fn cuda_instance_norm_forward(c: &CudaBackend, eps: f32, x: &Tensor, y: &mut Tensor, saved: &mut BnSaved) {
+fn cuda_instance_norm_forward(
+    c: &CudaBackend,
+    eps: f32,
+    x: &Tensor,
+    y: &mut Tensor,
+    saved: &mut BnSaved,
+    act: Option<Act>,
+) {
     let s = x.shape;
+    let (act, slope) = fused_code(act);
     let (planes, hw) = ((s.n * s.c) as i64, s.hw() as i64);
     let cfg = per_channel(s.n * s.c);
     launch!(
@@ -538,12 +646,24 @@ fn cuda_instance_norm_forward(c: &CudaBackend, eps: f32, x: &Tensor, y: &mut Ten
         saved.invstd.cuda_mut(),
         &planes,
         &hw,
-        &eps
+        &eps,
+        &act,
+        &slope
     );
 }
 
-fn cuda_instance_norm_backward(c: &CudaBackend, saved: &BnSaved, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+fn cuda_instance_norm_backward(
+    c: &CudaBackend,
+    saved: &BnSaved,
+    x: &Tensor,
+    dy: &Tensor,
+    dx: &mut Tensor,
+    act: Option<(Act, &Tensor)>,
+) {
     let s = x.shape;
+    let (code, slope) = fused_code(act.map(|(k, _)| k));
+    // Without a fused activation the kernel never reads act_y; x stands in for the pointer.
+    let act_y = act.map_or(x, |(_, y)| y);
     let (planes, hw) = ((s.n * s.c) as i64, s.hw() as i64);
     let cfg = per_channel(s.n * s.c);
     launch!(
@@ -553,10 +673,13 @@ fn cuda_instance_norm_backward(c: &CudaBackend, saved: &BnSaved, x: &Tensor, dy:
         cfg,
         x.cuda(),
         dy.cuda(),
+        act_y.cuda(),
         dx.cuda_mut(),
         saved.mean.cuda(),
         saved.invstd.cuda(),
         &planes,
-        &hw
+        &hw,
+        &code,
+        &slope
     );
 }
