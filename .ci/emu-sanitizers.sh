@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU test suites (tests/gpu_ops.rs, tests/gpu_conv_variants.rs) on the emulated CUDA device's
+# The GPU test suites (tests/gpu_ops.rs, tests/gpu_conv_variants.rs, tests/fused_ops.rs) on the emulated CUDA device's
 # sanitizer builds, and under memcheck also the pix2pix graph-replay test (tests/graph_step.rs:
 # replayed steps read and write only live buffers):
 #   memcheck  (kernels built with AddressSanitizer: out-of-bounds and use-after-free on device memory)
@@ -18,7 +18,7 @@ test_bin() {
     [ -x "$b" ] || { echo "emu-sanitizers: no $1 test binary (build failed?)" >&2; exit 1; }
     echo "$b"
 }
-BINS=("$(test_bin gpu_ops)" "$(test_bin gpu_conv_variants)")
+BINS=("$(test_bin gpu_ops)" "$(test_bin gpu_conv_variants)" "$(test_bin fused_ops)")
 GRAPH_BIN="$(test_bin graph_step)"
 for mode in "${MODES[@]}"; do
     case "$mode" in

@@ -20,6 +20,7 @@ if [ "$mode" = build ]; then
     cargo test --release --test gpu_ops --no-run 2>&1 | tee /tmp/gpu_ops_build.log
     cargo test --release --test graph_step --no-run 2>&1 | tee -a /tmp/gpu_ops_build.log
     cargo test --release --test gpu_conv_variants --no-run 2>&1 | tee -a /tmp/gpu_ops_build.log
+    cargo test --release --test fused_ops --no-run 2>&1 | tee -a /tmp/gpu_ops_build.log
     cargo bench --no-run 2>&1 | tee /tmp/bench_build.log
     mkdir -p "$BIN"
     newest() { ls -t target/release/deps/$1-* 2>/dev/null | grep -v '\.d$' | head -n1; }
@@ -27,14 +28,15 @@ if [ "$mode" = build ]; then
     cp "$(newest gpu_ops)" "$BIN/gpu_ops"
     cp "$(newest graph_step)" "$BIN/graph_step"
     cp "$(newest gpu_conv_variants)" "$BIN/gpu_conv_variants"
+    cp "$(newest fused_ops)" "$BIN/fused_ops"
     cp "$(newest step)" "$BIN/bench_step"
     cp "$(newest kernels)" "$BIN/bench_kernels"
-    strip "$BIN"/pix2pix "$BIN"/gpu_ops "$BIN"/graph_step "$BIN"/gpu_conv_variants "$BIN"/bench_step "$BIN"/bench_kernels
+    strip "$BIN"/pix2pix "$BIN"/gpu_ops "$BIN"/graph_step "$BIN"/gpu_conv_variants "$BIN"/fused_ops "$BIN"/bench_step "$BIN"/bench_kernels
     du -sh "$BIN"
-    # Six binaries of ~10 MB that share most of their bytes (the embedded PTX, the emulator, the
+    # Seven binaries of ~10 MB that share most of their bytes (the embedded PTX, the emulator, the
     # engine): one xz stream with a dictionary wider than a binary keeps one copy, ~5 MB in all,
     # well inside the 64 MiB a device session carries.
-    tar -C "$BIN" -cf - pix2pix gpu_ops graph_step gpu_conv_variants bench_step bench_kernels |
+    tar -C "$BIN" -cf - pix2pix gpu_ops graph_step gpu_conv_variants fused_ops bench_step bench_kernels |
         xz -T2 --lzma2=preset=6,dict=128MiB >"$BIN.tar.xz"
     ls -la "$BIN.tar.xz"
     echo "carry $BIN.tar.xz and run: benches/gpu_session.sh run"
@@ -67,6 +69,7 @@ if [ $emulated = 1 ]; then
     step gpu_ops "$BIN/gpu_ops" --test-threads=2 embedded_ptx adam  # the whole suite runs in cargo test
     step graph_step "$BIN/graph_step" --list                            # likewise (runs in cargo test)
     step conv_variants "$BIN/gpu_conv_variants" --test-threads=2 v2_tf32 v3_bf16
+    step fused_ops "$BIN/fused_ops" --test-threads=2
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_small_ptx12 env PIX2PIX_PTX=nvrtc PIX2PIX_EMU_DRIVER=12040 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_small_tf32 "$BIN/pix2pix" gradcheck --device $DEV --precision tf32 --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
@@ -89,6 +92,7 @@ else
     # Graph replay bit-identical to eager launches, on the real driver's graphs.
     (cd "$OUT" && PIX2PIX_TEST_DEVICE=cuda "$OLDPWD_BIN/graph_step" --nocapture --test-threads=1 --skip train_with_and_without >graph_step.log 2>&1) && status+=("graph_step ok") || status+=("graph_step FAILED")
     step conv_variants "$BIN/gpu_conv_variants" --nocapture --test-threads=1
+    step fused_ops "$BIN/fused_ops" --nocapture --test-threads=1
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     # CUDA 12's PTX (NVRTC 12.0, ISA 8.0) on this GPU too: what a CUDA 12 driver or a V100 would run.
     step gpu_ops_ptx12 env PIX2PIX_PTX=nvrtc "$BIN/gpu_ops" --test-threads=1
