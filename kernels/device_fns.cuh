@@ -1,9 +1,10 @@
 // Small warp-level device functions that need inline PTX: tf32/bf16 conversions and the tensor-core
-// mma.sync shapes the conv kernels use (kernels/conv.cu, variants v2 and v3). This is the only
-// kernels/ file allowed inline PTX (tests/emu.rs checks), because every function here also has a
-// HOST version for the emulated device (src/device/emu/, no __CUDA_ARCH__), written from the PTX
-// ISA ("Matrix Fragments for mma.m16n8k8 / mma.m16n8k16"), so the emulator moves the same data
-// between the same lanes as the GPU:
+// mma.sync shapes the conv kernels use (kernels/conv.cu, variants v2-v4), and v4's cp.async and
+// ldmatrix staging. This is the only kernels/ file allowed inline PTX (tests/emu.rs checks),
+// because every function here also has a HOST version for the emulated device (src/device/emu/,
+// no __CUDA_ARCH__), written from the PTX ISA ("Matrix Fragments for mma.m16n8k8 /
+// mma.m16n8k16", "cp.async", "ldmatrix"), so the emulator moves the same data between the same
+// lanes as the GPU:
 //
 //   groupID g = laneid >> 2, threadID_in_group q = laneid % 4
 //   m16n8k8 .tf32   A (16×8, row):  a0 (g, q)  a1 (g+8, q)  a2 (g, q+4)  a3 (g+8, q+4)
@@ -181,5 +182,113 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t 
         }
     }
     accumulate(d, A, B, c);
+#endif
+}
+
+// ---- cp.async and ldmatrix (v4's staging) --------------------------------------------------------
+// cp.async copies global → shared without passing through registers; the copies a thread issues
+// between two commits form a group, and cp.async.wait_group N waits until at most the N newest
+// groups are still in flight. ldmatrix.x4 loads four 8×8 matrices of 16-bit elements from shared
+// memory, lane 8i+r giving the address of row r of matrix i (16 bytes, 16-byte aligned); lane l
+// receives the 32-bit word l%4 of row l/4 of each matrix. With fp32 data each word is one float,
+// so an x4 load is the tf32 A fragment (rows g, g+8 × k = q, q+4) or two B fragments.
+//
+// Host versions: a copy's source is read at issue and its destination is poisoned (all ones, a
+// NaN) until the cp.async.wait_group that completes its group, where it lands. A kernel that reads
+// a stage before waiting for it computes with NaN; one that overwrites a stage other warps may
+// still read races with them at issue (racecheck). ldmatrix gathers the row addresses with
+// __shfl_sync, so the whole warp must take part.
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    uint32_t r;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
+    return r;
+}
+#endif
+
+// 4 bytes from global `src` to shared `dst`; when !valid the destination is zero-filled and src is
+// not read (it must still be a global address: pass the tensor's base).
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__)
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_u32(dst)), "l"(src), "r"(valid ? 4 : 0)
+                 : "memory");
+#else
+    __trap();
+#endif
+#else
+    ::emu::AsyncCopies& c = ::emu::cur_thread->cp;
+    if (c.n == c.CAP || ((uintptr_t)dst & 3u) || (valid && ((uintptr_t)src & 3u))) __trap();  // too many in flight / misaligned
+    ::emu::AsyncCopy& r = c.q[c.n++];
+    r.dst = dst;
+    r.bytes = 4;
+    r.group = c.committed;
+    if (valid) memcpy(r.data, src, 4);
+    else memset(r.data, 0, 4);
+    memset(dst, 0xff, 4);
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__)
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#else
+    __trap();
+#endif
+#else
+    ++::emu::cur_thread->cp.committed;
+#endif
+}
+
+// Waits until at most the N newest committed groups are in flight (copies not yet committed are
+// not waited for).
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__)
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#else
+    __trap();
+#endif
+#else
+    ::emu::AsyncCopies& c = ::emu::cur_thread->cp;
+    int kept = 0;
+    for (int i = 0; i < c.n; ++i) {
+        ::emu::AsyncCopy& r = c.q[i];
+        if (r.group + (uint32_t)N >= c.committed) {
+            c.q[kept++] = r;
+            continue;
+        }
+        // Constant sizes: the compiler emits plain (sanitizer-instrumented) stores; a libc memcpy
+        // call is not seen by racecheck (TSan ignores interceptors called from these modules).
+        switch (r.bytes) {
+            case 4: memcpy(r.dst, r.data, 4); break;
+            case 8: memcpy(r.dst, r.data, 8); break;
+            default: memcpy(r.dst, r.data, 16); break;
+        }
+    }
+    c.n = kept;
+#endif
+}
+
+// Four 8×8 b16 matrices from shared memory (see above): r[i] = word (lane % 4) of row (lane / 4) of
+// matrix i, whose row addresses come from lanes 8i..8i+7.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+#if defined(__CUDA_ARCH__)
+#if __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(row)));
+#else
+    __trap();
+#endif
+#else
+    const int l = emu_mma::lane();
+    if ((uintptr_t)row & 15u) __trap();  // rows must be 16-byte aligned
+    for (int i = 0; i < 4; ++i) {
+        const uint64_t p = __shfl_sync(0xffffffffu, (uint64_t)(uintptr_t)row, 8 * i + (l >> 2));
+        memcpy(&r[i], reinterpret_cast<const char*>((uintptr_t)p) + 4 * (l & 3), 4);
+    }
 #endif
 }

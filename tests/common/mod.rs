@@ -1,6 +1,8 @@
 //! Shared test helpers: seeded random tensors and central finite differences.
 #![allow(dead_code)]
 
+pub mod planted;
+
 use pix2pix::device::Device;
 use pix2pix::tensor::{Shape, Tensor};
 use rand::{Rng, SeedableRng};

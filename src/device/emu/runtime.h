@@ -17,9 +17,27 @@ struct uint3 {
     unsigned x, y, z;
 };
 
+// A thread's cp.async copies in flight (device_fns.cuh's host versions): each has its bytes read
+// at issue and lands at the cp.async.wait_group that completes its group; until then the
+// destination holds a poison pattern, so reading it before the wait (or a WAR race with another
+// thread's reads, seen by racecheck) shows up.
+struct AsyncCopy {
+    void* dst;
+    uint32_t bytes;
+    uint32_t group;  // the number of commits before it was issued
+    unsigned char data[16];
+};
+struct AsyncCopies {
+    static const int CAP = 64;
+    AsyncCopy q[CAP];
+    int n;
+    uint32_t committed;  // cp.async.commit_group count
+};
+
 // The state a kernel reads through threadIdx (per fiber) and blockIdx/blockDim/gridDim (per block).
 struct ThreadCtx {
     uint3 tid;
+    AsyncCopies cp;
 };
 struct BlockCtx {
     uint3 bid, bdim, gdim;

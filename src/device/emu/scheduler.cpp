@@ -154,7 +154,13 @@ struct Exec {
 
 thread_local Exec* tl_exec = nullptr;
 #if defined(EMU_TSAN)
-char exec_sync = 0;  // host → kernel → host ordering (acquired by every fiber, released at its exit)
+// host → kernel → host ordering: released by the launching thread and by the scheduler after each
+// block, acquired by every fiber as it starts. A fiber's exit releases exit_sync instead, which the
+// scheduler acquires once the whole block is done: a fiber that happens to start after another of
+// its block has exited is not ordered after it (a GPU runs them concurrently), so races between
+// threads that never meet at a barrier are still seen.
+char exec_sync = 0;
+char exit_sync = 0;
 #endif
 
 Exec& exec() {
@@ -352,6 +358,8 @@ void run_block(Exec& e) {
         Fiber* f = &e.fibers[i];
         f->linear = i;
         f->ctx.tid = {(unsigned)(i % bd.x), (unsigned)(i / bd.x % bd.y), (unsigned)(i / (bd.x * bd.y))};
+        f->ctx.cp.n = 0;
+        f->ctx.cp.committed = 0;
         f->st = St::Ready;
         f->file = nullptr;
         f->line = 0;
@@ -373,6 +381,10 @@ void run_block(Exec& e) {
         if (e.failed || e.done == e.n) break;
         fail(e, deadlock(e));
     }
+#if defined(EMU_TSAN)
+    __tsan_acquire(&exit_sync);  // the block's threads, then the next block (shared memory is reused)
+    __tsan_release(&exec_sync);
+#endif
 }
 
 // A fiber waits: hand control back, and return when the scheduler resumes it.
@@ -494,7 +506,7 @@ extern "C" __attribute__((visibility("hidden"), used)) void emu_fiber_main(void*
     e.launch->tramp(e.launch->fn, e.launch->args);
     f->st = St::Done;
 #if defined(EMU_TSAN)
-    __tsan_release(&exec_sync);
+    __tsan_release(&exit_sync);
 #endif
     to_scheduler(e, f, true);
     __builtin_unreachable();
