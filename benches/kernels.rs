@@ -1,7 +1,8 @@
 //! Per-kernel benchmark, kernel-lab style (llm.c's dev/cuda): every conv layer shape of unet_256
 //! and the PatchGAN, each role (forward, data gradient, weight gradient), is first checked against
 //! the CPU reference for every variant of kernels/conv.cu (v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
-//! cores; `--precision`), then the variants are timed side by side in the same run (median of
+//! cores, v4 tf32 staged by cp.async; `--variant`), then the variants are timed side by side in
+//! the same run (median of
 //! repeated launches, synchronised) and reported as TFLOP/s, the ratio to v1, and the share of the
 //! roofline min(peak of that precision, arithmetic intensity × memory bandwidth) of the GPU when
 //! its ceilings are known (H100/H200/A100 datasheet figures). Batch norm and Adam get a row each.
@@ -12,13 +13,15 @@
 //!   cargo bench --bench kernels -- --device cuda-emu             # EMULATED: a reduced shape set
 //!
 //! Options: --device D, --batch B[,B..] (default 1), --reps N (20; 1 on the emulator), --size S
-//! (256, a multiple of 256), --ngf N / --ndf N (64; 4 on the emulator: the reduced shape set), --precision P[,P..] (all three),
+//! (256, a multiple of 256), --ngf N / --ndf N (64; 4 on the emulator: the reduced shape set),
+//! --variant V[,V..] (1-4 or fp32/tf32/bf16 for their default variants; all four; --precision is
+//! the same option),
 //! --layers NAME[,NAME..] (a subset, e.g. e2,C4,d3). A variant whose check fails is reported
 //! FAILED and not timed; the command then exits non-zero.
 //! On the emulated device every time is a host time of the CPU emulation, labelled EMULATED:
 //! never a GPU figure.
 
-use pix2pix::device::{Device, Precision};
+use pix2pix::device::{ConvVariant, Device, Precision};
 use pix2pix::ops::adam::{adam_update, AdamStep};
 use pix2pix::ops::conv::{self, ConvGeom, ConvParams};
 use pix2pix::ops::norm::{batch_norm_backward, batch_norm_forward_train, BnParams, BnSaved};
@@ -210,7 +213,7 @@ fn tolerance(p: Precision, k: usize) -> f64 {
     2.0 * p.unit_roundoff() + 1e-5 * (k as f64 / 4096.0).sqrt().max(1.0)
 }
 
-/// Rows of one layer and role: every precision on `dev` (checked, then timed), or the CPU alone.
+/// Rows of one layer and role: every variant on `dev` (checked, then timed), or the CPU alone.
 #[allow(clippy::too_many_arguments)]
 fn conv_rows(
     dev: &Device,
@@ -218,7 +221,7 @@ fn conv_rows(
     n: usize,
     which: Which,
     reps: usize,
-    precisions: &[Precision],
+    variants: &[ConvVariant],
     ceil: Option<&Ceilings>,
     failed: &mut usize,
 ) -> Vec<Row> {
@@ -260,8 +263,9 @@ fn conv_rows(
     }
     let mut rows = vec![];
     let mut v1_secs = None;
-    for &p in precisions {
-        dev.set_precision(p).expect("precision");
+    for &v in variants {
+        let p = v.precision();
+        dev.set_conv_variant(v).expect("conv variant");
         let (out, _) = run_conv(dev, l, n, which, 0);
         let err = rel_err(&out, &reference);
         let ok = err <= tolerance(p, klen);
@@ -269,7 +273,7 @@ fn conv_rows(
             *failed += 1;
         }
         let secs = ok.then(|| run_conv(dev, l, n, which, reps).1);
-        if p == Precision::Fp32 {
+        if v == ConvVariant::V1 {
             v1_secs = secs;
         }
         let peak = ceil.map(|c| match p {
@@ -279,7 +283,7 @@ fn conv_rows(
         });
         let roof = peak.zip(ceil).map(|(pk, c)| pk.min(flop / bytes * c.tb_s));
         rows.push(Row {
-            name: format!("{} {kname} v{} {p}", l.name, p.variant()),
+            name: format!("{} {kname} {v}", l.name),
             err: Some(err),
             secs,
             work: (flop, "TFLOP/s"),
@@ -287,7 +291,7 @@ fn conv_rows(
             roof,
         });
     }
-    dev.set_precision(Precision::Fp32).expect("fp32");
+    dev.set_conv_variant(ConvVariant::V1).expect("v1");
     rows
 }
 
@@ -381,9 +385,10 @@ fn main() -> anyhow::Result<()> {
     );
     let ngf: usize = get("--ngf").map_or(if emulated { 4 } else { 64 }, |s| s.parse().unwrap());
     let ndf: usize = get("--ndf").map_or(ngf, |s| s.parse().unwrap());
-    let precisions: Vec<Precision> = match list("--precision") {
-        Some(v) => v.iter().map(|s| Precision::parse(s)).collect::<anyhow::Result<_>>()?,
-        None => Precision::ALL.to_vec(),
+    // `--variant 1,4` (or precision names, for their default variants); every variant by default.
+    let variants: Vec<ConvVariant> = match list("--variant").or_else(|| list("--precision")) {
+        Some(v) => v.iter().map(|s| ConvVariant::parse(s)).collect::<anyhow::Result<_>>()?,
+        None => ConvVariant::ALL.to_vec(),
     };
     let only = list("--layers");
     let ceil = ceilings(&dev);
@@ -411,7 +416,7 @@ fn main() -> anyhow::Result<()> {
                 continue;
             }
             for which in [Which::Fwd, Which::Dgrad, Which::Wgrad] {
-                let mut r = conv_rows(&dev, &l, n, which, reps, &precisions, ceil.as_ref(), &mut failed);
+                let mut r = conv_rows(&dev, &l, n, which, reps, &variants, ceil.as_ref(), &mut failed);
                 for row in &mut r {
                     row.name = format!("b{n} {}", row.name);
                 }

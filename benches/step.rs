@@ -62,11 +62,19 @@ fn real_main() -> anyhow::Result<()> {
     let ngf: usize = get("--ngf").map_or(64, |s| s.parse().unwrap());
     let peak_tflops: f64 = get("--peak-tflops").map_or(60.0, |s| s.parse().unwrap());
     let peak_gbs: f64 = get("--peak-gbs").map_or(4800.0, |s| s.parse().unwrap());
-    // --precision, or PIX2PIX_CONV_VARIANT (read by Device::parse).
-    if let Some(p) = get("--precision") {
+    // --variant (1-4), else --precision (its default variant), else PIX2PIX_CONV_VARIANT (read by
+    // Device::parse).
+    if let Some(v) = get("--variant") {
+        device.set_conv_variant(pix2pix::device::ConvVariant::parse(&v)?)?;
+    } else if let Some(p) = get("--precision") {
         device.set_precision(pix2pix::device::Precision::parse(&p)?)?;
     }
-    println!("device: {}; conv precision {}", device.describe(), device.precision());
+    println!(
+        "device: {}; conv precision {} (conv variant {})",
+        device.describe(),
+        device.precision(),
+        device.conv_variant()
+    );
     if get("--model").as_deref() == Some("cycle_gan") {
         return cycle_gan(&device, &sizes, iters);
     }

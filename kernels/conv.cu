@@ -17,17 +17,21 @@
 // workspace and `splitk_reduce` sums them in a fixed order (deterministic; no float atomics).
 // The split count depends only on the shapes (chosen in Rust).
 //
-// Variants (the kernel lab; src/ops/conv/variant.rs picks one at run time, benches/kernels.rs
-// times them side by side). All three share the loaders above (the implicit-GEMM gathers, the
-// grid, the split-K) and differ only in how a staged BK×64 tile of A and B becomes the 64×64
-// product, the "tile math" policy each impl is instantiated with:
+// Variants (the kernel lab; device/precision.rs's ConvVariant picks one at run time, benches/kernels.rs
+// times them side by side). All share the gathers (the implicit-GEMM addressing of each impl),
+// the grid and the split-K, and differ in how a BK×64 tile of A and B is staged and becomes the
+// 64×64 product: the "tile math" policy each impl is instantiated with (`mainloop`):
 //   v1 SimtF32  fp32 FMAs, 4×4 outputs per thread (the baseline; kernels without a suffix)
 //   v2 MmaTf32  tensor cores, mma.sync m16n8k8 tf32: operands rounded to tf32 (cvt.rna) when staged
 //               into shared memory, fp32 accumulation; kernels `*_tf32`
 //   v3 MmaBf16  tensor cores, mma.sync m16n8k16 bf16: operands rounded to bf16 (round to nearest
 //               even) when staged, fp32 accumulation; kernels `*_bf16`. Storage stays fp32: only
 //               the operands in shared memory are bf16 (halving global traffic needs bf16 tensors)
-// v2/v3: 8 warps per block, each a 32×16 slice of the tile (2×2 mma tiles). The warp-level pieces
+//   v4 MmaTf32Async  v2's arithmetic (same operands, same mma sequence: the same results bit for
+//               bit) with the tiles staged by a 3-stage cp.async pipeline (fp32 in shared memory,
+//               rounded as ldmatrix reads the fragments) instead of through registers; kernels
+//               `*_tf32_async`. Whether it is faster than v2 is a GPU measurement (benches/kernels.rs)
+// v2-v4: 8 warps per block, each a 32×16 slice of the tile (2×2 mma tiles). The warp-level pieces
 // (conversions, fragments, mma) are in device_fns.cuh with their host versions for the emulator.
 #include "common.cuh"
 #include "device_fns.cuh"
@@ -36,6 +40,11 @@
 #define BN 64
 #define BK 16
 #define NT 256
+// The tensor-core kernels (v2-v4) ask for four blocks of NT threads per SM, i.e. at most 64
+// registers a thread: they sit right at that edge, and without the bound ptxas took 72-77 for some
+// of them (one block less per SM) after changes as small as how the gathers return their
+// addresses; 0 spills at 64 (.ci/check-ptx.sh). v1 stays unbounded: at 64 it spills a few bytes.
+#define MIN_BLOCKS 4
 
 // Mirrored by `ConvArgs` in src/ops/conv/cuda.rs (#[repr(C)]). Geometry of the convolution above.
 struct ConvArgs {
@@ -76,6 +85,7 @@ __device__ __forceinline__ void mma_tile(const Tiles& t, float (&acc)[4][4], int
 
 // v1: the fp32 SIMT baseline.
 struct SimtF32 {
+    static constexpr bool ASYNC = false;
     using Smem = Tiles;
     struct Acc {
         float v[4][4];
@@ -95,7 +105,7 @@ struct SimtF32 {
     }
 };
 
-// The warp's place for v2/v3: warps 2 (m) × 4 (n), each a 32×16 slice = 2×2 mma tiles of 16×8.
+// The warp's place for v2-v4: warps 2 (m) × 4 (n), each a 32×16 slice = 2×2 mma tiles of 16×8.
 struct WarpSlice {
     int g, q, wm, wn;
     __device__ __forceinline__ WarpSlice() {
@@ -130,6 +140,7 @@ struct __align__(16) TilesTf32 {
     uint32_t b[BK][BN + 8];
 };
 struct MmaTf32 {
+    static constexpr bool ASYNC = false;
     using Smem = TilesTf32;
     struct Acc {
         float v[2][2][4];
@@ -176,6 +187,7 @@ struct __align__(16) TilesBf16 {
     uint32_t b[BK / 2][BN + 8];
 };
 struct MmaBf16 {
+    static constexpr bool ASYNC = false;
     using Smem = TilesBf16;
     struct Acc {
         float v[2][2][4];
@@ -217,6 +229,139 @@ struct MmaBf16 {
     }
 };
 
+// v4: tf32 tensor cores fed by a 3-stage cp.async pipeline. The operands stay fp32 in shared
+// memory, m- or n-major with k fast (rows of BK + 4 floats: 80 bytes, so the eight 16-byte rows of
+// an ldmatrix phase fall in distinct banks); fragments come from ldmatrix.x4 and are rounded to
+// tf32 (cvt.rna) as they are read. The operands and the mma sequence are v2's, so its results are
+// v2's bit for bit; only the staging differs (no register round trip, two tiles in flight).
+#define STAGES 3
+struct __align__(16) TilesAsync {
+    float a[STAGES][BM][BK + 4];
+    float b[STAGES][BN][BK + 4];
+};
+struct MmaTf32Async {
+    static constexpr bool ASYNC = true;
+    using Smem = TilesAsync;
+    struct Acc {
+        float v[2][2][4];
+    };
+    // Element (k, m) of stage `slot` from `src`, or zero when !valid (src: any global address then).
+    static __device__ __forceinline__ void stage_a(Smem& s, int slot, int k, int m, const float* src, bool valid) {
+        cp_async4(&s.a[slot][m][k], src, valid);
+    }
+    static __device__ __forceinline__ void stage_b(Smem& s, int slot, int k, int n, const float* src, bool valid) {
+        cp_async4(&s.b[slot][n][k], src, valid);
+    }
+    static __device__ __forceinline__ void to_tf32(uint32_t (&r)[4]) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) r[i] = f32_to_tf32(__uint_as_float(r[i]));
+    }
+    static __device__ __forceinline__ void compute(const Smem& s, int slot, Acc& acc, int rows, int cols) {
+        const WarpSlice w;
+        if (!w.live(0, 0, rows, cols)) return;
+        const int l = threadIdx.x & 31;
+#pragma unroll
+        for (int k0 = 0; k0 < BK; k0 += 8) {
+            // A: lanes 0-7 rows 0-7 (k0), 8-15 rows 8-15 (k0), 16-23 rows 0-7 (k0+4), 24-31 rows 8-15
+            // (k0+4): a0..a3 of the m16n8k8 fragment. B: lanes 0-7 / 8-15 columns 0-7 at k0 / k0+4
+            // (b0, b1 of mma tile ni = 0), 16-23 / 24-31 columns 8-15 (ni = 1).
+            uint32_t fa[2][4], fb[4];
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi) {
+                ldmatrix_x4(fa[mi], &s.a[slot][w.wm + 16 * mi + (l & 7) + 8 * ((l >> 3) & 1)][k0 + 4 * (l >> 4)]);
+                to_tf32(fa[mi]);
+            }
+            ldmatrix_x4(fb, &s.b[slot][w.wn + (l & 7) + 8 * (l >> 4)][k0 + 4 * ((l >> 3) & 1)]);
+            to_tf32(fb);
+            const uint32_t b[2][2] = {{fb[0], fb[1]}, {fb[2], fb[3]}};
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+                for (int ni = 0; ni < 2; ++ni)
+                    if (w.live(mi, ni, rows, cols)) mma_m16n8k8_tf32(acc.v[mi][ni], fa[mi], b[ni], acc.v[mi][ni]);
+        }
+    }
+    template <class F>
+    static __device__ __forceinline__ void each(const Acc& acc, F&& f) {
+        WarpSlice().each(acc.v, f);
+    }
+};
+
+// What each thread stages per BK-step: A elements (ak, am + dam·i) and B elements (bk + dbk·i,
+// bn + dbn·i), i = 0..3, of the BK×BM / BK×BN tiles (k, then m or n, within the tile).
+struct StageMap {
+    int ak, am, dam;
+    int bk, dbk, bn, dbn;
+};
+
+// The GEMM's main loop over [kbeg, kend) in BK-steps, shared by fwd, dgrad and wgrad: src_a(k0, i, p)
+// and src_b(k0, i, p) set p to the global address of element i of the thread's share of the tiles
+// at k0 and return true, or return false where the element is zero (padding, out of range; p is
+// then left as it was: `base`, a valid address, for cp.async's zero-fill). rows, cols: the tile's live extent.
+// v1-v3 (register staging): the next step's elements are loaded into registers during the tile
+// math and stored (rounded) into shared memory after it. v4 (ASYNC): STAGES-1 steps in flight
+// through cp.async; at step t, wait for its stage, issue step t + STAGES - 1 into the stage freed
+// at step t - 1 (every warp is past that step's math: the barrier), then compute.
+template <class V, class SA, class SB>
+__device__ __forceinline__ void mainloop(typename V::Smem& sm, typename V::Acc& acc, int kbeg, int kend, int rows,
+                                         int cols, const StageMap& sp, const float* base, SA&& src_a, SB&& src_b) {
+    if (kbeg >= kend) return;
+    if constexpr (V::ASYNC) {
+        const int steps = (kend - kbeg + BK - 1) / BK;
+        auto issue = [&](int slot, int k0) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const float *pa = base, *pb = base;
+                const bool va = src_a(k0, i, pa), vb = src_b(k0, i, pb);
+                V::stage_a(sm, slot, sp.ak, sp.am + sp.dam * i, pa, va);
+                V::stage_b(sm, slot, sp.bk + sp.dbk * i, sp.bn + sp.dbn * i, pb, vb);
+            }
+        };
+#pragma unroll
+        for (int st = 0; st < STAGES - 1; ++st) {
+            if (st < steps) issue(st, kbeg + st * BK);
+            cp_async_commit();  // empty groups too: the wait below counts groups
+        }
+        for (int t = 0; t < steps; ++t) {
+            cp_async_wait<STAGES - 2>();
+            __syncthreads();
+            const int nt = t + STAGES - 1;
+            if (nt < steps) issue(nt % STAGES, kbeg + nt * BK);
+            cp_async_commit();
+            V::compute(sm, t % STAGES, acc, rows, cols);
+        }
+    } else {
+        // __ldg: the addresses come out of the gathers without the kernels' __restrict__; the
+        // operands are read-only for the whole kernel, so the loads may take the read-only path
+        // and need not stay ordered with the shared-memory stores.
+        float ra[4], rb[4];
+        auto load = [&](int k0) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const float* pa = nullptr;
+                ra[i] = src_a(k0, i, pa) ? __ldg(pa) : 0.0f;
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const float* pb = nullptr;
+                rb[i] = src_b(k0, i, pb) ? __ldg(pb) : 0.0f;
+            }
+        };
+        load(kbeg);
+        for (int k0 = kbeg; k0 < kend; k0 += BK) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                V::put_a(sm, sp.ak, sp.am + sp.dam * i, ra[i]);
+                V::put_b(sm, sp.bk + sp.dbk * i, sp.bn + sp.dbn * i, rb[i]);
+            }
+            __syncthreads();
+            if (k0 + BK < kend) load(k0 + BK);
+            V::compute(sm, acc, rows, cols);
+            __syncthreads();
+        }
+    }
+}
+
 // The fwd/dgrad epilogue for output element idx of channel m: out (+)= v + bias[m], or, under
 // split-K, the partial sum into this split's workspace slice (the reduce adds bias and accumulates).
 __device__ __forceinline__ void conv_store(const ConvArgs& a, const float* bias, float* out, float* wsz,
@@ -256,43 +401,23 @@ __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const
         iw0 = ow * a.s - a.p;
         xb = x + (long long)nb * a.cin * a.h * a.w;
     }
-    float ra[4], rb[4];
-    auto load = [&](int k0) {
-        const int ka = k0 + a_kk;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int m = m0 + a_r + 16 * i;
-            ra[i] = (m < M && ka < kend) ? wt[(long long)m * K + ka] : 0.0f;
-        }
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int k = k0 + b_kk + 4 * i;
-            float v = 0.0f;
-            if (jv && k < kend) {
-                const int ci = k / kk2, r = k - ci * kk2, ki = r / ks, kj = r - ki * ks;
-                const int ih = ih0 + ki, iw = iw0 + kj;
-                if ((unsigned)ih < (unsigned)a.h && (unsigned)iw < (unsigned)a.w)
-                    v = xb[((long long)ci * a.h + ih) * a.w + iw];
-            }
-            rb[i] = v;
-        }
+    auto src_a = [&](int k0, int i, const float*& p) {
+        const int ka = k0 + a_kk, m = m0 + a_r + 16 * i;
+        if (m >= M || ka >= kend) return false;
+        p = wt + (long long)m * K + ka;
+        return true;
     };
-
+    auto src_b = [&](int k0, int i, const float*& p) {
+        const int k = k0 + b_kk + 4 * i;
+        if (!jv || k >= kend) return false;
+        const int ci = k / kk2, r = k - ci * kk2, ki = r / ks, kj = r - ki * ks;
+        const int ih = ih0 + ki, iw = iw0 + kj;
+        if ((unsigned)ih >= (unsigned)a.h || (unsigned)iw >= (unsigned)a.w) return false;
+        p = xb + ((long long)ci * a.h + ih) * a.w + iw;
+        return true;
+    };
     typename V::Acc acc = {};
-    if (kbeg < kend) {
-        load(kbeg);
-        for (int k0 = kbeg; k0 < kend; k0 += BK) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                V::put_a(sm, a_kk, a_r + 16 * i, ra[i]);
-                V::put_b(sm, b_kk + 4 * i, b_c, rb[i]);
-            }
-            __syncthreads();
-            if (k0 + BK < kend) load(k0 + BK);
-            V::compute(sm, acc, M - m0, N - n0);
-            __syncthreads();
-        }
-    }
+    mainloop<V>(sm, acc, kbeg, kend, M - m0, N - n0, StageMap{a_kk, a_r, 16, b_kk, 4, b_c, 0}, wt, src_a, src_b);
 
     const long long out_numel = (long long)N * M;
     float* wsz = ws + (long long)blockIdx.z * out_numel;
@@ -306,20 +431,24 @@ __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const
 }
 
 // k3 and k7: the ResNet generator's convs (3×3 blocks and down-sampling, 7×7 first and last).
-// One kernel per variant (v1, v2 _tf32, v3 _bf16) and kernel size.
+// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async) and kernel size.
 #define FWD_PARAMS const float *x, const float *wt, const float *bias, float *out, float *ws, ConvArgs a
 KERNEL void __launch_bounds__(NT) conv_fwd_k4(FWD_PARAMS) { conv_fwd_impl<4, SimtF32>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_fwd_k3(FWD_PARAMS) { conv_fwd_impl<3, SimtF32>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_fwd_k7(FWD_PARAMS) { conv_fwd_impl<7, SimtF32>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_fwd_kx(FWD_PARAMS) { conv_fwd_impl<0, SimtF32>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_k4_tf32(FWD_PARAMS) { conv_fwd_impl<4, MmaTf32>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_k3_tf32(FWD_PARAMS) { conv_fwd_impl<3, MmaTf32>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_k7_tf32(FWD_PARAMS) { conv_fwd_impl<7, MmaTf32>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_kx_tf32(FWD_PARAMS) { conv_fwd_impl<0, MmaTf32>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_k4_bf16(FWD_PARAMS) { conv_fwd_impl<4, MmaBf16>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_k3_bf16(FWD_PARAMS) { conv_fwd_impl<3, MmaBf16>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_k7_bf16(FWD_PARAMS) { conv_fwd_impl<7, MmaBf16>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_kx_bf16(FWD_PARAMS) { conv_fwd_impl<0, MmaBf16>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k4_tf32(FWD_PARAMS) { conv_fwd_impl<4, MmaTf32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k3_tf32(FWD_PARAMS) { conv_fwd_impl<3, MmaTf32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k7_tf32(FWD_PARAMS) { conv_fwd_impl<7, MmaTf32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_kx_tf32(FWD_PARAMS) { conv_fwd_impl<0, MmaTf32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k4_bf16(FWD_PARAMS) { conv_fwd_impl<4, MmaBf16>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k3_bf16(FWD_PARAMS) { conv_fwd_impl<3, MmaBf16>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k7_bf16(FWD_PARAMS) { conv_fwd_impl<7, MmaBf16>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_kx_bf16(FWD_PARAMS) { conv_fwd_impl<0, MmaBf16>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k4_tf32_async(FWD_PARAMS) { conv_fwd_impl<4, MmaTf32Async>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k3_tf32_async(FWD_PARAMS) { conv_fwd_impl<3, MmaTf32Async>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k7_tf32_async(FWD_PARAMS) { conv_fwd_impl<7, MmaTf32Async>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_kx_tf32_async(FWD_PARAMS) { conv_fwd_impl<0, MmaTf32Async>(x, wt, bias, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // Data gradient: dx = col2im(Wᵀ · dy) (+ bias, for a transposed conv's forward), as a gather.
@@ -359,50 +488,24 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, co
         ow0 = bb + qw;
         dyb = dy + (long long)nb * a.cout * hwo;
     }
-    float ra[4], rb[4];
-    auto load = [&](int k0) {
-        {
-            const int k = k0 + a_kk;
-            long long base = -1;
-            if (k < kend) {
-                const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
-                base = (long long)co * a.cin * kk2 + (ki0 + s * tt) * a.k + (kj0 + s * u);
-            }
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int m = m0 + a_r + 16 * i;
-                ra[i] = (m < M && base >= 0) ? wt[base + (long long)m * kk2] : 0.0f;
-            }
-        }
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int k = k0 + b_kk + 4 * i;
-            float v = 0.0f;
-            if (jv && k < kend) {
-                const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
-                const int oh = oh0 - tt, ow = ow0 - u;
-                if ((unsigned)oh < (unsigned)a.ho && (unsigned)ow < (unsigned)a.wo)
-                    v = dyb[((long long)co * a.ho + oh) * a.wo + ow];
-            }
-            rb[i] = v;
-        }
+    auto src_a = [&](int k0, int i, const float*& p) {
+        const int k = k0 + a_kk, m = m0 + a_r + 16 * i;
+        if (k >= kend || m >= M) return false;
+        const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
+        p = wt + (long long)co * a.cin * kk2 + (ki0 + s * tt) * a.k + (kj0 + s * u) + (long long)m * kk2;
+        return true;
     };
-
+    auto src_b = [&](int k0, int i, const float*& p) {
+        const int k = k0 + b_kk + 4 * i;
+        if (!jv || k >= kend) return false;
+        const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
+        const int oh = oh0 - tt, ow = ow0 - u;
+        if ((unsigned)oh >= (unsigned)a.ho || (unsigned)ow >= (unsigned)a.wo) return false;
+        p = dyb + ((long long)co * a.ho + oh) * a.wo + ow;
+        return true;
+    };
     typename V::Acc acc = {};
-    if (kbeg < kend) {
-        load(kbeg);
-        for (int k0 = kbeg; k0 < kend; k0 += BK) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                V::put_a(sm, a_kk, a_r + 16 * i, ra[i]);
-                V::put_b(sm, b_kk + 4 * i, b_c, rb[i]);
-            }
-            __syncthreads();
-            if (k0 + BK < kend) load(k0 + BK);
-            V::compute(sm, acc, M - m0, N - n0);
-            __syncthreads();
-        }
-    }
+    mainloop<V>(sm, acc, kbeg, kend, M - m0, N - n0, StageMap{a_kk, a_r, 16, b_kk, 4, b_c, 0}, wt, src_a, src_b);
 
     const long long out_numel = (long long)a.n * M * a.h * a.w;
     float* wsz = ws + (long long)split * out_numel;
@@ -417,23 +520,28 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, co
 }
 
 // t3/t7: stride 1 with k3 / k7 (every tap hits every pixel): the ResNet blocks' and 7×7 convs' dgrad.
-// One kernel per variant (v1, v2 _tf32, v3 _bf16) and tap count.
+// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async) and tap count.
 #define DGRAD_PARAMS const float *dy, const float *wt, const float *bias, float *out, float *ws, ConvArgs a
 KERNEL void __launch_bounds__(NT) conv_dgrad_t2(DGRAD_PARAMS) { conv_dgrad_impl<2, SimtF32>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_dgrad_t4(DGRAD_PARAMS) { conv_dgrad_impl<4, SimtF32>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_dgrad_t3(DGRAD_PARAMS) { conv_dgrad_impl<3, SimtF32>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_dgrad_t7(DGRAD_PARAMS) { conv_dgrad_impl<7, SimtF32>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_dgrad_tx(DGRAD_PARAMS) { conv_dgrad_impl<0, SimtF32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t2_tf32(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaTf32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t4_tf32(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaTf32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t3_tf32(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaTf32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t7_tf32(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaTf32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_tx_tf32(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaTf32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t2_bf16(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaBf16>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t4_bf16(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaBf16>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t3_bf16(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaBf16>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t7_bf16(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaBf16>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_tx_bf16(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t2_tf32(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t4_tf32(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t3_tf32(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t7_tf32(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_tx_tf32(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaTf32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t2_bf16(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t4_bf16(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t3_bf16(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t7_bf16(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_tx_bf16(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaBf16>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t2_tf32_async(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaTf32Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t4_tf32_async(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaTf32Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t3_tf32_async(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaTf32Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t7_tf32_async(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaTf32Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_tx_tf32_async(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaTf32Async>(dy, wt, bias, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // Weight gradient: dW[co, (ci,ki,kj)] += sum_{b,oh,ow} dy[b,co,oh,ow] · x[b,ci,oh·s-p+ki,ow·s-p+kj].
@@ -467,44 +575,33 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
             cki[i] = ckj[i] = 0;
         }
     }
-    float ra[4], rb[4];
-    auto load = [&](int k0) {
-        const int k = k0 + kk;
-        if (k < kend) {
-            const int nb = k / hwo, pix = k - nb * hwo, oh = pix / a.wo, ow = pix - oh * a.wo;
-            const float* dyb = dy + (long long)nb * a.cout * hwo + pix;
-            const float* xb = x + (long long)nb * chw;
-            const int ih0 = oh * a.s - a.p, iw0 = ow * a.s - a.p;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int m = m0 + r0 + 16 * i;
-                ra[i] = m < M ? dyb[(long long)m * hwo] : 0.0f;
-                const int ih = ih0 + cki[i], iw = iw0 + ckj[i];
-                rb[i] = (coff[i] >= 0 && (unsigned)ih < (unsigned)a.h && (unsigned)iw < (unsigned)a.w)
-                            ? xb[coff[i] + ih * a.w + iw]
-                            : 0.0f;
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) ra[i] = rb[i] = 0.0f;
-        }
+    // The pixel k's offsets in dy and x, and its top-left input position (the same for i = 0..3).
+    struct Pix {
+        const float* dyb;
+        const float* xb;
+        int ih0, iw0;
     };
-
+    auto pix_at = [&](int k) {
+        const int nb = k / hwo, pix = k - nb * hwo, oh = pix / a.wo, ow = pix - oh * a.wo;
+        return Pix{dy + (long long)nb * a.cout * hwo + pix, x + (long long)nb * chw, oh * a.s - a.p, ow * a.s - a.p};
+    };
+    auto src_a = [&](int k0, int i, const float*& p) {
+        const int k = k0 + kk, m = m0 + r0 + 16 * i;
+        if (k >= kend || m >= M) return false;
+        p = pix_at(k).dyb + (long long)m * hwo;
+        return true;
+    };
+    auto src_b = [&](int k0, int i, const float*& p) {
+        const int k = k0 + kk;
+        if (k >= kend || coff[i] < 0) return false;
+        const Pix px = pix_at(k);
+        const int ih = px.ih0 + cki[i], iw = px.iw0 + ckj[i];
+        if ((unsigned)ih >= (unsigned)a.h || (unsigned)iw >= (unsigned)a.w) return false;
+        p = px.xb + coff[i] + ih * a.w + iw;
+        return true;
+    };
     typename V::Acc acc = {};
-    if (kbeg < kend) {
-        load(kbeg);
-        for (int k0 = kbeg; k0 < kend; k0 += BK) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                V::put_a(sm, kk, r0 + 16 * i, ra[i]);
-                V::put_b(sm, kk, r0 + 16 * i, rb[i]);
-            }
-            __syncthreads();
-            if (k0 + BK < kend) load(k0 + BK);
-            V::compute(sm, acc, M - m0, N - n0);
-            __syncthreads();
-        }
-    }
+    mainloop<V>(sm, acc, kbeg, kend, M - m0, N - n0, StageMap{kk, r0, 16, kk, 0, r0, 16}, x, src_a, src_b);
 
     float* wsz = ws + (long long)blockIdx.z * M * N;
     V::each(acc, [&](int r, int c, float v) {
@@ -516,20 +613,24 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
     });
 }
 
-// One kernel per variant (v1, v2 _tf32, v3 _bf16) and kernel size.
+// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async) and kernel size.
 #define WGRAD_PARAMS const float *x, const float *dy, const float *bias_unused, float *out, float *ws, ConvArgs a
 KERNEL void __launch_bounds__(NT) conv_wgrad_k4(WGRAD_PARAMS) { conv_wgrad_impl<4, SimtF32>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_wgrad_k3(WGRAD_PARAMS) { conv_wgrad_impl<3, SimtF32>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_wgrad_k7(WGRAD_PARAMS) { conv_wgrad_impl<7, SimtF32>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_wgrad_kx(WGRAD_PARAMS) { conv_wgrad_impl<0, SimtF32>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_k4_tf32(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaTf32>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_k3_tf32(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaTf32>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_k7_tf32(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaTf32>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_kx_tf32(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaTf32>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_k4_bf16(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaBf16>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_k3_bf16(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaBf16>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_k7_bf16(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaBf16>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_kx_bf16(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaBf16>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k4_tf32(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaTf32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k3_tf32(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaTf32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k7_tf32(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaTf32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_kx_tf32(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaTf32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k4_bf16(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaBf16>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k3_bf16(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaBf16>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k7_bf16(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaBf16>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_kx_bf16(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaBf16>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k4_tf32_async(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaTf32Async>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k3_tf32_async(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaTf32Async>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k7_tf32_async(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaTf32Async>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_kx_tf32_async(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaTf32Async>(x, dy, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // out[i] = (accumulate ? out[i] : 0) + sum_z ws[z·numel + i] (+ bias[(i / hw) % c]), z ascending.

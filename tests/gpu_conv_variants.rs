@@ -1,5 +1,5 @@
 //! The conv kernel lab's variants (kernels/conv.cu: v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
-//! cores) against the CPU reference, for every conv role (forward, data gradient written and
+//! cores, v4 tf32 staged by cp.async) against the CPU reference, for every conv role (forward, data gradient written and
 //! accumulated, weight gradient; conv and transposed conv, whose roles are the same three GEMMs
 //! swapped) at the layer shapes that matter: k4 s2 p1 down and up, PatchGAN's k4 s1, k3, k7, odd
 //! sizes, batch > 1, several tiles and split-K. Outputs are poisoned with NaN before each call.
@@ -20,7 +20,7 @@
 mod common;
 
 use common::{rel_err, rng};
-use pix2pix::device::{emu, Device, Precision};
+use pix2pix::device::{emu, ConvVariant, Device, Precision};
 use pix2pix::ops::conv::{
     conv2d_backward, conv2d_forward, conv_transpose2d_backward, conv_transpose2d_forward, ConvGeom, ConvParams,
 };
@@ -185,12 +185,13 @@ fn check(what: &str, gpu: &[f32], cpu: &[f32], tol: f64) -> f64 {
     e
 }
 
-fn run_variant(precision: Precision) {
+fn run_variant(variant: ConvVariant) {
     let Some(dev) = common::cuda_device() else { return };
-    dev.set_precision(precision).unwrap();
-    assert_eq!(dev.precision(), precision);
+    dev.set_conv_variant(variant).unwrap();
+    assert_eq!(dev.conv_variant(), variant);
+    let precision = variant.precision();
     let u = precision.unit_roundoff();
-    let mut r = rng(13 + precision.variant() as u64);
+    let mut r = rng(13 + variant.number() as u64);
     for c in CASES {
         let (k, s, pad, op) = c.geom;
         let geom = ConvGeom::new(c.cin, c.cout, k, s, pad).with_output_padding(op);
@@ -235,6 +236,27 @@ fn run_variant(precision: Precision) {
             grad0: inp.grad0.clone(),
         };
         let gpu = run(&dev, c, &geom, xs, ys, &inp, &p);
+        // A variant that only restages the tiles of the precision's default variant (v4: v2's
+        // operands and mma sequence) must reproduce it bit for bit.
+        let twin = precision.variant();
+        if twin != variant {
+            dev.set_conv_variant(twin).unwrap();
+            let base = run(&dev, c, &geom, xs, ys, &inp, &p);
+            dev.set_conv_variant(variant).unwrap();
+            let outs = |o: &Outputs| [o.y.clone(), o.dx.clone(), o.dx_acc.clone(), o.dw.clone(), o.db.clone()];
+            for ((role, a), b) in ["y", "dx", "dx+=", "dW+=", "db"]
+                .iter()
+                .zip(outs(&gpu))
+                .zip(outs(&base))
+            {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                assert!(
+                    bits(&a) == bits(&b),
+                    "{variant} {} {role}: differs from {twin} (same operands and mma sequence)",
+                    c.name
+                );
+            }
+        }
         let like = run(&Device::Cpu, c, &geom, xs, ys, &rinp, &p);
         let exact = run(&Device::Cpu, c, &geom, xs, ys, &inp, &p);
         // GEMM reduction lengths (a transposed conv's forward is a conv data gradient).
@@ -244,7 +266,7 @@ fn run_variant(precision: Precision) {
         } else {
             (c.cin * k * k, c.cout * taps * taps, c.n * ys.h * ys.w)
         };
-        let what = format!("{precision} {} {xs}->{ys}", c.name);
+        let what = format!("{variant} {} {xs}->{ys}", c.name);
         let mut line = format!("{what:<62}");
         // The accumulated dx and dW add the result onto random values: their relative error is
         // judged against the difference from those values, so it is as strict as the others.
@@ -299,17 +321,24 @@ fn run_variant(precision: Precision) {
 
 #[test]
 fn v1_fp32() {
-    run_variant(Precision::Fp32);
+    run_variant(ConvVariant::V1);
 }
 
 #[test]
 fn v2_tf32() {
-    run_variant(Precision::Tf32);
+    run_variant(ConvVariant::V2);
 }
 
 #[test]
 fn v3_bf16() {
-    run_variant(Precision::Bf16);
+    run_variant(ConvVariant::V3);
+}
+
+/// v4 (tf32 through the cp.async pipeline and ldmatrix): against the CPU as v2, and equal to v2
+/// bit for bit (run_variant).
+#[test]
+fn v4_tf32_async() {
+    run_variant(ConvVariant::V4);
 }
 
 /// The CPU reference computes in fp32 only, and says so instead of ignoring the option.
@@ -317,6 +346,8 @@ fn v3_bf16() {
 fn cpu_refuses_reduced_precision() {
     assert!(Device::Cpu.set_precision(Precision::Fp32).is_ok());
     let e = Device::Cpu.set_precision(Precision::Tf32).unwrap_err();
+    assert!(format!("{e}").contains("CPU reference computes in fp32"), "{e}");
+    let e = Device::Cpu.set_conv_variant(ConvVariant::V4).unwrap_err();
     assert!(format!("{e}").contains("CPU reference computes in fp32"), "{e}");
 }
 

@@ -199,7 +199,8 @@ pub struct RunArgs {
     pub device: String,
     /// How CUDA convolutions multiply: fp32 (fp32 SIMT kernels), tf32 or bf16 (tensor cores,
     /// operands rounded to tf32/bf16, fp32 accumulation; weights, activations, gradients and
-    /// Adam moments stay fp32). Default: $PIX2PIX_CONV_VARIANT (1|2|3), else fp32.
+    /// Adam moments stay fp32). Default: $PIX2PIX_CONV_VARIANT (conv variant 1|2|3|4, 4 being
+    /// tf32 staged by cp.async), else fp32.
     #[arg(long, value_parser = parse_precision)]
     pub precision: Option<Precision>,
     /// Seeds initialisation, dropout masks, crops, flips and shuffling.
@@ -217,17 +218,21 @@ pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
     Precision::parse(s).map_err(|e| e.to_string())
 }
 
-/// `Device::parse`, then `--precision` when given (over $PIX2PIX_CONV_VARIANT); says which
-/// precision a CUDA device runs when it is not fp32.
+/// `Device::parse`, then `--precision` when given (over $PIX2PIX_CONV_VARIANT, unless that
+/// names a variant of the same precision); says which precision and conv variant a CUDA device
+/// runs when it is not fp32.
 pub fn device_with_precision(spec: &str, precision: Option<Precision>) -> Result<Device> {
     let dev = Device::parse(spec)?;
     if let Some(p) = precision {
-        dev.set_precision(p)?;
+        if dev.precision() != p {
+            dev.set_precision(p)?;
+        }
     }
     if dev.precision() != Precision::Fp32 {
         eprintln!(
-            "device: convolutions in {} on tensor cores (fp32 storage)",
-            dev.precision()
+            "device: convolutions in {} on tensor cores (fp32 storage), conv variant {}",
+            dev.precision(),
+            dev.conv_variant()
         );
     }
     Ok(dev)

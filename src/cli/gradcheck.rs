@@ -27,7 +27,7 @@ pub struct GradcheckArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// How the device under test multiplies in its convolutions: fp32, tf32 or bf16 (default:
-    /// $PIX2PIX_CONV_VARIANT, else fp32). The reference stays fp32.
+    /// $PIX2PIX_CONV_VARIANT's variant, 1|2|3|4, else fp32). The reference stays fp32.
     #[arg(long, value_parser = parse_precision)]
     pub precision: Option<Precision>,
     /// Largest relative error accepted for any row. Default per precision (see `default_tol`):
@@ -47,8 +47,9 @@ pub fn gradcheck(a: &GradcheckArgs) -> Result<()> {
     let precision = test.precision();
     let tol = a.tol.unwrap_or_else(|| default_tol(precision));
     println!(
-        "gradcheck: {} [conv {precision}] vs {} (reference, fp32), {} {} ngf {} ndf {}, batch {} at {}², seed {}",
+        "gradcheck: {} [conv {}] vs {} (reference, fp32), {} {} ngf {} ndf {}, batch {} at {}², seed {}",
         test.describe(),
+        test.conv_variant(),
         reference.describe(),
         cfg.kind(),
         a.model.net_g.as_deref().unwrap_or("(default netG)"),

@@ -2,7 +2,7 @@
 //! and embedded), a function cache and a launch helper. Ops in `ops/` launch their kernels through
 //! [`launch!`](crate::device::cuda::launch); nothing here knows about any op.
 
-use super::precision::Precision;
+use super::precision::{ConvVariant, Precision};
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::sys::CUresult;
 use cudarc::driver::{
@@ -162,7 +162,7 @@ pub struct CudaBackend {
     scratch64: Mutex<CudaSlice<f64>>,
     /// Per-kernel timing (`--profile`): None unless switched on.
     profiler: Mutex<Option<Profiler>>,
-    /// The conv kernel-lab variant in use (`Precision::variant`; device/precision.rs).
+    /// The conv kernel-lab variant in use (its number; device/precision.rs).
     conv_variant: std::sync::atomic::AtomicU8,
 }
 
@@ -362,31 +362,39 @@ impl CudaBackend {
             workspace: Mutex::new(workspace),
             scratch64: Mutex::new(scratch64),
             profiler: Mutex::new(None),
-            conv_variant: std::sync::atomic::AtomicU8::new(Precision::Fp32.variant()),
+            conv_variant: std::sync::atomic::AtomicU8::new(ConvVariant::V1.number()),
         }))
     }
 
-    /// How the convolutions multiply (the conv kernel-lab variant); fp32 unless set.
+    /// How the convolutions multiply (the conv kernel-lab variant's precision); fp32 unless set.
     pub fn precision(&self) -> Precision {
-        match self.conv_variant.load(std::sync::atomic::Ordering::Relaxed) {
-            2 => Precision::Tf32,
-            3 => Precision::Bf16,
-            _ => Precision::Fp32,
-        }
+        self.conv_variant().precision()
     }
 
-    /// Selects the conv variant; tf32 and bf16 need PTX for sm_80 or later.
+    /// The conv kernel-lab variant in use; v1 unless set.
+    pub fn conv_variant(&self) -> ConvVariant {
+        let n = self.conv_variant.load(std::sync::atomic::Ordering::Relaxed);
+        ConvVariant::from_number(n).unwrap_or(ConvVariant::V1)
+    }
+
+    /// Selects the precision's default conv variant; tf32 and bf16 need PTX for sm_80 or later.
     pub fn set_precision(&self, p: Precision) -> Result<()> {
-        if self.ptx_arch < p.min_arch() {
+        self.set_conv_variant(p.variant())
+    }
+
+    /// Selects a conv variant; v2-v4 need PTX for sm_80 or later.
+    pub fn set_conv_variant(&self, v: ConvVariant) -> Result<()> {
+        if self.ptx_arch < v.min_arch() {
             bail!(
-                "--precision {p} needs tensor cores (sm_{} or later); {} runs PTX for sm_{}",
-                p.min_arch(),
+                "conv variant {v} (--precision {}) needs tensor cores (sm_{} or later); {} runs PTX for sm_{}",
+                v.precision(),
+                v.min_arch(),
                 self.name,
                 self.ptx_arch
             );
         }
         self.conv_variant
-            .store(p.variant(), std::sync::atomic::Ordering::Relaxed);
+            .store(v.number(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

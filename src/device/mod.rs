@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use std::sync::Arc;
 
 pub use cuda::CudaBackend;
-pub use precision::Precision;
+pub use precision::{ConvVariant, Precision};
 
 #[derive(Clone)]
 pub enum Device {
@@ -25,11 +25,11 @@ impl Device {
     /// can and otherwise falls back to the CPU, printing one line that says why; `cuda` fails with
     /// that reason instead. `cuda-emu` is the emulated CUDA device (device/emu): our kernels run on
     /// the CPU through the same driver calls, for testing without a GPU.
-    /// A CUDA device starts with the conv precision of `PIX2PIX_CONV_VARIANT` (fp32 when unset).
+    /// A CUDA device starts with the conv variant of `PIX2PIX_CONV_VARIANT` (v1 fp32 when unset).
     pub fn parse(spec: &str) -> Result<Device> {
         let dev = Device::parse_spec(spec)?;
-        if let (Device::Cuda(c), Some(p)) = (&dev, Precision::from_env()?) {
-            c.set_precision(p)?;
+        if let (Device::Cuda(c), Some(v)) = (&dev, ConvVariant::from_env()?) {
+            c.set_conv_variant(v)?;
         }
         Ok(dev)
     }
@@ -69,6 +69,23 @@ impl Device {
             Device::Cuda(c) => c.set_precision(p),
             Device::Cpu if p == Precision::Fp32 => Ok(()),
             Device::Cpu => bail!("--precision {p} is for CUDA devices; the CPU reference computes in fp32"),
+        }
+    }
+
+    /// Selects the conv kernel-lab variant (and with it the precision); the CPU has only v1.
+    pub fn set_conv_variant(&self, v: ConvVariant) -> Result<()> {
+        match self {
+            Device::Cuda(c) => c.set_conv_variant(v),
+            Device::Cpu if v == ConvVariant::V1 => Ok(()),
+            Device::Cpu => bail!("conv variant {v} is for CUDA devices; the CPU reference computes in fp32"),
+        }
+    }
+
+    /// The conv kernel-lab variant in use (v1 on the CPU).
+    pub fn conv_variant(&self) -> ConvVariant {
+        match self {
+            Device::Cuda(c) => c.conv_variant(),
+            Device::Cpu => ConvVariant::V1,
         }
     }
 

@@ -1,11 +1,15 @@
-//! `--precision fp32|tf32|bf16`: how a CUDA device multiplies in its convolutions, i.e. which
-//! variant of the conv kernel lab (kernels/conv.cu) runs. Storage is fp32 in every case (weights,
-//! activations, gradients, Adam moments); only the GEMM operands are rounded:
-//! - `fp32` (variant 1, the default): fp32 SIMT FMAs.
-//! - `tf32` (variant 2): tensor cores, operands rounded to tf32 (10 mantissa bits, cvt.rna),
-//!   fp32 accumulation. PyTorch's own default for convolutions on Ampere and later.
-//! - `bf16` (variant 3): tensor cores, operands rounded to bf16 (7 mantissa bits, round to
-//!   nearest even), fp32 accumulation; fp32 master weights and Adam moments as under PyTorch AMP.
+//! `--precision fp32|tf32|bf16`: how a CUDA device multiplies in its convolutions. Storage is
+//! fp32 in every case (weights, activations, gradients, Adam moments); only the GEMM operands are
+//! rounded:
+//! - `fp32` (the default): fp32 SIMT FMAs.
+//! - `tf32`: tensor cores, operands rounded to tf32 (10 mantissa bits, cvt.rna), fp32
+//!   accumulation. PyTorch's own default for convolutions on Ampere and later.
+//! - `bf16`: tensor cores, operands rounded to bf16 (7 mantissa bits, round to nearest even),
+//!   fp32 accumulation; fp32 master weights and Adam moments as under PyTorch AMP.
+//!
+//! Each precision runs one variant of the conv kernel lab (kernels/conv.cu), [`ConvVariant`]:
+//! v1 fp32, v2 tf32, v3 bf16 by default, and v4 (tf32 through a cp.async pipeline) when asked
+//! for by number (`PIX2PIX_CONV_VARIANT=4`).
 //!
 //! The CPU reference always computes in fp32; [`Precision::round`] is the operand rounding, for
 //! like-for-like checks of a variant against the reference on rounded inputs.
@@ -23,7 +27,7 @@ pub enum Precision {
 impl Precision {
     pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Tf32, Precision::Bf16];
 
-    /// `fp32|tf32|bf16`, or the kernel-lab variant number `1|2|3`.
+    /// `fp32|tf32|bf16`, or the number `1|2|3` of its default kernel-lab variant.
     pub fn parse(s: &str) -> Result<Precision> {
         Ok(match s.trim().to_ascii_lowercase().as_str() {
             "fp32" | "1" => Precision::Fp32,
@@ -33,22 +37,12 @@ impl Precision {
         })
     }
 
-    /// `PIX2PIX_CONV_VARIANT` (1|2|3 or a precision name), when set.
-    pub fn from_env() -> Result<Option<Precision>> {
-        match std::env::var("PIX2PIX_CONV_VARIANT") {
-            Ok(v) if !v.trim().is_empty() => Precision::parse(&v)
-                .map(Some)
-                .map_err(|e| e.context("PIX2PIX_CONV_VARIANT")),
-            _ => Ok(None),
-        }
-    }
-
-    /// The kernel-lab variant number of kernels/conv.cu.
-    pub fn variant(self) -> u8 {
+    /// The conv variant this precision runs unless another is asked for.
+    pub fn variant(self) -> ConvVariant {
         match self {
-            Precision::Fp32 => 1,
-            Precision::Tf32 => 2,
-            Precision::Bf16 => 3,
+            Precision::Fp32 => ConvVariant::V1,
+            Precision::Tf32 => ConvVariant::V2,
+            Precision::Bf16 => ConvVariant::V3,
         }
     }
 
@@ -60,16 +54,7 @@ impl Precision {
         }
     }
 
-    /// The suffix of this variant's kernels in kernels/conv.cu (`conv_fwd_k4_tf32`).
-    pub fn kernel_suffix(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "",
-            Precision::Tf32 => "_tf32",
-            Precision::Bf16 => "_bf16",
-        }
-    }
-
-    /// The lowest PTX architecture (×10) whose kernels implement this variant (mma.sync with
+    /// The lowest PTX architecture (×10) whose kernels implement this precision (mma.sync with
     /// tf32/bf16 operands needs sm_80).
     pub fn min_arch(self) -> u32 {
         match self {
@@ -103,6 +88,96 @@ impl Precision {
     }
 }
 
+/// One variant of the conv kernel lab (kernels/conv.cu): how the implicit GEMMs stage their tiles
+/// and multiply. Variants of one precision compute the same results (v4 is v2 bit for bit); they
+/// differ in speed only, which benches/kernels.rs measures side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvVariant {
+    /// fp32 SIMT FMAs, tiles staged through registers (the baseline).
+    V1,
+    /// tf32 mma.sync, tiles staged through registers.
+    V2,
+    /// bf16 mma.sync, tiles staged through registers.
+    V3,
+    /// tf32 mma.sync, tiles staged by a 3-stage cp.async pipeline, fragments read by ldmatrix.
+    V4,
+}
+
+impl ConvVariant {
+    pub const ALL: [ConvVariant; 4] = [ConvVariant::V1, ConvVariant::V2, ConvVariant::V3, ConvVariant::V4];
+
+    /// `1|2|3|4` (or `v1`..`v4`), or a precision name for its default variant.
+    pub fn parse(s: &str) -> Result<ConvVariant> {
+        let t = s.trim().to_ascii_lowercase();
+        let num = t.strip_prefix('v').unwrap_or(&t);
+        Ok(match num {
+            "1" => ConvVariant::V1,
+            "2" => ConvVariant::V2,
+            "3" => ConvVariant::V3,
+            "4" => ConvVariant::V4,
+            _ => match Precision::parse(&t) {
+                Ok(p) => p.variant(),
+                Err(_) => bail!("unknown conv variant {s:?}: expected 1, 2, 3 or 4 (or fp32, tf32, bf16)"),
+            },
+        })
+    }
+
+    /// `PIX2PIX_CONV_VARIANT` (1|2|3|4 or a precision name), when set.
+    pub fn from_env() -> Result<Option<ConvVariant>> {
+        match std::env::var("PIX2PIX_CONV_VARIANT") {
+            Ok(v) if !v.trim().is_empty() => ConvVariant::parse(&v)
+                .map(Some)
+                .map_err(|e| e.context("PIX2PIX_CONV_VARIANT")),
+            _ => Ok(None),
+        }
+    }
+
+    /// The variant's number in kernels/conv.cu (1..4).
+    pub fn number(self) -> u8 {
+        match self {
+            ConvVariant::V1 => 1,
+            ConvVariant::V2 => 2,
+            ConvVariant::V3 => 3,
+            ConvVariant::V4 => 4,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<ConvVariant> {
+        ConvVariant::ALL.into_iter().find(|v| v.number() == n)
+    }
+
+    /// How it multiplies.
+    pub fn precision(self) -> Precision {
+        match self {
+            ConvVariant::V1 => Precision::Fp32,
+            ConvVariant::V2 | ConvVariant::V4 => Precision::Tf32,
+            ConvVariant::V3 => Precision::Bf16,
+        }
+    }
+
+    /// The suffix of its kernels in kernels/conv.cu (`conv_fwd_k4_tf32_async`).
+    pub fn kernel_suffix(self) -> &'static str {
+        match self {
+            ConvVariant::V1 => "",
+            ConvVariant::V2 => "_tf32",
+            ConvVariant::V3 => "_bf16",
+            ConvVariant::V4 => "_tf32_async",
+        }
+    }
+
+    /// The lowest PTX architecture (×10) whose kernels implement it (cp.async needs sm_80 too).
+    pub fn min_arch(self) -> u32 {
+        self.precision().min_arch()
+    }
+}
+
+/// `v4 tf32`.
+impl std::fmt::Display for ConvVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "v{} {}", self.number(), self.precision())
+    }
+}
+
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -111,7 +186,7 @@ impl std::fmt::Display for Precision {
 
 #[cfg(test)]
 mod tests {
-    use super::Precision;
+    use super::{ConvVariant, Precision};
 
     #[test]
     fn rounding() {
@@ -127,8 +202,23 @@ mod tests {
         assert!(Precision::Tf32.round(f32::NAN).is_nan());
         for p in Precision::ALL {
             assert_eq!(Precision::parse(p.name()).unwrap(), p);
-            assert_eq!(Precision::parse(&p.variant().to_string()).unwrap(), p);
+            assert_eq!(Precision::parse(&p.variant().number().to_string()).unwrap(), p);
+            assert_eq!(p.variant().precision(), p);
         }
         assert!(Precision::parse("fp16").is_err());
+    }
+
+    #[test]
+    fn variants() {
+        for v in ConvVariant::ALL {
+            assert_eq!(ConvVariant::parse(&v.number().to_string()).unwrap(), v);
+            assert_eq!(ConvVariant::parse(&format!("V{}", v.number())).unwrap(), v);
+            assert_eq!(ConvVariant::from_number(v.number()), Some(v));
+        }
+        assert_eq!(ConvVariant::parse("tf32").unwrap(), ConvVariant::V2);
+        assert_eq!(ConvVariant::V4.precision(), Precision::Tf32);
+        assert_eq!(ConvVariant::V4.to_string(), "v4 tf32");
+        assert!(ConvVariant::parse("5").is_err());
+        assert!(Precision::parse("4").is_err());
     }
 }

@@ -1,12 +1,13 @@
 //! The CUDA launchers of conv and convT (kernels/conv.cu): the three implicit GEMMs of a
 //! [`ConvProblem`] (see `mod.rs` and the top of kernels/conv.cu), with split-K when the output has
 //! too few tiles, reduced in a fixed order (deterministic). The variant (v1 fp32, v2 tf32, v3
-//! bf16: `CudaBackend::precision`) picks the kernels' suffix; grid, split-K and workspace are the
-//! same for all three, so the variants differ only in the tile math.
+//! bf16, v4 tf32 through cp.async: `CudaBackend::conv_variant`) picks the kernels' suffix; grid,
+//! split-K and workspace are the same for all four, so the variants differ only in how the tiles
+//! are staged and multiplied.
 
 use super::{ConvParams, ConvProblem};
 use crate::device::cuda::launch;
-use crate::device::{CudaBackend, Precision};
+use crate::device::{ConvVariant, CudaBackend};
 use crate::tensor::{Storage, Tensor};
 use cudarc::driver::{CudaView, CudaViewMut};
 
@@ -69,11 +70,12 @@ impl ConvProblem {
     }
 }
 
-/// One kernel of kernels/conv.cu in its three variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`).
-type Variants = [&'static str; 3];
+/// One kernel of kernels/conv.cu in its four variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`),
+/// v4 (`_tf32_async`).
+type Variants = [&'static str; 4];
 
-fn pick(k: &Variants, precision: Precision) -> &'static str {
-    k[precision.variant() as usize - 1]
+fn pick(k: &Variants, v: ConvVariant) -> &'static str {
+    k[v.number() as usize - 1]
 }
 
 /// (splits, kchunk) for a GEMM with `tiles` output tiles, reduction length `k` and `out` outputs.
@@ -116,7 +118,7 @@ fn run(c: &CudaBackend, g: Gemm, out: &mut CudaViewMut<f32>) {
         shared_mem_bytes: 0,
     };
     let a = g.args;
-    let kernel = pick(g.kernel, c.precision());
+    let kernel = pick(g.kernel, c.conv_variant());
     let splits = a.splits as usize;
     let mut ws = c.workspace(if splits > 1 { splits * g.out_numel } else { 1 });
     let (bias_v, bias_c, bias_hw) = match &g.bias {
@@ -166,10 +168,30 @@ pub(super) fn fwd(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
         kernel: match pb.k {
-            3 => &["conv_fwd_k3", "conv_fwd_k3_tf32", "conv_fwd_k3_bf16"],
-            4 => &["conv_fwd_k4", "conv_fwd_k4_tf32", "conv_fwd_k4_bf16"],
-            7 => &["conv_fwd_k7", "conv_fwd_k7_tf32", "conv_fwd_k7_bf16"],
-            _ => &["conv_fwd_kx", "conv_fwd_kx_tf32", "conv_fwd_kx_bf16"],
+            3 => &[
+                "conv_fwd_k3",
+                "conv_fwd_k3_tf32",
+                "conv_fwd_k3_bf16",
+                "conv_fwd_k3_tf32_async",
+            ],
+            4 => &[
+                "conv_fwd_k4",
+                "conv_fwd_k4_tf32",
+                "conv_fwd_k4_bf16",
+                "conv_fwd_k4_tf32_async",
+            ],
+            7 => &[
+                "conv_fwd_k7",
+                "conv_fwd_k7_tf32",
+                "conv_fwd_k7_bf16",
+                "conv_fwd_k7_tf32_async",
+            ],
+            _ => &[
+                "conv_fwd_kx",
+                "conv_fwd_kx_tf32",
+                "conv_fwd_kx_bf16",
+                "conv_fwd_kx_tf32_async",
+            ],
         },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, accumulate, bias.is_some()),
@@ -209,11 +231,36 @@ pub(super) fn dgrad(
     let tiles = (m.div_ceil(TILE), n_max.div_ceil(TILE));
     let (splits, kchunk) = split_k(tiles.0 * tiles.1 * s * s, k_max, out);
     let kernel: &'static Variants = match (pb.k.is_multiple_of(s), taps) {
-        (true, 2) => &["conv_dgrad_t2", "conv_dgrad_t2_tf32", "conv_dgrad_t2_bf16"],
-        (true, 3) => &["conv_dgrad_t3", "conv_dgrad_t3_tf32", "conv_dgrad_t3_bf16"],
-        (true, 4) => &["conv_dgrad_t4", "conv_dgrad_t4_tf32", "conv_dgrad_t4_bf16"],
-        (true, 7) => &["conv_dgrad_t7", "conv_dgrad_t7_tf32", "conv_dgrad_t7_bf16"],
-        _ => &["conv_dgrad_tx", "conv_dgrad_tx_tf32", "conv_dgrad_tx_bf16"],
+        (true, 2) => &[
+            "conv_dgrad_t2",
+            "conv_dgrad_t2_tf32",
+            "conv_dgrad_t2_bf16",
+            "conv_dgrad_t2_tf32_async",
+        ],
+        (true, 3) => &[
+            "conv_dgrad_t3",
+            "conv_dgrad_t3_tf32",
+            "conv_dgrad_t3_bf16",
+            "conv_dgrad_t3_tf32_async",
+        ],
+        (true, 4) => &[
+            "conv_dgrad_t4",
+            "conv_dgrad_t4_tf32",
+            "conv_dgrad_t4_bf16",
+            "conv_dgrad_t4_tf32_async",
+        ],
+        (true, 7) => &[
+            "conv_dgrad_t7",
+            "conv_dgrad_t7_tf32",
+            "conv_dgrad_t7_bf16",
+            "conv_dgrad_t7_tf32_async",
+        ],
+        _ => &[
+            "conv_dgrad_tx",
+            "conv_dgrad_tx_tf32",
+            "conv_dgrad_tx_bf16",
+            "conv_dgrad_tx_tf32_async",
+        ],
     };
     let gemm = Gemm {
         kernel,
@@ -248,10 +295,30 @@ pub(super) fn wgrad(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
         kernel: match pb.k {
-            3 => &["conv_wgrad_k3", "conv_wgrad_k3_tf32", "conv_wgrad_k3_bf16"],
-            4 => &["conv_wgrad_k4", "conv_wgrad_k4_tf32", "conv_wgrad_k4_bf16"],
-            7 => &["conv_wgrad_k7", "conv_wgrad_k7_tf32", "conv_wgrad_k7_bf16"],
-            _ => &["conv_wgrad_kx", "conv_wgrad_kx_tf32", "conv_wgrad_kx_bf16"],
+            3 => &[
+                "conv_wgrad_k3",
+                "conv_wgrad_k3_tf32",
+                "conv_wgrad_k3_bf16",
+                "conv_wgrad_k3_tf32_async",
+            ],
+            4 => &[
+                "conv_wgrad_k4",
+                "conv_wgrad_k4_tf32",
+                "conv_wgrad_k4_bf16",
+                "conv_wgrad_k4_tf32_async",
+            ],
+            7 => &[
+                "conv_wgrad_k7",
+                "conv_wgrad_k7_tf32",
+                "conv_wgrad_k7_bf16",
+                "conv_wgrad_k7_tf32_async",
+            ],
+            _ => &[
+                "conv_wgrad_kx",
+                "conv_wgrad_kx_tf32",
+                "conv_wgrad_kx_bf16",
+                "conv_wgrad_kx_tf32_async",
+            ],
         },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, true, false),
