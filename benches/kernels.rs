@@ -1,7 +1,7 @@
 //! Per-kernel benchmark, kernel-lab style (llm.c's dev/cuda): every conv layer shape of unet_256
 //! and the PatchGAN, each role (forward, data gradient, weight gradient), is first checked against
 //! the CPU reference for every variant of kernels/conv.cu (v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
-//! cores, v4 tf32 staged by cp.async; `--variant`), then the variants are timed side by side in
+//! cores, v4 tf32 and v5 bf16 staged by cp.async; `--variant`), then the variants are timed side by side in
 //! the same run (median of
 //! repeated launches, synchronised) and reported as TFLOP/s, the ratio to v1, and the share of the
 //! roofline min(peak of that precision, arithmetic intensity × memory bandwidth) of the GPU when
@@ -14,7 +14,7 @@
 //!
 //! Options: --device D, --batch B[,B..] (default 1), --reps N (20; 1 on the emulator), --size S
 //! (256, a multiple of 256), --ngf N / --ndf N (64; 4 on the emulator: the reduced shape set),
-//! --variant V[,V..] (1-4 or fp32/tf32/bf16 for their default variants; all four; --precision is
+//! --variant V[,V..] (1-5 or fp32/tf32/bf16 for their default variants; all five; --precision is
 //! the same option),
 //! --layers NAME[,NAME..] (a subset, e.g. e2,C4,d3). A variant whose check fails is reported
 //! FAILED and not timed; the command then exits non-zero.

@@ -31,7 +31,10 @@
 //               bit) with the tiles staged by a 3-stage cp.async pipeline (fp32 in shared memory,
 //               rounded as ldmatrix reads the fragments) instead of through registers; kernels
 //               `*_tf32_async`. Whether it is faster than v2 is a GPU measurement (benches/kernels.rs)
-// v2-v4: 8 warps per block, each a 32×16 slice of the tile (2×2 mma tiles). The warp-level pieces
+//   v5 MmaBf16Async  v3's arithmetic (same bf16 operands, same mma sequence: v3's results bit for
+//               bit) through v4's pipeline: fp32 tiles in shared memory, rounded and paired to
+//               bf16 as the fragments are read; kernels `*_bf16_async`
+// v2-v5: 8 warps per block, each a 32×16 slice of the tile (2×2 mma tiles). The warp-level pieces
 // (conversions, fragments, mma) are in device_fns.cuh with their host versions for the emulator.
 #include "common.cuh"
 #include "device_fns.cuh"
@@ -40,7 +43,7 @@
 #define BN 64
 #define BK 16
 #define NT 256
-// The tensor-core kernels (v2-v4) ask for four blocks of NT threads per SM, i.e. at most 64
+// The tensor-core kernels (v2-v5) ask for four blocks of NT threads per SM, i.e. at most 64
 // registers a thread: they sit right at that edge, and without the bound ptxas took 72-77 for some
 // of them (one block less per SM) after changes as small as how the gathers return their
 // addresses; 0 spills at 64 (.ci/check-ptx.sh). v1 stays unbounded: at 64 it spills a few bytes.
@@ -105,7 +108,7 @@ struct SimtF32 {
     }
 };
 
-// The warp's place for v2-v4: warps 2 (m) × 4 (n), each a 32×16 slice = 2×2 mma tiles of 16×8.
+// The warp's place for v2-v5: warps 2 (m) × 4 (n), each a 32×16 slice = 2×2 mma tiles of 16×8.
 struct WarpSlice {
     int g, q, wm, wn;
     __device__ __forceinline__ WarpSlice() {
@@ -239,7 +242,8 @@ struct __align__(16) TilesAsync {
     float a[STAGES][BM][BK + 4];
     float b[STAGES][BN][BK + 4];
 };
-struct MmaTf32Async {
+// The staging of the cp.async variants (v4, v5).
+struct AsyncStaging {
     static constexpr bool ASYNC = true;
     using Smem = TilesAsync;
     struct Acc {
@@ -252,6 +256,12 @@ struct MmaTf32Async {
     static __device__ __forceinline__ void stage_b(Smem& s, int slot, int k, int n, const float* src, bool valid) {
         cp_async4(&s.b[slot][n][k], src, valid);
     }
+    template <class F>
+    static __device__ __forceinline__ void each(const Acc& acc, F&& f) {
+        WarpSlice().each(acc.v, f);
+    }
+};
+struct MmaTf32Async : AsyncStaging {
     static __device__ __forceinline__ void to_tf32(uint32_t (&r)[4]) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) r[i] = f32_to_tf32(__uint_as_float(r[i]));
@@ -281,9 +291,47 @@ struct MmaTf32Async {
                     if (w.live(mi, ni, rows, cols)) mma_m16n8k8_tf32(acc.v[mi][ni], fa[mi], b[ni], acc.v[mi][ni]);
         }
     }
-    template <class F>
-    static __device__ __forceinline__ void each(const Acc& acc, F&& f) {
-        WarpSlice().each(acc.v, f);
+};
+
+// v5: bf16 tensor cores fed by v4's pipeline. The m16n8k16 registers hold k-pairs (2q, 2q+1) of
+// one row, adjacent floats in the k-fast fp32 tiles: each register is one 8-byte shared load,
+// rounded and packed by cvt.rn.bf16x2 (no ldmatrix: its lanes get one 32-bit word per row, and
+// taking the k-pairs in another order would change the sum's order and v3's bits). The operands,
+// their pairing and the mma sequence are v3's, so its results are v3's bit for bit. Shared-memory
+// banks at v4's row pitch of 20 floats: the half-warp phases of the 8-byte loads (rows g..g+3, 8
+// words each) are 2-way conflicted on a quarter of their lanes; a pitch of 24 would make them
+// conflict-free but the n-fast cp.async writes of the fwd/dgrad B tiles 8-way (4-way at 20).
+struct MmaBf16Async : AsyncStaging {
+    static __device__ __forceinline__ uint32_t pair(const float* p) {
+        const float2 v = *reinterpret_cast<const float2*>(p);
+        return pack_bf16x2(v.x, v.y);
+    }
+    static __device__ __forceinline__ void compute(const Smem& s, int slot, Acc& acc, int rows, int cols) {
+        static_assert(BK == 16, "one m16n8k16 step per tile");
+        const WarpSlice w;
+        if (!w.live(0, 0, rows, cols)) return;
+        const int k = 2 * w.q;
+        uint32_t fa[2][4], fb[2][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+            const float* r0 = s.a[slot][w.wm + 16 * mi + w.g];
+            const float* r8 = s.a[slot][w.wm + 16 * mi + w.g + 8];
+            fa[mi][0] = pair(r0 + k);
+            fa[mi][1] = pair(r8 + k);
+            fa[mi][2] = pair(r0 + k + 8);
+            fa[mi][3] = pair(r8 + k + 8);
+        }
+#pragma unroll
+        for (int ni = 0; ni < 2; ++ni) {
+            const float* c = s.b[slot][w.wn + 8 * ni + w.g];
+            fb[ni][0] = pair(c + k);
+            fb[ni][1] = pair(c + k + 8);
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 2; ++ni)
+                if (w.live(mi, ni, rows, cols)) mma_m16n8k16_bf16(acc.v[mi][ni], fa[mi], fb[ni], acc.v[mi][ni]);
     }
 };
 
@@ -299,7 +347,7 @@ struct StageMap {
 // at k0 and return true, or return false where the element is zero (padding, out of range; p is
 // then left as it was: `base`, a valid address, for cp.async's zero-fill). rows, cols: the tile's live extent.
 // v1-v3 (register staging): the next step's elements are loaded into registers during the tile
-// math and stored (rounded) into shared memory after it. v4 (ASYNC): STAGES-1 steps in flight
+// math and stored (rounded) into shared memory after it. v4, v5 (ASYNC): STAGES-1 steps in flight
 // through cp.async; at step t, wait for its stage, issue step t + STAGES - 1 into the stage freed
 // at step t - 1 (every warp is past that step's math: the barrier), then compute.
 template <class V, class SA, class SB>
@@ -431,7 +479,7 @@ __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const
 }
 
 // k3 and k7: the ResNet generator's convs (3×3 blocks and down-sampling, 7×7 first and last).
-// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async) and kernel size.
+// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async, v5 _bf16_async) and kernel size.
 #define FWD_PARAMS const float *x, const float *wt, const float *bias, float *out, float *ws, ConvArgs a
 KERNEL void __launch_bounds__(NT) conv_fwd_k4(FWD_PARAMS) { conv_fwd_impl<4, SimtF32>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_fwd_k3(FWD_PARAMS) { conv_fwd_impl<3, SimtF32>(x, wt, bias, out, ws, a); }
@@ -449,6 +497,10 @@ KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k4_tf32_async(FWD_PARAMS)
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k3_tf32_async(FWD_PARAMS) { conv_fwd_impl<3, MmaTf32Async>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k7_tf32_async(FWD_PARAMS) { conv_fwd_impl<7, MmaTf32Async>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_kx_tf32_async(FWD_PARAMS) { conv_fwd_impl<0, MmaTf32Async>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k4_bf16_async(FWD_PARAMS) { conv_fwd_impl<4, MmaBf16Async>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k3_bf16_async(FWD_PARAMS) { conv_fwd_impl<3, MmaBf16Async>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k7_bf16_async(FWD_PARAMS) { conv_fwd_impl<7, MmaBf16Async>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_kx_bf16_async(FWD_PARAMS) { conv_fwd_impl<0, MmaBf16Async>(x, wt, bias, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // Data gradient: dx = col2im(Wᵀ · dy) (+ bias, for a transposed conv's forward), as a gather.
@@ -520,7 +572,7 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, co
 }
 
 // t3/t7: stride 1 with k3 / k7 (every tap hits every pixel): the ResNet blocks' and 7×7 convs' dgrad.
-// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async) and tap count.
+// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async, v5 _bf16_async) and tap count.
 #define DGRAD_PARAMS const float *dy, const float *wt, const float *bias, float *out, float *ws, ConvArgs a
 KERNEL void __launch_bounds__(NT) conv_dgrad_t2(DGRAD_PARAMS) { conv_dgrad_impl<2, SimtF32>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_dgrad_t4(DGRAD_PARAMS) { conv_dgrad_impl<4, SimtF32>(dy, wt, bias, out, ws, a); }
@@ -542,6 +594,11 @@ KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t4_tf32_async(DGRAD_PAR
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t3_tf32_async(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaTf32Async>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t7_tf32_async(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaTf32Async>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_tx_tf32_async(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaTf32Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t2_bf16_async(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaBf16Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t4_bf16_async(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaBf16Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t3_bf16_async(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaBf16Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t7_bf16_async(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaBf16Async>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_tx_bf16_async(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaBf16Async>(dy, wt, bias, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // Weight gradient: dW[co, (ci,ki,kj)] += sum_{b,oh,ow} dy[b,co,oh,ow] · x[b,ci,oh·s-p+ki,ow·s-p+kj].
@@ -613,7 +670,7 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
     });
 }
 
-// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async) and kernel size.
+// One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async, v5 _bf16_async) and kernel size.
 #define WGRAD_PARAMS const float *x, const float *dy, const float *bias_unused, float *out, float *ws, ConvArgs a
 KERNEL void __launch_bounds__(NT) conv_wgrad_k4(WGRAD_PARAMS) { conv_wgrad_impl<4, SimtF32>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT) conv_wgrad_k3(WGRAD_PARAMS) { conv_wgrad_impl<3, SimtF32>(x, dy, out, ws, a); }
@@ -631,6 +688,10 @@ KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k4_tf32_async(WGRAD_PAR
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k3_tf32_async(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaTf32Async>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k7_tf32_async(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaTf32Async>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_kx_tf32_async(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaTf32Async>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k4_bf16_async(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaBf16Async>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k3_bf16_async(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaBf16Async>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k7_bf16_async(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaBf16Async>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_kx_bf16_async(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaBf16Async>(x, dy, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // out[i] = (accumulate ? out[i] : 0) + sum_z ws[z·numel + i] (+ bias[(i / hw) % c]), z ascending.

@@ -1,6 +1,6 @@
 // Small warp-level device functions that need inline PTX: tf32/bf16 conversions and the tensor-core
-// mma.sync shapes the conv kernels use (kernels/conv.cu, variants v2-v4), and v4's cp.async and
-// ldmatrix staging. This is the only kernels/ file allowed inline PTX (tests/emu.rs checks),
+// mma.sync shapes the conv kernels use (kernels/conv.cu, variants v2-v5), and v4/v5's cp.async
+// and ldmatrix staging. This is the only kernels/ file allowed inline PTX (tests/emu.rs checks),
 // because every function here also has a HOST version for the emulated device (src/device/emu/,
 // no __CUDA_ARCH__), written from the PTX ISA ("Matrix Fragments for mma.m16n8k8 /
 // mma.m16n8k16", "cp.async", "ldmatrix"), so the emulator moves the same data between the same
@@ -67,6 +67,23 @@ __device__ __forceinline__ uint16_t f32_to_bf16(float x) {
     memcpy(&u, &x, 4);
     if ((u & 0x7f800000u) == 0x7f800000u) return (u & 0x007fffffu) ? 0x7fffu : (uint16_t)(u >> 16);
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+#endif
+}
+
+// Two fp32 → one .b32 of two bf16 (cvt.rn.bf16x2.f32): lo in the low half, hi in the high half,
+// each rounded as f32_to_bf16 (the k-pair registers of the m16n8k16 fragments).
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__)
+#if __CUDA_ARCH__ >= 800
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));  // first source → upper half
+    return r;
+#else
+    __trap();
+    return 0;
+#endif
+#else
+    return (uint32_t)f32_to_bf16(lo) | ((uint32_t)f32_to_bf16(hi) << 16);
 #endif
 }
 
@@ -185,7 +202,7 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t 
 #endif
 }
 
-// ---- cp.async and ldmatrix (v4's staging) --------------------------------------------------------
+// ---- cp.async and ldmatrix (v4/v5's staging) ----------------------------------------------------
 // cp.async copies global → shared without passing through registers; the copies a thread issues
 // between two commits form a group, and cp.async.wait_group N waits until at most the N newest
 // groups are still in flight. ldmatrix.x4 loads four 8×8 matrices of 16-bit elements from shared

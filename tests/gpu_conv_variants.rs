@@ -1,5 +1,5 @@
 //! The conv kernel lab's variants (kernels/conv.cu: v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
-//! cores, v4 tf32 staged by cp.async) against the CPU reference, for every conv role (forward, data gradient written and
+//! cores, v4 tf32 and v5 bf16 staged by cp.async) against the CPU reference, for every conv role (forward, data gradient written and
 //! accumulated, weight gradient; conv and transposed conv, whose roles are the same three GEMMs
 //! swapped) at the layer shapes that matter: k4 s2 p1 down and up, PatchGAN's k4 s1, k3, k7, odd
 //! sizes, batch > 1, several tiles and split-K. Outputs are poisoned with NaN before each call.
@@ -237,7 +237,7 @@ fn run_variant(variant: ConvVariant) {
         };
         let gpu = run(&dev, c, &geom, xs, ys, &inp, &p);
         // A variant that only restages the tiles of the precision's default variant (v4: v2's
-        // operands and mma sequence) must reproduce it bit for bit.
+        // operands and mma sequence, v5: v3's) must reproduce it bit for bit.
         let twin = precision.variant();
         if twin != variant {
             dev.set_conv_variant(twin).unwrap();
@@ -339,6 +339,13 @@ fn v3_bf16() {
 #[test]
 fn v4_tf32_async() {
     run_variant(ConvVariant::V4);
+}
+
+/// v5 (bf16 through v4's pipeline, k-pairs packed as they are read): against the CPU as v3, and
+/// equal to v3 bit for bit (run_variant).
+#[test]
+fn v5_bf16_async() {
+    run_variant(ConvVariant::V5);
 }
 
 /// The CPU reference computes in fp32 only, and says so instead of ignoring the option.

@@ -8,8 +8,8 @@
 //!   fp32 accumulation; fp32 master weights and Adam moments as under PyTorch AMP.
 //!
 //! Each precision runs one variant of the conv kernel lab (kernels/conv.cu), [`ConvVariant`]:
-//! v1 fp32, v2 tf32, v3 bf16 by default, and v4 (tf32 through a cp.async pipeline) when asked
-//! for by number (`PIX2PIX_CONV_VARIANT=4`).
+//! v1 fp32, v2 tf32, v3 bf16 by default, and v4 / v5 (tf32 / bf16 through a cp.async pipeline)
+//! when asked for by number (`PIX2PIX_CONV_VARIANT=4`).
 //!
 //! The CPU reference always computes in fp32; [`Precision::round`] is the operand rounding, for
 //! like-for-like checks of a variant against the reference on rounded inputs.
@@ -89,7 +89,7 @@ impl Precision {
 }
 
 /// One variant of the conv kernel lab (kernels/conv.cu): how the implicit GEMMs stage their tiles
-/// and multiply. Variants of one precision compute the same results (v4 is v2 bit for bit); they
+/// and multiply. Variants of one precision compute the same results (v4 is v2 bit for bit, v5 is v3); they
 /// differ in speed only, which benches/kernels.rs measures side by side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvVariant {
@@ -101,12 +101,20 @@ pub enum ConvVariant {
     V3,
     /// tf32 mma.sync, tiles staged by a 3-stage cp.async pipeline, fragments read by ldmatrix.
     V4,
+    /// bf16 mma.sync, tiles staged by v4's cp.async pipeline, fragments paired as they are read.
+    V5,
 }
 
 impl ConvVariant {
-    pub const ALL: [ConvVariant; 4] = [ConvVariant::V1, ConvVariant::V2, ConvVariant::V3, ConvVariant::V4];
+    pub const ALL: [ConvVariant; 5] = [
+        ConvVariant::V1,
+        ConvVariant::V2,
+        ConvVariant::V3,
+        ConvVariant::V4,
+        ConvVariant::V5,
+    ];
 
-    /// `1|2|3|4` (or `v1`..`v4`), or a precision name for its default variant.
+    /// `1`..`5` (or `v1`..`v5`), or a precision name for its default variant.
     pub fn parse(s: &str) -> Result<ConvVariant> {
         let t = s.trim().to_ascii_lowercase();
         let num = t.strip_prefix('v').unwrap_or(&t);
@@ -115,14 +123,15 @@ impl ConvVariant {
             "2" => ConvVariant::V2,
             "3" => ConvVariant::V3,
             "4" => ConvVariant::V4,
+            "5" => ConvVariant::V5,
             _ => match Precision::parse(&t) {
                 Ok(p) => p.variant(),
-                Err(_) => bail!("unknown conv variant {s:?}: expected 1, 2, 3 or 4 (or fp32, tf32, bf16)"),
+                Err(_) => bail!("unknown conv variant {s:?}: expected 1, 2, 3, 4 or 5 (or fp32, tf32, bf16)"),
             },
         })
     }
 
-    /// `PIX2PIX_CONV_VARIANT` (1|2|3|4 or a precision name), when set.
+    /// `PIX2PIX_CONV_VARIANT` (1..5 or a precision name), when set.
     pub fn from_env() -> Result<Option<ConvVariant>> {
         match std::env::var("PIX2PIX_CONV_VARIANT") {
             Ok(v) if !v.trim().is_empty() => ConvVariant::parse(&v)
@@ -132,13 +141,14 @@ impl ConvVariant {
         }
     }
 
-    /// The variant's number in kernels/conv.cu (1..4).
+    /// The variant's number in kernels/conv.cu (1..5).
     pub fn number(self) -> u8 {
         match self {
             ConvVariant::V1 => 1,
             ConvVariant::V2 => 2,
             ConvVariant::V3 => 3,
             ConvVariant::V4 => 4,
+            ConvVariant::V5 => 5,
         }
     }
 
@@ -151,7 +161,7 @@ impl ConvVariant {
         match self {
             ConvVariant::V1 => Precision::Fp32,
             ConvVariant::V2 | ConvVariant::V4 => Precision::Tf32,
-            ConvVariant::V3 => Precision::Bf16,
+            ConvVariant::V3 | ConvVariant::V5 => Precision::Bf16,
         }
     }
 
@@ -162,6 +172,7 @@ impl ConvVariant {
             ConvVariant::V2 => "_tf32",
             ConvVariant::V3 => "_bf16",
             ConvVariant::V4 => "_tf32_async",
+            ConvVariant::V5 => "_bf16_async",
         }
     }
 
@@ -218,7 +229,9 @@ mod tests {
         assert_eq!(ConvVariant::parse("tf32").unwrap(), ConvVariant::V2);
         assert_eq!(ConvVariant::V4.precision(), Precision::Tf32);
         assert_eq!(ConvVariant::V4.to_string(), "v4 tf32");
-        assert!(ConvVariant::parse("5").is_err());
+        assert_eq!(ConvVariant::V5.precision(), Precision::Bf16);
+        assert_eq!(ConvVariant::V5.to_string(), "v5 bf16");
+        assert!(ConvVariant::parse("6").is_err());
         assert!(Precision::parse("4").is_err());
     }
 }

@@ -1,9 +1,9 @@
 //! The CUDA launchers of conv and convT (kernels/conv.cu): the three implicit GEMMs of a
 //! [`ConvProblem`] (see `mod.rs` and the top of kernels/conv.cu), with split-K when the output has
 //! too few tiles, reduced in a fixed order (deterministic). The variant (v1 fp32, v2 tf32, v3
-//! bf16, v4 tf32 through cp.async: `CudaBackend::conv_variant`) picks the kernels' suffix; grid,
-//! split-K and workspace are the same for all four, so the variants differ only in how the tiles
-//! are staged and multiplied.
+//! bf16, v4 tf32 and v5 bf16 through cp.async: `CudaBackend::conv_variant`) picks the kernels'
+//! suffix; grid, split-K and workspace are the same for all five, so the variants differ only in
+//! how the tiles are staged and multiplied.
 
 use super::{ConvParams, ConvProblem};
 use crate::device::cuda::launch;
@@ -70,9 +70,23 @@ impl ConvProblem {
     }
 }
 
-/// One kernel of kernels/conv.cu in its four variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`),
-/// v4 (`_tf32_async`).
-type Variants = [&'static str; 4];
+/// One kernel of kernels/conv.cu in its five variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`),
+/// v4 (`_tf32_async`), v5 (`_bf16_async`), indexed by `ConvVariant::number() - 1`.
+type Variants = [&'static str; 5];
+
+/// The five names of one kernel, in the order of `ConvVariant::ALL` (the suffixes are
+/// `ConvVariant::kernel_suffix`'s; the test below keeps the two in step).
+macro_rules! variants {
+    ($base:literal) => {
+        &[
+            $base,
+            concat!($base, "_tf32"),
+            concat!($base, "_bf16"),
+            concat!($base, "_tf32_async"),
+            concat!($base, "_bf16_async"),
+        ]
+    };
+}
 
 fn pick(k: &Variants, v: ConvVariant) -> &'static str {
     k[v.number() as usize - 1]
@@ -168,30 +182,10 @@ pub(super) fn fwd(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
         kernel: match pb.k {
-            3 => &[
-                "conv_fwd_k3",
-                "conv_fwd_k3_tf32",
-                "conv_fwd_k3_bf16",
-                "conv_fwd_k3_tf32_async",
-            ],
-            4 => &[
-                "conv_fwd_k4",
-                "conv_fwd_k4_tf32",
-                "conv_fwd_k4_bf16",
-                "conv_fwd_k4_tf32_async",
-            ],
-            7 => &[
-                "conv_fwd_k7",
-                "conv_fwd_k7_tf32",
-                "conv_fwd_k7_bf16",
-                "conv_fwd_k7_tf32_async",
-            ],
-            _ => &[
-                "conv_fwd_kx",
-                "conv_fwd_kx_tf32",
-                "conv_fwd_kx_bf16",
-                "conv_fwd_kx_tf32_async",
-            ],
+            3 => variants!("conv_fwd_k3"),
+            4 => variants!("conv_fwd_k4"),
+            7 => variants!("conv_fwd_k7"),
+            _ => variants!("conv_fwd_kx"),
         },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, accumulate, bias.is_some()),
@@ -231,36 +225,11 @@ pub(super) fn dgrad(
     let tiles = (m.div_ceil(TILE), n_max.div_ceil(TILE));
     let (splits, kchunk) = split_k(tiles.0 * tiles.1 * s * s, k_max, out);
     let kernel: &'static Variants = match (pb.k.is_multiple_of(s), taps) {
-        (true, 2) => &[
-            "conv_dgrad_t2",
-            "conv_dgrad_t2_tf32",
-            "conv_dgrad_t2_bf16",
-            "conv_dgrad_t2_tf32_async",
-        ],
-        (true, 3) => &[
-            "conv_dgrad_t3",
-            "conv_dgrad_t3_tf32",
-            "conv_dgrad_t3_bf16",
-            "conv_dgrad_t3_tf32_async",
-        ],
-        (true, 4) => &[
-            "conv_dgrad_t4",
-            "conv_dgrad_t4_tf32",
-            "conv_dgrad_t4_bf16",
-            "conv_dgrad_t4_tf32_async",
-        ],
-        (true, 7) => &[
-            "conv_dgrad_t7",
-            "conv_dgrad_t7_tf32",
-            "conv_dgrad_t7_bf16",
-            "conv_dgrad_t7_tf32_async",
-        ],
-        _ => &[
-            "conv_dgrad_tx",
-            "conv_dgrad_tx_tf32",
-            "conv_dgrad_tx_bf16",
-            "conv_dgrad_tx_tf32_async",
-        ],
+        (true, 2) => variants!("conv_dgrad_t2"),
+        (true, 3) => variants!("conv_dgrad_t3"),
+        (true, 4) => variants!("conv_dgrad_t4"),
+        (true, 7) => variants!("conv_dgrad_t7"),
+        _ => variants!("conv_dgrad_tx"),
     };
     let gemm = Gemm {
         kernel,
@@ -295,30 +264,10 @@ pub(super) fn wgrad(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
         kernel: match pb.k {
-            3 => &[
-                "conv_wgrad_k3",
-                "conv_wgrad_k3_tf32",
-                "conv_wgrad_k3_bf16",
-                "conv_wgrad_k3_tf32_async",
-            ],
-            4 => &[
-                "conv_wgrad_k4",
-                "conv_wgrad_k4_tf32",
-                "conv_wgrad_k4_bf16",
-                "conv_wgrad_k4_tf32_async",
-            ],
-            7 => &[
-                "conv_wgrad_k7",
-                "conv_wgrad_k7_tf32",
-                "conv_wgrad_k7_bf16",
-                "conv_wgrad_k7_tf32_async",
-            ],
-            _ => &[
-                "conv_wgrad_kx",
-                "conv_wgrad_kx_tf32",
-                "conv_wgrad_kx_bf16",
-                "conv_wgrad_kx_tf32_async",
-            ],
+            3 => variants!("conv_wgrad_k3"),
+            4 => variants!("conv_wgrad_k4"),
+            7 => variants!("conv_wgrad_k7"),
+            _ => variants!("conv_wgrad_kx"),
         },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, true, false),
@@ -355,4 +304,20 @@ pub(super) fn full(t: &Tensor) -> CudaView<'_, f32> {
 pub(super) fn full_mut(t: &mut Tensor) -> CudaViewMut<'_, f32> {
     let n = t.numel();
     t.cuda_mut().slice_mut(0..n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pick, Variants};
+    use crate::device::ConvVariant;
+
+    /// `variants!` lists the suffixes in `ConvVariant::ALL`'s order, so `pick` names the kernel
+    /// `kernel_suffix` says.
+    #[test]
+    fn variant_names_follow_the_suffixes() {
+        let k: &Variants = variants!("conv_fwd_k4");
+        for v in ConvVariant::ALL {
+            assert_eq!(pick(k, v), format!("conv_fwd_k4{}", v.kernel_suffix()), "{v}");
+        }
+    }
 }
