@@ -55,14 +55,42 @@ fi
 OUT="${OUT:-$BIN/out}"
 OLDPWD_BIN="$PWD/$BIN"
 mkdir -p "$OUT"
+# The time budget: a device call ends at 600 s, and a step that hangs (a deadlock, a GPU fault
+# that never returns) must not take the later steps and the summary with it. On a GPU each step
+# runs under `timeout`: at most STEP_CAP_S (180 unless the step sets it) and at most what is left
+# of SESSION_BUDGET_S (540: the unpack and nvidia-smi come before); once less than 15 s is left
+# the remaining steps are SKIPPED and the summary names them, so the next session knows what to
+# run. The dry run has no budget (its emulated steps are slow by design).
+if [ $emulated = 1 ]; then budget="${SESSION_BUDGET_S:-0}"; else budget="${SESSION_BUDGET_S:-540}"; fi
+if [ "$budget" -gt 0 ] && ! command -v timeout >/dev/null; then
+    echo "warning: no timeout(1) here: the steps run without a time limit" >&2
+    budget=0
+fi
 status=()
 step() { # name, command...
     local name="$1"; shift
+    local t0=$SECONDS left=0
+    if [ "$budget" -gt 0 ]; then
+        left=$((budget - SECONDS))
+        if [ $left -lt 15 ]; then
+            status+=("$name SKIPPED (session budget of ${budget}s spent)")
+            echo "=== $name: SKIPPED (session budget spent)"
+            return
+        fi
+        local cap="${STEP_CAP_S:-180}"
+        [ $left -gt "$cap" ] && left=$cap
+    fi
     echo "=== $name: $*"
-    local t0=$SECONDS
-    if "$@" >"$OUT/$name.log" 2>&1; then status+=("$name ok $((SECONDS - t0))s"); else status+=("$name FAILED $((SECONDS - t0))s"); fi
+    local rc=0
+    if [ $left -gt 0 ]; then timeout -k 5 $left "$@" >"$OUT/$name.log" 2>&1 || rc=$?
+    else "$@" >"$OUT/$name.log" 2>&1 || rc=$?; fi
+    if [ $rc = 0 ]; then status+=("$name ok $((SECONDS - t0))s")
+    elif [ $left -gt 0 ] && { [ $rc = 124 ] || [ $rc = 137 ]; }; then status+=("$name FAILED: TIMED OUT after $((SECONDS - t0))s")
+    else status+=("$name FAILED $((SECONDS - t0))s"); fi
     tail -n 25 "$OUT/$name.log"
 }
+# A step whose command runs in $OUT (it writes files where it runs): step NAME "${IN_OUT[@]}" CMD...
+IN_OUT=(bash -c 'cd "$1" && shift && exec "$@"' in_out "$OUT")
 if [ $emulated = 1 ]; then
     DEV=cuda-emu
     echo "DRY RUN on the emulated CUDA device: times are host times, not GPU figures" | tee "$OUT/gpu.txt"
@@ -85,14 +113,14 @@ if [ $emulated = 1 ]; then
     step step_gpu_v5 "$BIN/bench_step" --device $DEV --variant 5 --size 128 --batch 1 --iters 1 --ngf 8
     step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 1 --ngf 8
     step pytorch python3 -m py_compile benches/pytorch_reference.py
-    (cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 0.2 --n-train 20 --ngf 8 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
+    step demo "${IN_OUT[@]}" "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 0.2 --n-train 20 --ngf 8
 else
     DEV=cuda
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
     export PIX2PIX_REQUIRE_GPU=1
     step gpu_ops "$BIN/gpu_ops" --nocapture --test-threads=1
     # Graph replay bit-identical to eager launches, on the real driver's graphs.
-    (cd "$OUT" && PIX2PIX_TEST_DEVICE=cuda "$OLDPWD_BIN/graph_step" --nocapture --test-threads=1 --skip train_with_and_without >graph_step.log 2>&1) && status+=("graph_step ok") || status+=("graph_step FAILED")
+    step graph_step "${IN_OUT[@]}" env PIX2PIX_TEST_DEVICE=cuda "$OLDPWD_BIN/graph_step" --nocapture --test-threads=1 --skip train_with_and_without
     step conv_variants "$BIN/gpu_conv_variants" --nocapture --test-threads=1
     step fused_ops "$BIN/fused_ops" --nocapture --test-threads=1
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
@@ -104,16 +132,17 @@ else
     step gradcheck_256_bf16 "$BIN/pix2pix" gradcheck --device $DEV --precision bf16 --failures-only
     step gradcheck_small_v4 env PIX2PIX_CONV_VARIANT=4 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
     step gradcheck_small_v5 env PIX2PIX_CONV_VARIANT=5 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
-    # Every conv layer of unet_256 + PatchGAN, every role, v1-v5 checked then timed side by side.
-    step kernels "$BIN/bench_kernels" --device $DEV --batch 1,8,64 --reps 10
+    # The headline timings (issue 13's targets) before the long per-kernel table.
     step step_gpu "$BIN/bench_step" --device $DEV --size 256 --batch 1,8,64 --iters 20
     step step_gpu_tf32 "$BIN/bench_step" --device $DEV --precision tf32 --size 256 --batch 1,8,64 --iters 20
     step step_gpu_bf16 "$BIN/bench_step" --device $DEV --precision bf16 --size 256 --batch 1,8,64 --iters 20
+    step pytorch python3 benches/pytorch_reference.py --device cuda --size 256 --batch 1,8,64 --configs eager,bench,bf16cl
     step step_gpu_v4 "$BIN/bench_step" --device $DEV --variant 4 --size 256 --batch 1,8,64 --iters 20
     step step_gpu_v5 "$BIN/bench_step" --device $DEV --variant 5 --size 256 --batch 1,8,64 --iters 20
+    # Every conv layer of unet_256 + PatchGAN, every role, v1-v5 checked then timed side by side.
+    STEP_CAP_S=300 step kernels "$BIN/bench_kernels" --device $DEV --batch 1,8,64 --reps 10
     step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 3
-    step pytorch python3 benches/pytorch_reference.py --device cuda --size 256 --batch 1,8,64 --configs eager,bench,bf16cl
-    (cd "$OUT" && "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 1 --n-train 200 >demo.log 2>&1) && status+=("demo ok") || status+=("demo FAILED")
+    step demo "${IN_OUT[@]}" "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 1 --n-train 200
 fi
 echo
 echo "================ summary ================"
