@@ -74,19 +74,100 @@ impl ConvProblem {
 /// v4 (`_tf32_async`), v5 (`_bf16_async`), indexed by `ConvVariant::number() - 1`.
 type Variants = [&'static str; 5];
 
-/// The five names of one kernel, in the order of `ConvVariant::ALL` (the suffixes are
-/// `ConvVariant::kernel_suffix`'s; the test below keeps the two in step).
-macro_rules! variants {
-    ($base:literal) => {
-        &[
-            $base,
-            concat!($base, "_tf32"),
-            concat!($base, "_bf16"),
-            concat!($base, "_tf32_async"),
-            concat!($base, "_bf16_async"),
-        ]
-    };
-}
+// The kernels by name, spelled out (so a kernel's name leads to its launcher; tests/emu.rs checks
+// that every .entry is named here), in the order of `ConvVariant::ALL` (the test below checks the
+// suffixes against `ConvVariant::kernel_suffix`).
+const FWD_K3: Variants = [
+    "conv_fwd_k3",
+    "conv_fwd_k3_tf32",
+    "conv_fwd_k3_bf16",
+    "conv_fwd_k3_tf32_async",
+    "conv_fwd_k3_bf16_async",
+];
+const FWD_K4: Variants = [
+    "conv_fwd_k4",
+    "conv_fwd_k4_tf32",
+    "conv_fwd_k4_bf16",
+    "conv_fwd_k4_tf32_async",
+    "conv_fwd_k4_bf16_async",
+];
+const FWD_K7: Variants = [
+    "conv_fwd_k7",
+    "conv_fwd_k7_tf32",
+    "conv_fwd_k7_bf16",
+    "conv_fwd_k7_tf32_async",
+    "conv_fwd_k7_bf16_async",
+];
+const FWD_KX: Variants = [
+    "conv_fwd_kx",
+    "conv_fwd_kx_tf32",
+    "conv_fwd_kx_bf16",
+    "conv_fwd_kx_tf32_async",
+    "conv_fwd_kx_bf16_async",
+];
+const DGRAD_T2: Variants = [
+    "conv_dgrad_t2",
+    "conv_dgrad_t2_tf32",
+    "conv_dgrad_t2_bf16",
+    "conv_dgrad_t2_tf32_async",
+    "conv_dgrad_t2_bf16_async",
+];
+const DGRAD_T3: Variants = [
+    "conv_dgrad_t3",
+    "conv_dgrad_t3_tf32",
+    "conv_dgrad_t3_bf16",
+    "conv_dgrad_t3_tf32_async",
+    "conv_dgrad_t3_bf16_async",
+];
+const DGRAD_T4: Variants = [
+    "conv_dgrad_t4",
+    "conv_dgrad_t4_tf32",
+    "conv_dgrad_t4_bf16",
+    "conv_dgrad_t4_tf32_async",
+    "conv_dgrad_t4_bf16_async",
+];
+const DGRAD_T7: Variants = [
+    "conv_dgrad_t7",
+    "conv_dgrad_t7_tf32",
+    "conv_dgrad_t7_bf16",
+    "conv_dgrad_t7_tf32_async",
+    "conv_dgrad_t7_bf16_async",
+];
+const DGRAD_TX: Variants = [
+    "conv_dgrad_tx",
+    "conv_dgrad_tx_tf32",
+    "conv_dgrad_tx_bf16",
+    "conv_dgrad_tx_tf32_async",
+    "conv_dgrad_tx_bf16_async",
+];
+const WGRAD_K3: Variants = [
+    "conv_wgrad_k3",
+    "conv_wgrad_k3_tf32",
+    "conv_wgrad_k3_bf16",
+    "conv_wgrad_k3_tf32_async",
+    "conv_wgrad_k3_bf16_async",
+];
+const WGRAD_K4: Variants = [
+    "conv_wgrad_k4",
+    "conv_wgrad_k4_tf32",
+    "conv_wgrad_k4_bf16",
+    "conv_wgrad_k4_tf32_async",
+    "conv_wgrad_k4_bf16_async",
+];
+const WGRAD_K7: Variants = [
+    "conv_wgrad_k7",
+    "conv_wgrad_k7_tf32",
+    "conv_wgrad_k7_bf16",
+    "conv_wgrad_k7_tf32_async",
+    "conv_wgrad_k7_bf16_async",
+];
+const WGRAD_KX: Variants = [
+    "conv_wgrad_kx",
+    "conv_wgrad_kx_tf32",
+    "conv_wgrad_kx_bf16",
+    "conv_wgrad_kx_tf32_async",
+    "conv_wgrad_kx_bf16_async",
+];
 
 fn pick(k: &Variants, v: ConvVariant) -> &'static str {
     k[v.number() as usize - 1]
@@ -182,10 +263,10 @@ pub(super) fn fwd(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
         kernel: match pb.k {
-            3 => variants!("conv_fwd_k3"),
-            4 => variants!("conv_fwd_k4"),
-            7 => variants!("conv_fwd_k7"),
-            _ => variants!("conv_fwd_kx"),
+            3 => &FWD_K3,
+            4 => &FWD_K4,
+            7 => &FWD_K7,
+            _ => &FWD_KX,
         },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, accumulate, bias.is_some()),
@@ -225,11 +306,11 @@ pub(super) fn dgrad(
     let tiles = (m.div_ceil(TILE), n_max.div_ceil(TILE));
     let (splits, kchunk) = split_k(tiles.0 * tiles.1 * s * s, k_max, out);
     let kernel: &'static Variants = match (pb.k.is_multiple_of(s), taps) {
-        (true, 2) => variants!("conv_dgrad_t2"),
-        (true, 3) => variants!("conv_dgrad_t3"),
-        (true, 4) => variants!("conv_dgrad_t4"),
-        (true, 7) => variants!("conv_dgrad_t7"),
-        _ => variants!("conv_dgrad_tx"),
+        (true, 2) => &DGRAD_T2,
+        (true, 3) => &DGRAD_T3,
+        (true, 4) => &DGRAD_T4,
+        (true, 7) => &DGRAD_T7,
+        _ => &DGRAD_TX,
     };
     let gemm = Gemm {
         kernel,
@@ -264,10 +345,10 @@ pub(super) fn wgrad(
     let (splits, kchunk) = split_k(tiles.0 * tiles.1, k, out);
     let gemm = Gemm {
         kernel: match pb.k {
-            3 => variants!("conv_wgrad_k3"),
-            4 => variants!("conv_wgrad_k4"),
-            7 => variants!("conv_wgrad_k7"),
-            _ => variants!("conv_wgrad_kx"),
+            3 => &WGRAD_K3,
+            4 => &WGRAD_K4,
+            7 => &WGRAD_K7,
+            _ => &WGRAD_KX,
         },
         grid: (tiles.1, tiles.0, splits),
         args: pb.args(splits, kchunk, true, false),
@@ -308,16 +389,21 @@ pub(super) fn full_mut(t: &mut Tensor) -> CudaViewMut<'_, f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{pick, Variants};
+    use super::*;
     use crate::device::ConvVariant;
 
-    /// `variants!` lists the suffixes in `ConvVariant::ALL`'s order, so `pick` names the kernel
-    /// `kernel_suffix` says.
+    /// Every kernel table lists its variants in `ConvVariant::ALL`'s order, so `pick` names the
+    /// kernel `kernel_suffix` says.
     #[test]
     fn variant_names_follow_the_suffixes() {
-        let k: &Variants = variants!("conv_fwd_k4");
-        for v in ConvVariant::ALL {
-            assert_eq!(pick(k, v), format!("conv_fwd_k4{}", v.kernel_suffix()), "{v}");
+        let tables: [&Variants; 13] = [
+            &FWD_K3, &FWD_K4, &FWD_K7, &FWD_KX, &DGRAD_T2, &DGRAD_T3, &DGRAD_T4, &DGRAD_T7, &DGRAD_TX, &WGRAD_K3,
+            &WGRAD_K4, &WGRAD_K7, &WGRAD_KX,
+        ];
+        for k in tables {
+            for v in ConvVariant::ALL {
+                assert_eq!(pick(k, v), format!("{}{}", k[0], v.kernel_suffix()), "{v}");
+            }
         }
     }
 }
