@@ -12,17 +12,17 @@
 
 mod common;
 
-use common::{random_vec, rel_err, rng};
+use common::{bn_params_at_offsets, random_vec, rel_err, rng};
 use pix2pix::device::Device;
 use pix2pix::ops::activation::{
     activation_backward, activation_backward_from_channels, activation_forward, activation_into_channels, Act,
 };
 use pix2pix::ops::norm::{
     batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, instance_norm_backward,
-    instance_norm_forward, BnParams, BnSaved,
+    instance_norm_forward, BnSaved,
 };
 use pix2pix::ops::tensor::{extract_channels, insert_channels};
-use pix2pix::tensor::{Shape, Span, Storage, Tensor};
+use pix2pix::tensor::{Shape, Storage, Tensor};
 
 #[derive(Clone, Copy, Debug)]
 enum Norm {
@@ -78,17 +78,6 @@ fn case(seed: u64, shape: Shape) -> Case {
     }
 }
 
-fn bn_params(c: usize) -> BnParams {
-    BnParams {
-        weight: Span { off: 3, len: c },
-        bias: Span { off: 3 + c, len: c },
-        running_mean: Span { off: 1, len: c },
-        running_var: Span { off: 1 + c, len: c },
-        eps: 1e-5,
-        momentum: 0.1,
-    }
-}
-
 /// Output storage: NaN on a CUDA device, so an element a kernel forgets to write shows.
 fn out(dev: &Device, s: Shape) -> Tensor {
     dev.upload_tensor(s, &vec![f32::NAN; s.numel()])
@@ -106,7 +95,7 @@ fn run(dev: &Device, norm: Norm, act: Act, fused: bool, k: &Case) -> Outs {
         Norm::Instance => s.n * s.c,
         _ => s.c,
     };
-    let p = bn_params(s.c);
+    let p = bn_params_at_offsets(s.c);
     let params = dev.upload(&k.params);
     let mut bufs = dev.upload(&k.bufs);
     let mut grads = dev.upload(&k.grads);

@@ -26,7 +26,7 @@ use pix2pix::ops::conv::{
 use pix2pix::ops::loss::{gan_loss, l1_loss, LossKind, LossOut};
 use pix2pix::ops::norm::{
     batch_norm_backward, batch_norm_forward_eval, batch_norm_forward_train, instance_norm_backward,
-    instance_norm_forward, BnParams, BnSaved,
+    instance_norm_forward, BnSaved,
 };
 use pix2pix::ops::tensor::{
     add, copy, extract_channels, fill, insert_channels, reflection_pad_backward, reflection_pad_forward,
@@ -352,15 +352,7 @@ fn batch_norm() {
             continue;
         }
         let c = shape.c;
-        // Offsets inside larger buffers, as in a network's flat storage.
-        let p = BnParams {
-            weight: Span { off: 3, len: c },
-            bias: Span { off: 3 + c, len: c },
-            running_mean: Span { off: 1, len: c },
-            running_var: Span { off: 1 + c, len: c },
-            eps: 1e-5,
-            momentum: 0.1,
-        };
+        let p = common::bn_params_at_offsets(c);
         let mut params = rand_vec(&mut r, 3 + 2 * c);
         for v in &mut params[3..3 + c] {
             *v += 1.0; // gamma near 1

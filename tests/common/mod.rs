@@ -4,9 +4,24 @@
 pub mod planted;
 
 use pix2pix::device::Device;
-use pix2pix::tensor::{Shape, Tensor};
+use pix2pix::ops::norm::BnParams;
+use pix2pix::tensor::{Shape, Span, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// Norm parameters at offsets inside larger buffers, as in a network's flat storage: γ at 3 and
+/// β at 3 + c of the parameters, the running mean at 1 and variance at 1 + c of the buffers
+/// (so a kernel that ignores a span's offset reads the wrong values).
+pub fn bn_params_at_offsets(c: usize) -> BnParams {
+    BnParams {
+        weight: Span { off: 3, len: c },
+        bias: Span { off: 3 + c, len: c },
+        running_mean: Span { off: 1, len: c },
+        running_var: Span { off: 1 + c, len: c },
+        eps: 1e-5,
+        momentum: 0.1,
+    }
+}
 
 pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
