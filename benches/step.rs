@@ -14,6 +14,9 @@
 //! Beside each figure: the work floor of SPEC.md §8 — the step's FLOP at the device's peak and the
 //! ~2.3 GB of weight and Adam traffic at its bandwidth (`--peak-tflops`, `--peak-gbs`; defaults
 //! are the H200's fp32 SIMT ~60 TFLOP/s and ~4.8 TB/s) — so the gap to the limit is visible.
+//! On CUDA also the device memory: in use on the whole GPU, and how much of it this run's buffers
+//! hold (above the context and the loaded kernels: the figure to compare with PyTorch's
+//! `max_memory_allocated`, the `mem MiB` column of benches/pytorch_reference.py).
 
 use pix2pix::device::Device;
 use pix2pix::models::graph::StepGraph;
@@ -151,7 +154,11 @@ fn real_main() -> anyhow::Result<()> {
             let floor_compute = flop / (peak_tflops * 1e3);
             let floor_bytes = (3.0 * 4.0 + 28.0) * params / (peak_gbs * 1e9);
             let mem = match &device {
-                Device::Cuda(c) => format!(", GPU memory in use {:.0} MiB", c.memory_used() as f64 / 1048576.0),
+                Device::Cuda(c) => format!(
+                    ", GPU memory in use {:.0} MiB, {:.0} MiB of it this run's buffers",
+                    c.memory_used() as f64 / 1048576.0,
+                    c.memory_allocated() as f64 / 1048576.0
+                ),
                 Device::Cpu => String::new(),
             };
             println!(

@@ -164,6 +164,8 @@ pub struct CudaBackend {
     profiler: Mutex<Option<Profiler>>,
     /// The conv kernel-lab variant in use (its number; device/precision.rs).
     conv_variant: std::sync::atomic::AtomicU8,
+    /// Device memory in use (all processes) once the context and the kernels were loaded.
+    mem_base: usize,
 }
 
 /// Time spent in one kernel, summed over its launches.
@@ -338,6 +340,9 @@ impl CudaBackend {
             passed_over.join("; ")
         };
 
+        // What the device holds before this backend allocates anything: the context, the loaded
+        // kernels, other processes (`memory_allocated` is measured from here).
+        let mem_base = ctx.mem_get_info().map(|(free, total)| total - free).unwrap_or(0);
         let workspace = stream
             .alloc_zeros::<f32>(1)
             .map_err(|e| anyhow!("allocating the workspace: {}", err_str(e)))?;
@@ -363,6 +368,7 @@ impl CudaBackend {
             scratch64: Mutex::new(scratch64),
             profiler: Mutex::new(None),
             conv_variant: std::sync::atomic::AtomicU8::new(ConvVariant::V1.number()),
+            mem_base,
         }))
     }
 
@@ -465,6 +471,15 @@ impl CudaBackend {
     /// Bytes of device memory in use (total − free, all processes), for the benchmarks.
     pub fn memory_used(&self) -> usize {
         self.ctx.mem_get_info().map(|(free, total)| total - free).unwrap_or(0)
+    }
+
+    /// Device memory taken since this backend was created, i.e. by its buffers (weights, Adam
+    /// moments, activations, workspace, graphs): `memory_used` minus what the context and the
+    /// loaded kernels held before (allocations by other processes meanwhile count too). The
+    /// figure to set beside PyTorch's `torch.cuda.max_memory_allocated()`, which leaves out its
+    /// own context and kernels in the same way.
+    pub fn memory_allocated(&self) -> usize {
+        self.memory_used().saturating_sub(self.mem_base)
     }
 
     /// Switches per-kernel timing on or off (clearing what was measured). Timing adds two events
