@@ -298,9 +298,9 @@ struct MmaTf32Async : AsyncStaging {
 // rounded and packed by cvt.rn.bf16x2 (no ldmatrix: its lanes get one 32-bit word per row, and
 // taking the k-pairs in another order would change the sum's order and v3's bits). The operands,
 // their pairing and the mma sequence are v3's, so its results are v3's bit for bit. Shared-memory
-// banks at v4's row pitch of 20 floats: the half-warp phases of the 8-byte loads (rows g..g+3, 8
-// words each) are 2-way conflicted on a quarter of their lanes; a pitch of 24 would make them
-// conflict-free but the n-fast cp.async writes of the fwd/dgrad B tiles 8-way (4-way at 20).
+// banks at v4's row pitch of 20 floats: in each half-warp phase of the 8-byte loads (rows g..g+3,
+// 8 words each) a quarter of the lanes meet 2-way, so it takes two wavefronts; a pitch of 24 would
+// make them conflict-free but the n-fast cp.async writes of the fwd/dgrad B tiles 8-way (4 at 20).
 struct MmaBf16Async : AsyncStaging {
     static __device__ __forceinline__ uint32_t pair(const float* p) {
         const float2 v = *reinterpret_cast<const float2*>(p);
