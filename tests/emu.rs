@@ -176,6 +176,36 @@ fn launch_limits_are_cuda_errors_naming_the_kernel() {
     assert_eq!(c.download(&y), vec![1.0; 64]);
 }
 
+/// A kernel declared with `__launch_bounds__(256, …)` (`.maxntid 256, 1, 1` in its PTX) refuses a
+/// block of 512 threads, as a GPU does (its registers were allocated for 256), and reports the
+/// bound as its MAX_THREADS_PER_BLOCK attribute.
+#[test]
+fn launch_bounds_are_enforced() {
+    let Some(c) = emu_backend() else { return };
+    let f = c.func("conv", "conv_fwd_k4_tf32");
+    assert_eq!(f.max_threads_per_block().unwrap(), 256);
+    assert_eq!(c.func("tensor", "tensor_fill").max_threads_per_block().unwrap(), 1024);
+    // The block size is checked before the arguments are looked at.
+    let mut y = c.alloc_zeros(64);
+    let mut b = c.stream.launch_builder(&f);
+    b.arg(&mut y);
+    let cfg = LaunchConfig {
+        grid_dim: (1, 1, 1),
+        block_dim: (512, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: refused before any argument is read.
+    let e = unsafe { b.launch(cfg) }
+        .map(|_| ())
+        .map_err(err_str)
+        .expect_err("over the launch bound");
+    assert!(
+        e.contains("CUDA_ERROR_INVALID_VALUE") && e.contains("conv_fwd_k4_tf32") && e.contains(".maxntid 256"),
+        "{e}"
+    );
+    c.check().unwrap();
+}
+
 #[test]
 fn host_pointers_and_unknown_kernels_are_refused() {
     let Some(c) = emu_backend() else { return };

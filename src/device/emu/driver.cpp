@@ -126,6 +126,7 @@ struct Kernel {
 struct PtxEntry {
     std::string name;
     std::vector<unsigned> param_sizes;
+    unsigned maxntid = 0;  // the threads a block may have (`.maxntid`, from __launch_bounds__); 0: no bound
 };
 struct Module {
     std::vector<PtxEntry> entries;
@@ -134,6 +135,7 @@ struct Module {
 struct Function {
     const Kernel* kernel;
     int max_dynamic_smem = SMEM_DEFAULT;
+    unsigned max_threads = 1024;  // the device limit, or the kernel's `.maxntid` when it declares one
 };
 struct Event {
     double ms = 0;
@@ -293,6 +295,14 @@ CUresult parse_ptx(const char* text, Module* m, std::string* why) {
                 if (end == std::string::npos) break;
                 q = end;
             }
+        }
+        // Directives between the parameter list and the body: `.maxntid x, y, z` (a block may
+        // have at most x·y·z threads; a larger launch fails on a GPU).
+        size_t nt = s.find(".maxntid", b);
+        if (nt != std::string::npos && nt < brace) {
+            unsigned x = 1, y = 1, z = 1;
+            const int got = sscanf(s.c_str() + nt + 8, " %u , %u , %u", &x, &y, &z);
+            if (got >= 1) e.maxntid = x * (got >= 2 ? y : 1) * (got >= 3 ? z : 1);
         }
         m->entries.push_back(std::move(e));
         pos = b;
@@ -683,13 +693,15 @@ API CUresult cuModuleGetFunction(void** f, void* module, const char* name) {
         return err(CUDA_ERROR_INVALID_IMAGE, std::string(name) + ": the PTX declares parameters of " +
                                                  sizes_str(entry->param_sizes) + " bytes, the host build " +
                                                  sizes_str(host) + " (build skew between nvcc and the host compiler?)");
-    *f = new Function{&k};
+    auto* fn = new Function{&k};
+    if (entry->maxntid) fn->max_threads = entry->maxntid;
+    *f = fn;
     return ok();
 }
 API CUresult cuFuncGetAttribute(int* v, int attr, void* f) {
     auto* fn = static_cast<Function*>(f);
     switch (attr) {
-        case 0: *v = 1024; break;                      // MAX_THREADS_PER_BLOCK
+        case 0: *v = (int)fn->max_threads; break;      // MAX_THREADS_PER_BLOCK (its launch bound)
         case 1: *v = 0; break;                         // SHARED_SIZE_BYTES (static: not known here)
         case 4: *v = 32; break;                        // NUM_REGS (nominal)
         case 8: *v = fn->max_dynamic_smem; break;      // MAX_DYNAMIC_SHARED_SIZE_BYTES
@@ -762,6 +774,12 @@ API CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsi
     if (threads > 1024 || bx > 1024 || by > 1024 || bz > 64)
         return err(CUDA_ERROR_INVALID_VALUE, w + "block (" + std::to_string(bx) + "," + std::to_string(by) + "," +
                                                  std::to_string(bz) + ") is over the limits (1024 threads; 1024, 1024, 64)");
+    // A block larger than the kernel's __launch_bounds__ (ptxas sized its registers for the bound).
+    // The error code a driver returns for it is not pinned down here; the refusal is.
+    if (threads > fn->max_threads)
+        return err(CUDA_ERROR_INVALID_VALUE, w + "block of " + std::to_string(threads) +
+                                                 " threads, over the kernel's launch bound (.maxntid " +
+                                                 std::to_string(fn->max_threads) + ")");
     if (gy > 65535 || gz > 65535 || gx > 2147483647u)
         return err(CUDA_ERROR_INVALID_VALUE, w + "grid (" + std::to_string(gx) + "," + std::to_string(gy) + "," +
                                                  std::to_string(gz) + ") is over the limits (2^31-1, 65535, 65535)");
