@@ -149,6 +149,7 @@ echo "================ summary ================"
 printf '%s\n' "${status[@]}"
 grep -H -E "^ +256 +[0-9]+ |one by one" "$OUT"/step_gpu*.log "$OUT/step_cpu.log" 2>/dev/null
 grep -H -o "GPU memory in use .*" "$OUT"/step_gpu.log 2>/dev/null
+sed -n '/^conv totals/,$p' "$OUT/kernels.log" 2>/dev/null
 grep -h -E "^ *(eager|bench|bf16cl) " "$OUT/pytorch.log" 2>/dev/null
 grep -h "worst rel err" "$OUT"/gradcheck_*.log 2>/dev/null
 # A failed step fails the session (the dry run in CI relies on it).

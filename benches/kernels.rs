@@ -6,7 +6,9 @@
 //! repeated launches, synchronised) and reported as TFLOP/s, the ratio to v1, and the share of the
 //! roofline min(peak of that precision, arithmetic intensity × memory bandwidth) of the GPU when
 //! its ceilings are known (H100/H200/A100 datasheet figures). Batch norm and Adam get a row each.
-//! On a machine without a GPU it times the CPU reference alone, as the baseline.
+//! On a machine without a GPU it times the CPU reference alone, as the baseline. Last, a totals
+//! table: per batch, each variant's time summed over the conv rows, as a speedup over v1 and over
+//! the register-staged variant of its precision (v4 vs v2, v5 vs v3).
 //!
 //!   cargo bench --bench kernels                                  # CPU baseline
 //!   cargo bench --bench kernels -- --device cuda --batch 1,8,64  # check + time every variant
@@ -74,6 +76,8 @@ struct Row {
     v1_secs: Option<f64>,
     /// The roofline of this row on this GPU, in the row's unit (TFLOP/s or GB/s).
     roof: Option<f64>,
+    /// A conv row's batch and variant (for the totals table).
+    conv: Option<(usize, ConvVariant)>,
 }
 
 /// Datasheet ceilings (dense): fp32 SIMT, tf32 and bf16 tensor TFLOP/s, HBM TB/s.
@@ -259,6 +263,7 @@ fn conv_rows(
             work: (flop, "TFLOP/s"),
             v1_secs: None,
             roof: None,
+            conv: None,
         }];
     }
     let mut rows = vec![];
@@ -289,6 +294,7 @@ fn conv_rows(
             work: (flop, "TFLOP/s"),
             v1_secs,
             roof,
+            conv: Some((n, v)),
         });
     }
     dev.set_conv_variant(ConvVariant::V1).expect("v1");
@@ -332,6 +338,7 @@ fn bn_row(dev: &Device, c: usize, n: usize, h: usize, reps: usize) -> Row {
         work: (bytes, "GB/s"),
         v1_secs: None,
         roof: ceilings(dev).map(|c| c.tb_s * 1e3),
+        conv: None,
     }
 }
 
@@ -362,6 +369,7 @@ fn adam_row(dev: &Device, len: usize, reps: usize) -> Row {
         work: (28.0 * len as f64, "GB/s"),
         v1_secs: None,
         roof: ceilings(dev).map(|c| c.tb_s * 1e3),
+        conv: None,
     }
 }
 
@@ -468,8 +476,60 @@ fn main() -> anyhow::Result<()> {
             roof
         );
     }
+    if dev.is_cuda() {
+        conv_totals(&rows, &variants, emulated);
+    }
     if failed > 0 {
         anyhow::bail!("{failed} variant checks failed against the CPU reference");
     }
     Ok(())
+}
+
+/// The answer the table above spreads over many rows: per batch, each variant's time summed over
+/// every conv layer and role benchmarked (each layer once; in a training step the PatchGAN's run
+/// three times), beside v1's and beside the register-staged variant of the same precision (v4
+/// against v2, v5 against v3: whether the cp.async pipeline pays). A variant with a failed check
+/// has no total.
+fn conv_totals(rows: &[Row], variants: &[ConvVariant], emulated: bool) {
+    let mut batches: Vec<usize> = rows.iter().filter_map(|r| r.conv.map(|c| c.0)).collect();
+    batches.dedup();
+    let total = |n: usize, v: ConvVariant| -> Option<f64> {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.conv == Some((n, v))).collect();
+        mine.iter()
+            .map(|r| r.secs)
+            .sum::<Option<f64>>()
+            .filter(|_| !mine.is_empty())
+    };
+    let label = if emulated { "EMULATED ms" } else { "ms" };
+    println!();
+    println!("conv totals (sum of the rows above per batch and variant; ratios are speedups)");
+    println!(
+        "{:>6} {:<10} {:>12} {:>8} {:>14}",
+        "batch", "variant", label, "× v1", "× its twin"
+    );
+    for &n in &batches {
+        for &v in variants {
+            let Some(t) = total(n, v) else {
+                println!("{n:>6} {:<10} {:>12}", v.to_string(), "FAILED");
+                continue;
+            };
+            let twin = v.precision().variant();
+            let ratio = |base: Option<f64>| match base {
+                Some(b) if !emulated => format!("{:.2}", b / t),
+                _ => "-".to_string(),
+            };
+            let vs_twin = if twin == v {
+                "-".to_string()
+            } else {
+                format!("{} (vs v{})", ratio(total(n, twin)), twin.number())
+            };
+            println!(
+                "{n:>6} {:<10} {:>12.3} {:>8} {:>14}",
+                v.to_string(),
+                t * 1e3,
+                ratio(total(n, ConvVariant::V1)),
+                vs_twin
+            );
+        }
+    }
 }
