@@ -137,6 +137,35 @@ struct WarpSlice {
     }
 };
 
+// One m16n8k16 bf16 step of the warp's 2×2 mma tiles, shared by v3 and v5 (so both feed the
+// same registers to the same mma sequence): a(m, kp) / b(n, kp) return the .b32 register holding
+// k-pair kp (k = 2kp, 2kp + 1, the lower k in the low half) of tile row m of A / column n of B.
+template <class RA, class RB>
+__device__ __forceinline__ void bf16_step(const WarpSlice& w, float (&acc)[2][2][4], int rows, int cols, RA&& a,
+                                          RB&& b) {
+    static_assert(BK == 16, "one m16n8k16 step per tile");
+    uint32_t fa[2][4], fb[2][2];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) {
+        const int m = w.wm + 16 * mi + w.g;
+        fa[mi][0] = a(m, w.q);
+        fa[mi][1] = a(m + 8, w.q);
+        fa[mi][2] = a(m, w.q + 4);
+        fa[mi][3] = a(m + 8, w.q + 4);
+    }
+#pragma unroll
+    for (int ni = 0; ni < 2; ++ni) {
+        const int n = w.wn + 8 * ni + w.g;
+        fb[ni][0] = b(n, w.q);
+        fb[ni][1] = b(n, w.q + 4);
+    }
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 2; ++ni)
+            if (w.live(mi, ni, rows, cols)) mma_m16n8k16_bf16(acc[mi][ni], fa[mi], fb[ni], acc[mi][ni]);
+}
+
 // v2: tf32 tensor cores. Rows padded to 72 words: the fragment reads (k = q, m = g) hit 32 banks.
 struct __align__(16) TilesTf32 {
     uint32_t a[BK][BM + 8];
@@ -202,29 +231,10 @@ struct MmaBf16 {
         store_bf16_half(&s.b[k >> 1][n], k & 1, f32_to_bf16(v));
     }
     static __device__ __forceinline__ void compute(const Smem& s, Acc& acc, int rows, int cols) {
-        static_assert(BK == 16, "one m16n8k16 step per tile");
         const WarpSlice w;
         if (!w.live(0, 0, rows, cols)) return;
-        uint32_t fa[2][4], fb[2][2];
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
-            const int m = w.wm + 16 * mi + w.g;
-            fa[mi][0] = s.a[w.q][m];
-            fa[mi][1] = s.a[w.q][m + 8];
-            fa[mi][2] = s.a[w.q + 4][m];
-            fa[mi][3] = s.a[w.q + 4][m + 8];
-        }
-#pragma unroll
-        for (int ni = 0; ni < 2; ++ni) {
-            const int n = w.wn + 8 * ni + w.g;
-            fb[ni][0] = s.b[w.q][n];
-            fb[ni][1] = s.b[w.q + 4][n];
-        }
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-            for (int ni = 0; ni < 2; ++ni)
-                if (w.live(mi, ni, rows, cols)) mma_m16n8k16_bf16(acc.v[mi][ni], fa[mi], fb[ni], acc.v[mi][ni]);
+        bf16_step(
+            w, acc.v, rows, cols, [&](int m, int kp) { return s.a[kp][m]; }, [&](int n, int kp) { return s.b[kp][n]; });
     }
     template <class F>
     static __device__ __forceinline__ void each(const Acc& acc, F&& f) {
@@ -297,8 +307,8 @@ struct MmaTf32Async : AsyncStaging {
 // one row, adjacent floats in the k-fast fp32 tiles: each register is one 8-byte shared load,
 // rounded and packed by cvt.rn.bf16x2 (no ldmatrix: its lanes get one 32-bit word per row, and
 // taking the k-pairs in another order would change the sum's order and v3's bits). The operands,
-// their pairing and the mma sequence are v3's, so its results are v3's bit for bit. Shared-memory
-// banks at v4's row pitch of 20 floats: in each half-warp phase of the 8-byte loads (rows g..g+3,
+// their pairing and the mma sequence are v3's (bf16_step), so its results are v3's bit for bit.
+// Shared-memory banks at v4's row pitch of 20 floats: in each half-warp phase of the 8-byte loads (rows g..g+3,
 // 8 words each) a quarter of the lanes meet 2-way, so it takes two wavefronts; a pitch of 24 would
 // make them conflict-free but the n-fast cp.async writes of the fwd/dgrad B tiles 8-way (4 at 20).
 struct MmaBf16Async : AsyncStaging {
@@ -307,31 +317,11 @@ struct MmaBf16Async : AsyncStaging {
         return pack_bf16x2(v.x, v.y);
     }
     static __device__ __forceinline__ void compute(const Smem& s, int slot, Acc& acc, int rows, int cols) {
-        static_assert(BK == 16, "one m16n8k16 step per tile");
         const WarpSlice w;
         if (!w.live(0, 0, rows, cols)) return;
-        const int k = 2 * w.q;
-        uint32_t fa[2][4], fb[2][2];
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
-            const float* r0 = s.a[slot][w.wm + 16 * mi + w.g];
-            const float* r8 = s.a[slot][w.wm + 16 * mi + w.g + 8];
-            fa[mi][0] = pair(r0 + k);
-            fa[mi][1] = pair(r8 + k);
-            fa[mi][2] = pair(r0 + k + 8);
-            fa[mi][3] = pair(r8 + k + 8);
-        }
-#pragma unroll
-        for (int ni = 0; ni < 2; ++ni) {
-            const float* c = s.b[slot][w.wn + 8 * ni + w.g];
-            fb[ni][0] = pair(c + k);
-            fb[ni][1] = pair(c + k + 8);
-        }
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-            for (int ni = 0; ni < 2; ++ni)
-                if (w.live(mi, ni, rows, cols)) mma_m16n8k16_bf16(acc.v[mi][ni], fa[mi], fb[ni], acc.v[mi][ni]);
+        bf16_step(
+            w, acc.v, rows, cols, [&](int m, int kp) { return pair(&s.a[slot][m][2 * kp]); },
+            [&](int n, int kp) { return pair(&s.b[slot][n][2 * kp]); });
     }
 };
 

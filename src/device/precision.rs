@@ -9,7 +9,7 @@
 //!
 //! Each precision runs one variant of the conv kernel lab (kernels/conv.cu), [`ConvVariant`]:
 //! v1 fp32, v2 tf32, v3 bf16 by default, and v4 / v5 (tf32 / bf16 through a cp.async pipeline)
-//! when asked for by number (`PIX2PIX_CONV_VARIANT=4`).
+//! when asked for by number (`PIX2PIX_CONV_VARIANT=4` / `5`).
 //!
 //! The CPU reference always computes in fp32; [`Precision::round`] is the operand rounding, for
 //! like-for-like checks of a variant against the reference on rounded inputs.
