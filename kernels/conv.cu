@@ -81,14 +81,20 @@ __device__ __forceinline__ void mma_tile(const Tiles& t, float (&acc)[4][4], int
 }
 
 // ---- tile math policies -------------------------------------------------------------------------
+// Each policy says its block tile (TM × TN outputs) and how it stages (ASYNC: cp.async, v4/v5).
 // put_a(s, k, m, v) / put_b(s, k, n, v) stage one element of the BK×BM / BK×BN tiles; compute(s, acc,
 // rows, cols) adds the tile product into the accumulators (rows, cols: how many of the tile's rows
 // and columns exist, M - m0 and N - n0, block-uniform); each(acc, f) calls f(row, col, value) for
 // every accumulator the thread holds (row, col within the 64×64 tile).
 
-// v1: the fp32 SIMT baseline.
-struct SimtF32 {
+// The 64×64 tile of v1-v5, staged through registers unless ASYNC.
+struct Tile64 {
+    static constexpr int TM = BM, TN = BN;
     static constexpr bool ASYNC = false;
+};
+
+// v1: the fp32 SIMT baseline.
+struct SimtF32 : Tile64 {
     using Smem = Tiles;
     struct Acc {
         float v[4][4];
@@ -108,15 +114,17 @@ struct SimtF32 {
     }
 };
 
-// The warp's place for v2-v5: warps 2 (m) × 4 (n), each a 32×16 slice = 2×2 mma tiles of 16×8.
-struct WarpSlice {
+// A warp's place in the tile of the tensor-core variants: warps 2 (m) × 4 (n), each a slice of
+// MI × NI mma tiles of 16×8 (v2-v5: 2×2, a 32×16 slice of the 64×64 tile).
+template <int MI, int NI>
+struct WarpTile {
     int g, q, wm, wn;
-    __device__ __forceinline__ WarpSlice() {
+    __device__ __forceinline__ WarpTile() {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
         g = lane >> 2;
         q = lane & 3;
-        wm = (warp & 1) * 32;
-        wn = (warp >> 1) * 16;
+        wm = (warp & 1) * 16 * MI;
+        wn = (warp >> 1) * 8 * NI;
     }
     // Whether mma tile (mi, ni) has a row and a column inside the GEMM: the others are skipped
     // (warp-uniform, so every lane of a warp takes the same mma.sync), which matters for the thin
@@ -126,16 +134,17 @@ struct WarpSlice {
     }
     // The C/D fragment layout: element r of mma tile (mi, ni).
     template <class F>
-    __device__ __forceinline__ void each(const float (&v)[2][2][4], F&& f) const {
+    __device__ __forceinline__ void each(const float (&v)[MI][NI][4], F&& f) const {
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
+        for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-            for (int ni = 0; ni < 2; ++ni)
+            for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
                 for (int r = 0; r < 4; ++r)
                     f(wm + 16 * mi + g + 8 * (r >> 1), wn + 8 * ni + 2 * q + (r & 1), v[mi][ni][r]);
     }
 };
+using WarpSlice = WarpTile<2, 2>;
 
 // One m16n8k16 bf16 step of the warp's 2×2 mma tiles, shared by v3 and v5 (so both feed the
 // same registers to the same mma sequence): a(m, kp) / b(n, kp) return the .b32 register holding
@@ -171,8 +180,7 @@ struct __align__(16) TilesTf32 {
     uint32_t a[BK][BM + 8];
     uint32_t b[BK][BN + 8];
 };
-struct MmaTf32 {
-    static constexpr bool ASYNC = false;
+struct MmaTf32 : Tile64 {
     using Smem = TilesTf32;
     struct Acc {
         float v[2][2][4];
@@ -218,8 +226,7 @@ struct __align__(16) TilesBf16 {
     uint32_t a[BK / 2][BM + 8];
     uint32_t b[BK / 2][BN + 8];
 };
-struct MmaBf16 {
-    static constexpr bool ASYNC = false;
+struct MmaBf16 : Tile64 {
     using Smem = TilesBf16;
     struct Acc {
         float v[2][2][4];
@@ -253,7 +260,7 @@ struct __align__(16) TilesAsync {
     float b[STAGES][BN][BK + 4];
 };
 // The staging of the cp.async variants (v4, v5).
-struct AsyncStaging {
+struct AsyncStaging : Tile64 {
     static constexpr bool ASYNC = true;
     using Smem = TilesAsync;
     struct Acc {
@@ -325,24 +332,63 @@ struct MmaBf16Async : AsyncStaging {
     }
 };
 
-// What each thread stages per BK-step: A elements (ak, am + dam·i) and B elements (bk + dbk·i,
-// bn + dbn·i), i = 0..3, of the BK×BM / BK×BN tiles (k, then m or n, within the tile).
+// The operands of an implicit GEMM, as each impl gathers them from its tensors: A's rows are m,
+// B's rows are the GEMM's columns n. `row(r)` is what a thread computes once for a row r it stages
+// (r absolute; a row beyond the GEMM gives a state whose elements are all zero), and `at(row, k,
+// p)` sets p to the global address of element (k, r) and returns true, or returns false where the
+// element is zero (padding, out of range; p is then left as it was).
+template <class R, class G>
+struct Operand {
+    R row;
+    G at;
+};
+template <class R, class G>
+__device__ __forceinline__ Operand<R, G> operand(R row, G at) {
+    return {row, at};
+}
+
+// What each thread of v1-v5 stages per BK-step: A elements (ak, am + dam·i) and B elements (bk +
+// dbk·i, bn + dbn·i), i = 0..3, of the BK×BM / BK×BN tiles (k, then m or n, within the tile).
+// A is always k-fast (16 consecutive k per row: the weights' rows, wgrad's pixels); B is k-fast
+// too, or n-fast (64 consecutive columns per k: the im2col's pixels) so that the lanes of a warp
+// read neighbouring addresses.
 struct StageMap {
     int ak, am, dam;
     int bk, dbk, bn, dbn;
+    static __device__ __forceinline__ StageMap of(bool b_kfast) {
+        const int t = threadIdx.x;
+        if (b_kfast) return StageMap{t & 15, t >> 4, 16, t & 15, 0, t >> 4, 16};
+        return StageMap{t & 15, t >> 4, 16, t >> 6, 4, t & 63, 0};
+    }
 };
 
-// The GEMM's main loop over [kbeg, kend) in BK-steps, shared by fwd, dgrad and wgrad: src_a(k0, i, p)
-// and src_b(k0, i, p) set p to the global address of element i of the thread's share of the tiles
-// at k0 and return true, or return false where the element is zero (padding, out of range; p is
-// then left as it was: `base`, a valid address, for cp.async's zero-fill). rows, cols: the tile's live extent.
-// v1-v3 (register staging): the next step's elements are loaded into registers during the tile
-// math and stored (rounded) into shared memory after it. v4, v5 (ASYNC): STAGES-1 steps in flight
-// through cp.async; at step t, wait for its stage, issue step t + STAGES - 1 into the stage freed
-// at step t - 1 (every warp is past that step's math: the barrier), then compute.
-template <class V, class SA, class SB>
-__device__ __forceinline__ void mainloop(typename V::Smem& sm, typename V::Acc& acc, int kbeg, int kend, int rows,
-                                         int cols, const StageMap& sp, const float* base, SA&& src_a, SB&& src_b) {
+// The GEMM's main loop over [kbeg, kend) in BK-steps, shared by fwd, dgrad and wgrad, for the tile
+// at (m0, n0) of which rows × cols exist. `base` is a valid global address (cp.async's source for
+// zero-filled elements). v1-v3 (register staging): the next step's elements are loaded into
+// registers during the tile math and stored (rounded) into shared memory after it. v4, v5
+// (ASYNC): STAGES-1 steps in flight through cp.async; at step t, wait for its stage, issue step t +
+// STAGES - 1 into the stage freed at step t - 1 (every warp is past that step's math: the
+// barrier), then compute.
+template <class V, bool B_KFAST, class OA, class OB>
+__device__ __forceinline__ void mainloop(typename V::Smem& sm, typename V::Acc& acc, int kbeg, int kend, int m0,
+                                         int n0, int rows, int cols, const float* base, const OA& A, const OB& B) {
+    const StageMap sp = StageMap::of(B_KFAST);
+    // The thread's rows: four of A, four of B when k-fast, else its one column.
+    constexpr int NB = B_KFAST ? 4 : 1;
+    decltype(A.row(0)) ra[4];
+    decltype(B.row(0)) rb[NB];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) ra[i] = A.row(m0 + sp.am + sp.dam * i);
+#pragma unroll
+    for (int i = 0; i < NB; ++i) rb[i] = B.row(n0 + sp.bn + sp.dbn * i);
+    auto src_a = [&](int k0, int i, const float*& p) {
+        const int k = k0 + sp.ak;
+        return k < kend && A.at(ra[i], k, p);
+    };
+    auto src_b = [&](int k0, int i, const float*& p) {
+        const int k = k0 + sp.bk + sp.dbk * i;
+        return k < kend && B.at(rb[NB == 4 ? i : 0], k, p);
+    };
     if (kbeg >= kend) return;
     if constexpr (V::ASYNC) {
         const int steps = (kend - kbeg + BK - 1) / BK;
@@ -421,41 +467,45 @@ __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const
     const int ks = KS ? KS : a.k, kk2 = ks * ks;
     const int M = a.cout, K = a.cin * kk2, hwo = a.ho * a.wo;
     const int N = a.n * hwo;
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int m0 = blockIdx.y * V::TM, n0 = blockIdx.x * V::TN;
     const int kbeg = blockIdx.z * a.kchunk, kend = min(K, kbeg + a.kchunk);
-    const int t = threadIdx.x;
     __shared__ typename V::Smem sm;
 
-    // A (W rows): k-fast, 4 rows per thread. B (im2col): one fixed column per thread, 4 k-rows.
-    const int a_kk = t & 15, a_r = t >> 4;
-    const int b_c = t & 63, b_kk = t >> 6;
-    const int j = n0 + b_c;
-    const bool jv = j < N;
-    int ih0 = 0, iw0 = 0;
-    const float* xb = x;
-    if (jv) {
-        const int nb = j / hwo, pix = j - nb * hwo, oh = pix / a.wo, ow = pix - oh * a.wo;
-        ih0 = oh * a.s - a.p;
-        iw0 = ow * a.s - a.p;
-        xb = x + (long long)nb * a.cin * a.h * a.w;
-    }
-    auto src_a = [&](int k0, int i, const float*& p) {
-        const int ka = k0 + a_kk, m = m0 + a_r + 16 * i;
-        if (m >= M || ka >= kend) return false;
-        p = wt + (long long)m * K + ka;
-        return true;
+    // A: W as [cout][cin·k²] (k-fast rows).
+    const auto A = operand([](int m) { return m; },
+                           [&](int m, int k, const float*& p) {
+                               if (m >= M) return false;
+                               p = wt + (long long)m * K + k;
+                               return true;
+                           });
+    // B: im2col(x), column j = output pixel (b, oh, ow), k = (ci, ki, kj); a column keeps its
+    // sample's x and the top-left corner of its input window.
+    struct Col {
+        const float* xb;
+        int ih0, iw0;
+        bool ok;
     };
-    auto src_b = [&](int k0, int i, const float*& p) {
-        const int k = k0 + b_kk + 4 * i;
-        if (!jv || k >= kend) return false;
-        const int ci = k / kk2, r = k - ci * kk2, ki = r / ks, kj = r - ki * ks;
-        const int ih = ih0 + ki, iw = iw0 + kj;
-        if ((unsigned)ih >= (unsigned)a.h || (unsigned)iw >= (unsigned)a.w) return false;
-        p = xb + ((long long)ci * a.h + ih) * a.w + iw;
-        return true;
-    };
+    const auto B = operand(
+        [&](int j) {
+            Col c{x, 0, 0, j < N};
+            if (c.ok) {
+                const int nb = j / hwo, pix = j - nb * hwo, oh = pix / a.wo, ow = pix - oh * a.wo;
+                c.ih0 = oh * a.s - a.p;
+                c.iw0 = ow * a.s - a.p;
+                c.xb = x + (long long)nb * a.cin * a.h * a.w;
+            }
+            return c;
+        },
+        [&](const Col& c, int k, const float*& p) {
+            if (!c.ok) return false;
+            const int ci = k / kk2, r = k - ci * kk2, ki = r / ks, kj = r - ki * ks;
+            const int ih = c.ih0 + ki, iw = c.iw0 + kj;
+            if ((unsigned)ih >= (unsigned)a.h || (unsigned)iw >= (unsigned)a.w) return false;
+            p = c.xb + ((long long)ci * a.h + ih) * a.w + iw;
+            return true;
+        });
     typename V::Acc acc = {};
-    mainloop<V>(sm, acc, kbeg, kend, M - m0, N - n0, StageMap{a_kk, a_r, 16, b_kk, 4, b_c, 0}, wt, src_a, src_b);
+    mainloop<V, false>(sm, acc, kbeg, kend, m0, n0, M - m0, N - n0, wt, A, B);
 
     const long long out_numel = (long long)N * M;
     float* wsz = ws + (long long)blockIdx.z * out_numel;
@@ -511,43 +561,49 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, co
     const int Ah = rh < a.h ? (a.h - rh + s - 1) / s : 0;
     const int Aw = rw < a.w ? (a.w - rw + s - 1) / s : 0;
     const int M = a.cin, ahw = Ah * Aw, N = a.n * ahw, khw = Kh * Kw, K = a.cout * khw;
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int m0 = blockIdx.y * V::TM, n0 = blockIdx.x * V::TN;
     if (n0 >= N || m0 >= M) return;  // uniform over the block: this class has fewer pixels
     const int kbeg = split * a.kchunk, kend = min(K, kbeg + a.kchunk);
-    const int t = threadIdx.x;
     const int kk2 = a.k * a.k, hwo = a.ho * a.wo;
     __shared__ typename V::Smem sm;
 
-    const int a_kk = t & 15, a_r = t >> 4;
-    const int b_c = t & 63, b_kk = t >> 6;
-    const int j = n0 + b_c;
-    const bool jv = j < N;
-    int oh0 = 0, ow0 = 0;
-    const float* dyb = dy;
-    if (jv) {
-        const int nb = j / ahw, rem = j - nb * ahw, aa = rem / Aw, bb = rem - aa * Aw;
-        oh0 = aa + qh;
-        ow0 = bb + qw;
-        dyb = dy + (long long)nb * a.cout * hwo;
-    }
-    auto src_a = [&](int k0, int i, const float*& p) {
-        const int k = k0 + a_kk, m = m0 + a_r + 16 * i;
-        if (k >= kend || m >= M) return false;
-        const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
-        p = wt + (long long)co * a.cin * kk2 + (ki0 + s * tt) * a.k + (kj0 + s * u) + (long long)m * kk2;
-        return true;
+    // A: Wᵀ restricted to the class's taps, row m = ci, k = (co, t, u) → W[co, ci, ki0 + s·t, kj0 + s·u].
+    const auto A = operand([](int m) { return m; },
+                           [&](int m, int k, const float*& p) {
+                               if (m >= M) return false;
+                               const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
+                               p = wt + (long long)co * a.cin * kk2 + (ki0 + s * tt) * a.k + (kj0 + s * u) +
+                                   (long long)m * kk2;
+                               return true;
+                           });
+    // B: dy gathered per pixel of the class, column j = (b, aa, bb), k = (co, t, u) → dy[b, co,
+    // aa + qh - t, bb + qw - u]; a column keeps its sample's dy and (oh, ow) at t = u = 0.
+    struct Col {
+        const float* dyb;
+        int oh0, ow0;
+        bool ok;
     };
-    auto src_b = [&](int k0, int i, const float*& p) {
-        const int k = k0 + b_kk + 4 * i;
-        if (!jv || k >= kend) return false;
-        const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
-        const int oh = oh0 - tt, ow = ow0 - u;
-        if ((unsigned)oh >= (unsigned)a.ho || (unsigned)ow >= (unsigned)a.wo) return false;
-        p = dyb + ((long long)co * a.ho + oh) * a.wo + ow;
-        return true;
-    };
+    const auto B = operand(
+        [&](int j) {
+            Col c{dy, 0, 0, j < N};
+            if (c.ok) {
+                const int nb = j / ahw, rem = j - nb * ahw, aa = rem / Aw, bb = rem - aa * Aw;
+                c.oh0 = aa + qh;
+                c.ow0 = bb + qw;
+                c.dyb = dy + (long long)nb * a.cout * hwo;
+            }
+            return c;
+        },
+        [&](const Col& c, int k, const float*& p) {
+            if (!c.ok) return false;
+            const int co = k / khw, r = k - co * khw, tt = r / Kw, u = r - tt * Kw;
+            const int oh = c.oh0 - tt, ow = c.ow0 - u;
+            if ((unsigned)oh >= (unsigned)a.ho || (unsigned)ow >= (unsigned)a.wo) return false;
+            p = c.dyb + ((long long)co * a.ho + oh) * a.wo + ow;
+            return true;
+        });
     typename V::Acc acc = {};
-    mainloop<V>(sm, acc, kbeg, kend, M - m0, N - n0, StageMap{a_kk, a_r, 16, b_kk, 4, b_c, 0}, wt, src_a, src_b);
+    mainloop<V, false>(sm, acc, kbeg, kend, m0, n0, M - m0, N - n0, wt, A, B);
 
     const long long out_numel = (long long)a.n * M * a.h * a.w;
     float* wsz = ws + (long long)split * out_numel;
@@ -600,29 +656,13 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
     const int ks = KS ? KS : a.k, kk2 = ks * ks;
     const int hwo = a.ho * a.wo;
     const int M = a.cout, N = a.cin * kk2, K = a.n * hwo;
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int m0 = blockIdx.y * V::TM, n0 = blockIdx.x * V::TN;
     const int kbeg = blockIdx.z * a.kchunk, kend = min(K, kbeg + a.kchunk);
-    const int t = threadIdx.x;
     const long long chw = (long long)a.cin * a.h * a.w;
     __shared__ typename V::Smem sm;
 
-    // Both operands k-fast: the thread's k (a pixel of dy) is the same for its A and B loads.
-    const int kk = t & 15, r0 = t >> 4;
-    int coff[4], cki[4], ckj[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int jn = n0 + r0 + 16 * i;
-        if (jn < N) {
-            const int ci = jn / kk2, r = jn - ci * kk2;
-            cki[i] = r / ks;
-            ckj[i] = r - cki[i] * ks;
-            coff[i] = ci * a.h * a.w;
-        } else {
-            coff[i] = -1;
-            cki[i] = ckj[i] = 0;
-        }
-    }
-    // The pixel k's offsets in dy and x, and its top-left input position (the same for i = 0..3).
+    // k is a pixel of dy, k-fast in both operands; its offsets in dy and x and its top-left input
+    // position (what the A and B elements at one k share).
     struct Pix {
         const float* dyb;
         const float* xb;
@@ -632,23 +672,33 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
         const int nb = k / hwo, pix = k - nb * hwo, oh = pix / a.wo, ow = pix - oh * a.wo;
         return Pix{dy + (long long)nb * a.cout * hwo + pix, x + (long long)nb * chw, oh * a.s - a.p, ow * a.s - a.p};
     };
-    auto src_a = [&](int k0, int i, const float*& p) {
-        const int k = k0 + kk, m = m0 + r0 + 16 * i;
-        if (k >= kend || m >= M) return false;
-        p = pix_at(k).dyb + (long long)m * hwo;
-        return true;
+    // A: dy as [cout][n·ho·wo].
+    const auto A = operand([](int m) { return m; },
+                           [&](int m, int k, const float*& p) {
+                               if (m >= M) return false;
+                               p = pix_at(k).dyb + (long long)m * hwo;
+                               return true;
+                           });
+    // B: im2col(x)ᵀ, row j = (ci, ki, kj) of the weight (its plane offset and tap; coff -1 beyond N).
+    struct Tap {
+        int coff, ki, kj;
     };
-    auto src_b = [&](int k0, int i, const float*& p) {
-        const int k = k0 + kk;
-        if (k >= kend || coff[i] < 0) return false;
-        const Pix px = pix_at(k);
-        const int ih = px.ih0 + cki[i], iw = px.iw0 + ckj[i];
-        if ((unsigned)ih >= (unsigned)a.h || (unsigned)iw >= (unsigned)a.w) return false;
-        p = px.xb + coff[i] + ih * a.w + iw;
-        return true;
-    };
+    const auto B = operand(
+        [&](int j) {
+            if (j >= N) return Tap{-1, 0, 0};
+            const int ci = j / kk2, r = j - ci * kk2, ki = r / ks;
+            return Tap{ci * a.h * a.w, ki, r - ki * ks};
+        },
+        [&](const Tap& c, int k, const float*& p) {
+            if (c.coff < 0) return false;
+            const Pix px = pix_at(k);
+            const int ih = px.ih0 + c.ki, iw = px.iw0 + c.kj;
+            if ((unsigned)ih >= (unsigned)a.h || (unsigned)iw >= (unsigned)a.w) return false;
+            p = px.xb + c.coff + ih * a.w + iw;
+            return true;
+        });
     typename V::Acc acc = {};
-    mainloop<V>(sm, acc, kbeg, kend, M - m0, N - n0, StageMap{kk, r0, 16, kk, 0, r0, 16}, x, src_a, src_b);
+    mainloop<V, true>(sm, acc, kbeg, kend, m0, n0, M - m0, N - n0, x, A, B);
 
     float* wsz = ws + (long long)blockIdx.z * M * N;
     V::each(acc, [&](int r, int c, float v) {

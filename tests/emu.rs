@@ -377,8 +377,8 @@ fn a_wrong_index_fails_the_gpu_vs_cpu_comparison() {
     let dir = tempfile::tempdir().unwrap();
     let src = plant(
         &kernel_source("conv.cu"),
-        "const int ih = ih0 + ki, iw = iw0 + kj;",
-        "const int ih = ih0 + ki, iw = iw0 + ki;",
+        "const int ih = c.ih0 + ki, iw = c.iw0 + kj;",
+        "const int ih = c.ih0 + ki, iw = c.iw0 + ki;",
     );
     let lib = build_override(dir.path(), "plain", &[("conv.cu", src)], "conv.cu");
     let (ok, out) = run_child("child_conv_forward", "cuda-emu", &lib, &[]);
