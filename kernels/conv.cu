@@ -43,10 +43,11 @@
 #define BN 64
 #define BK 16
 #define NT 256
-// The tensor-core kernels (v2-v5) ask for four blocks of NT threads per SM, i.e. at most 64
-// registers a thread: they sit right at that edge, and without the bound ptxas took 72-77 for some
-// of them (one block less per SM) after changes as small as how the gathers return their
-// addresses; 0 spills at 64 (.ci/check-ptx.sh). v1 stays unbounded: at 64 it spills a few bytes.
+// The 64×64 kernels (v1-v5) ask for four blocks of NT threads per SM, i.e. at most 64 registers a
+// thread: they sit right at that edge, and without the bound ptxas took 72-80 for some of them
+// (one block less per SM) after changes as small as how the gathers return their addresses; 0
+// spills at 64 (.ci/check-ptx.sh) but for the generic-k bf16 forward on sm_90 (8 bytes; no model
+// uses k other than 3, 4, 7).
 #define MIN_BLOCKS 4
 
 // Mirrored by `ConvArgs` in src/ops/conv/cuda.rs (#[repr(C)]). Geometry of the convolution above.
@@ -373,17 +374,16 @@ template <class V, bool B_KFAST, class OA, class OB>
 __device__ __forceinline__ void mainloop(typename V::Smem& sm, typename V::Acc& acc, int kbeg, int kend, int m0,
                                          int n0, int rows, int cols, const float* base, const OA& A, const OB& B) {
     const StageMap sp = StageMap::of(B_KFAST);
-    // The thread's rows: four of A, four of B when k-fast, else its one column.
+    // The thread's B rows, computed once: four when k-fast, else its one column. A's rows (a row
+    // index in every impl) are computed where they are used: kept in registers they cost up to 17
+    // more (v1's forward for sm_70).
     constexpr int NB = B_KFAST ? 4 : 1;
-    decltype(A.row(0)) ra[4];
     decltype(B.row(0)) rb[NB];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) ra[i] = A.row(m0 + sp.am + sp.dam * i);
 #pragma unroll
     for (int i = 0; i < NB; ++i) rb[i] = B.row(n0 + sp.bn + sp.dbn * i);
     auto src_a = [&](int k0, int i, const float*& p) {
         const int k = k0 + sp.ak;
-        return k < kend && A.at(ra[i], k, p);
+        return k < kend && A.at(A.row(m0 + sp.am + sp.dam * i), k, p);
     };
     auto src_b = [&](int k0, int i, const float*& p) {
         const int k = k0 + sp.bk + sp.dbk * i;
@@ -521,10 +521,10 @@ __device__ __forceinline__ void conv_fwd_impl(const float* __restrict__ x, const
 // k3 and k7: the ResNet generator's convs (3×3 blocks and down-sampling, 7×7 first and last).
 // One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async, v5 _bf16_async) and kernel size.
 #define FWD_PARAMS const float *x, const float *wt, const float *bias, float *out, float *ws, ConvArgs a
-KERNEL void __launch_bounds__(NT) conv_fwd_k4(FWD_PARAMS) { conv_fwd_impl<4, SimtF32>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_k3(FWD_PARAMS) { conv_fwd_impl<3, SimtF32>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_k7(FWD_PARAMS) { conv_fwd_impl<7, SimtF32>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_fwd_kx(FWD_PARAMS) { conv_fwd_impl<0, SimtF32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k4(FWD_PARAMS) { conv_fwd_impl<4, SimtF32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k3(FWD_PARAMS) { conv_fwd_impl<3, SimtF32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k7(FWD_PARAMS) { conv_fwd_impl<7, SimtF32>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_kx(FWD_PARAMS) { conv_fwd_impl<0, SimtF32>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k4_tf32(FWD_PARAMS) { conv_fwd_impl<4, MmaTf32>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k3_tf32(FWD_PARAMS) { conv_fwd_impl<3, MmaTf32>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k7_tf32(FWD_PARAMS) { conv_fwd_impl<7, MmaTf32>(x, wt, bias, out, ws, a); }
@@ -620,11 +620,11 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* __restrict__ dy, co
 // t3/t7: stride 1 with k3 / k7 (every tap hits every pixel): the ResNet blocks' and 7×7 convs' dgrad.
 // One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async, v5 _bf16_async) and tap count.
 #define DGRAD_PARAMS const float *dy, const float *wt, const float *bias, float *out, float *ws, ConvArgs a
-KERNEL void __launch_bounds__(NT) conv_dgrad_t2(DGRAD_PARAMS) { conv_dgrad_impl<2, SimtF32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t4(DGRAD_PARAMS) { conv_dgrad_impl<4, SimtF32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t3(DGRAD_PARAMS) { conv_dgrad_impl<3, SimtF32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_t7(DGRAD_PARAMS) { conv_dgrad_impl<7, SimtF32>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_dgrad_tx(DGRAD_PARAMS) { conv_dgrad_impl<0, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t2(DGRAD_PARAMS) { conv_dgrad_impl<2, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t4(DGRAD_PARAMS) { conv_dgrad_impl<4, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t3(DGRAD_PARAMS) { conv_dgrad_impl<3, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t7(DGRAD_PARAMS) { conv_dgrad_impl<7, SimtF32>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_tx(DGRAD_PARAMS) { conv_dgrad_impl<0, SimtF32>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t2_tf32(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaTf32>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t4_tf32(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaTf32>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t3_tf32(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaTf32>(dy, wt, bias, out, ws, a); }
@@ -712,10 +712,10 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* __restrict__ x, con
 
 // One kernel per variant (v1, v2 _tf32, v3 _bf16, v4 _tf32_async, v5 _bf16_async) and kernel size.
 #define WGRAD_PARAMS const float *x, const float *dy, const float *bias_unused, float *out, float *ws, ConvArgs a
-KERNEL void __launch_bounds__(NT) conv_wgrad_k4(WGRAD_PARAMS) { conv_wgrad_impl<4, SimtF32>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_k3(WGRAD_PARAMS) { conv_wgrad_impl<3, SimtF32>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_k7(WGRAD_PARAMS) { conv_wgrad_impl<7, SimtF32>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT) conv_wgrad_kx(WGRAD_PARAMS) { conv_wgrad_impl<0, SimtF32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k4(WGRAD_PARAMS) { conv_wgrad_impl<4, SimtF32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k3(WGRAD_PARAMS) { conv_wgrad_impl<3, SimtF32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k7(WGRAD_PARAMS) { conv_wgrad_impl<7, SimtF32>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_kx(WGRAD_PARAMS) { conv_wgrad_impl<0, SimtF32>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k4_tf32(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaTf32>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k3_tf32(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaTf32>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k7_tf32(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaTf32>(x, dy, out, ws, a); }
