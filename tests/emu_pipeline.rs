@@ -1,11 +1,19 @@
 //! The emulated device's cp.async and ldmatrix (kernels/device_fns.cuh's host versions) catch the
-//! bugs a multi-stage pipeline invites, in conv variant v4 (kernels/conv.cu's `mainloop`): each
-//! test plants one bug in a scratch copy of conv.cu (tests/common/planted.rs) and runs a child
-//! that compares v4 with v2 (same operands and mma sequence, so equal bit for bit) on a conv
-//! forward and backward whose GEMMs take 5 to 16 K-steps (the 3 stages wrap around):
+//! bugs a multi-stage pipeline invites, in the conv variants that stage their tiles in several
+//! stages (kernels/conv.cu): each test plants one bug in a scratch copy of conv.cu
+//! (tests/common/planted.rs) and runs a child that compares the variant with its precision's
+//! default one (same operands and mma sequence, so equal bit for bit) on a conv forward and
+//! backward whose GEMMs take several K-steps (the stages wrap around).
+//!
+//! v4 (3-stage cp.async, against v2):
 //! - waiting for one group too few     → a stage is read before it lands (poisoned: NaN);
 //! - issuing into the stage being read → the math reads the poison of the new copies;
 //! - no barrier after the wait         → racecheck (ThreadSanitizer) reports a data race.
+//!
+//! v6 (two register-staged stages of bf16 tiles, against v3):
+//! - storing into the stage being read → the math reads the next step's operands;
+//! - ldmatrix rows of B off by one n8 tile for half the lanes → wrong fragments;
+//! - no barrier at the end of a K-step → racecheck reports a data race.
 //!
 //! Without a plant the child passes (so the comparison is not what fails).
 
@@ -18,24 +26,35 @@ use pix2pix::tensor::{Shape, Span};
 
 const WAIT: &str = "            cp_async_wait<STAGES - 2>();\n            __syncthreads();\n";
 const ISSUE: &str = "if (nt < steps) issue(nt % STAGES, kbeg + nt * BK);";
+const V6_STORE: &str = "        if (t + 1 < steps) store((t + 1) & 1);\n        __syncthreads();\n";
+const V6_B_ROWS: &str = "&s.b[slot][w.wn + 16 * nj + (l & 7) + 8 * (l >> 4)]";
 
-/// Builds conv.cu with `from` replaced by `to` for `mode`, runs the child on `device`.
-fn planted_run(mode: &str, device: &str, from: &str, to: &str) -> (bool, String) {
+/// Builds conv.cu with `from` replaced by `to` for `mode`, runs the child on `device` for
+/// `variant` (4 or 6) against its precision's default variant.
+fn planted_run(mode: &str, device: &str, variant: u8, from: &str, to: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let src = plant(&kernel_source("conv.cu"), from, to);
     let lib = build_override(dir.path(), mode, &[("conv.cu", src)], "conv.cu");
-    let (ok, out) = run_child("child_v4_matches_v2", device, &lib, &[]);
+    let v = variant.to_string();
+    let (ok, out) = run_child(
+        "child_variant_matches_its_twin",
+        device,
+        &lib,
+        &[("PLANTED_VARIANT", &v)],
+    );
     println!("{out}");
     (ok, out)
 }
 
 #[test]
-fn the_unplanted_pipeline_passes() {
+fn the_unplanted_pipelines_pass() {
     if emu_backend().is_none() {
         return;
     }
-    let (ok, out) = planted_run("plain", "cuda-emu", ISSUE, ISSUE);
-    assert!(ok, "the unchanged conv.cu fails the child:\n{out}");
+    for v in [4, 6] {
+        let (ok, out) = planted_run("plain", "cuda-emu", v, ISSUE, ISSUE);
+        assert!(ok, "the unchanged conv.cu fails the child for v{v}:\n{out}");
+    }
 }
 
 #[test]
@@ -44,9 +63,9 @@ fn waiting_for_one_group_too_few_reads_poison() {
         return;
     }
     let early = WAIT.replace("STAGES - 2", "STAGES - 1");
-    let (ok, out) = planted_run("plain", "cuda-emu", WAIT, &early);
+    let (ok, out) = planted_run("plain", "cuda-emu", 4, WAIT, &early);
     assert!(
-        !ok && out.contains("v4 differs from v2"),
+        !ok && out.contains("v4 tf32 differs from v2 tf32"),
         "the early read went unnoticed:\n{out}"
     );
 }
@@ -57,9 +76,9 @@ fn issuing_into_the_stage_being_read_reads_poison() {
         return;
     }
     let wrong = ISSUE.replace("nt % STAGES", "t % STAGES");
-    let (ok, out) = planted_run("plain", "cuda-emu", ISSUE, &wrong);
+    let (ok, out) = planted_run("plain", "cuda-emu", 4, ISSUE, &wrong);
     assert!(
-        !ok && out.contains("v4 differs from v2"),
+        !ok && out.contains("v4 tf32 differs from v2 tf32"),
         "the overwritten stage went unnoticed:\n{out}"
     );
 }
@@ -70,13 +89,52 @@ fn racecheck_reports_a_missing_barrier_after_the_wait() {
         return;
     }
     let no_barrier = WAIT.replace("            __syncthreads();\n", "");
-    let (ok, out) = planted_run("racecheck", "cuda-emu:racecheck", WAIT, &no_barrier);
+    let (ok, out) = planted_run("racecheck", "cuda-emu:racecheck", 4, WAIT, &no_barrier);
+    assert!(!ok && out.contains("data race"), "no TSan report:\n{out}");
+}
+
+#[test]
+fn v6_storing_into_the_stage_being_read_is_caught() {
+    if emu_backend().is_none() {
+        return;
+    }
+    let wrong = V6_STORE.replace("store((t + 1) & 1)", "store(t & 1)");
+    let (ok, out) = planted_run("plain", "cuda-emu", 6, V6_STORE, &wrong);
+    assert!(
+        !ok && out.contains("v6 bf16 differs from v3 bf16"),
+        "the overwritten stage went unnoticed:\n{out}"
+    );
+}
+
+#[test]
+fn v6_wrong_ldmatrix_rows_are_caught() {
+    if emu_backend().is_none() {
+        return;
+    }
+    let wrong = V6_B_ROWS.replace("8 * (l >> 4)", "8 * ((l >> 3) & 1)");
+    let (ok, out) = planted_run("plain", "cuda-emu", 6, V6_B_ROWS, &wrong);
+    assert!(
+        !ok && out.contains("v6 bf16 differs from v3 bf16"),
+        "the wrong fragment rows went unnoticed:\n{out}"
+    );
+}
+
+#[test]
+fn racecheck_reports_v6_without_its_end_of_step_barrier() {
+    if emu_backend().is_none() || !sanitizer_available(pix2pix::device::emu::Mode::Racecheck) {
+        return;
+    }
+    let no_barrier = V6_STORE.replace("        __syncthreads();\n", "");
+    let (ok, out) = planted_run("racecheck", "cuda-emu:racecheck", 6, V6_STORE, &no_barrier);
     assert!(!ok && out.contains("data race"), "no TSan report:\n{out}");
 }
 
 #[test]
 #[ignore = "run in a child process by the tests above"]
-fn child_v4_matches_v2() {
+fn child_variant_matches_its_twin() {
+    let variant = std::env::var("PLANTED_VARIANT").unwrap_or_else(|_| "4".into());
+    let variant = ConvVariant::parse(&variant).unwrap();
+    let twin = variant.precision().variant();
     let dev = Device::Cuda(emu_backend().expect("child: no emulated device"));
     let geom = ConvGeom::new(16, 24, 4, 2, 1);
     let xs = Shape::new(2, 16, 12, 12);
@@ -100,14 +158,14 @@ fn child_v4_matches_v2() {
         conv2d_backward(&dev, &geom, &w, &p, Some(&mut grads), &x, &dy, Some(&mut dx), false);
         [dev.download(&y.data), dev.download(&dx.data), dev.download(&grads)]
     };
-    let (v2, v4) = (run(ConvVariant::V2), run(ConvVariant::V4));
-    for ((role, a), b) in ["y", "dx", "dW"].iter().zip(&v4).zip(&v2) {
-        assert!(b.iter().all(|v| v.is_finite()), "v2 {role} not finite");
+    let (base, mine) = (run(twin), run(variant));
+    for ((role, a), b) in ["y", "dx", "dW"].iter().zip(&mine).zip(&base) {
+        assert!(b.iter().all(|v| v.is_finite()), "{twin} {role} not finite");
         let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
         let bad = a.iter().filter(|v| !v.is_finite()).count();
         assert!(
             same,
-            "v4 differs from v2 in {role} ({bad} of {} values not finite)",
+            "{variant} differs from {twin} in {role} ({bad} of {} values not finite)",
             a.len()
         );
     }

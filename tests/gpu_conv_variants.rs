@@ -1,8 +1,10 @@
 //! The conv kernel lab's variants (kernels/conv.cu: v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
-//! cores, v4 tf32 and v5 bf16 staged by cp.async) against the CPU reference, for every conv role (forward, data gradient written and
-//! accumulated, weight gradient; conv and transposed conv, whose roles are the same three GEMMs
-//! swapped) at the layer shapes that matter: k4 s2 p1 down and up, PatchGAN's k4 s1, k3, k7, odd
-//! sizes, batch > 1, several tiles and split-K. Outputs are poisoned with NaN before each call.
+//! cores, v4 tf32 and v5 bf16 staged by cp.async, v6 bf16 on 128×128 tiles) against the CPU
+//! reference, for every conv role (forward, data gradient written and accumulated, weight
+//! gradient; conv and transposed conv, whose roles are the same three GEMMs swapped) at the layer
+//! shapes that matter: k4 s2 p1 down and up, PatchGAN's k4 s1, k3, k7, odd sizes, batch > 1,
+//! several tiles (of 64 and of 128) and split-K, with K-chunks and reduction lengths that end
+//! inside a K-step. Outputs are poisoned with NaN before each call.
 //!
 //! Each variant is checked twice:
 //! - like for like: against the CPU reference run on operands rounded as the variant rounds them
@@ -109,6 +111,16 @@ const CASES: &[Case] = &[
     convt("unet up k4s2p1, split-K", 1, 96, 40, (4, 4), (4, 2, 1), false),
     convt("k3s2p1 output_padding 1", 2, 6, 5, (5, 7), (3, 2, 1), true),
     convt("k3s1p1", 2, 20, 5, (7, 9), (3, 1, 1), false),
+    conv("k4s2p1, 2×3 tiles of 128", 2, 6, 136, (24, 24), (4, 2, 1), false),
+    convt(
+        "unet up k4s2p1, 2 row tiles of 128",
+        1,
+        16,
+        130,
+        (8, 8),
+        (4, 2, 1),
+        true,
+    ),
 ];
 
 /// Uniform in ±[0.01, 1], weights scaled by 0.1 (tests/gpu_ops.rs's inputs).
@@ -237,7 +249,7 @@ fn run_variant(variant: ConvVariant) {
         };
         let gpu = run(&dev, c, &geom, xs, ys, &inp, &p);
         // A variant that only restages the tiles of the precision's default variant (v4: v2's
-        // operands and mma sequence, v5: v3's) must reproduce it bit for bit.
+        // operands and mma sequence, v5 and v6: v3's) must reproduce it bit for bit.
         let twin = precision.variant();
         if twin != variant {
             dev.set_conv_variant(twin).unwrap();
@@ -348,6 +360,13 @@ fn v5_bf16_async() {
     run_variant(ConvVariant::V5);
 }
 
+/// v6 (bf16 on 128×128 tiles, K-steps of 32, fragments by ldmatrix from bf16 tiles): against the
+/// CPU as v3, and equal to v3 bit for bit (run_variant).
+#[test]
+fn v6_bf16_128() {
+    run_variant(ConvVariant::V6);
+}
+
 /// The CPU reference computes in fp32 only, and says so instead of ignoring the option.
 #[test]
 fn cpu_refuses_reduced_precision() {
@@ -358,24 +377,14 @@ fn cpu_refuses_reduced_precision() {
     assert!(format!("{e}").contains("CPU reference computes in fp32"), "{e}");
 }
 
-/// The whole pix2pix step (unet_128, ngf = ndf = 8, 128², batch 1) with each tensor-core variant
-/// against the fp32 CPU reference, within `pix2pix gradcheck`'s default tolerance of that
-/// precision (`gradcheck::default_tol`, measured in benches/RESULTS.md). Left out under the
-/// sanitizers (every kernel of the step runs in the cases above there).
-#[test]
-fn whole_step_per_precision() {
-    use pix2pix::gradcheck::default_tol;
+/// pix2pix unet_128 (ngf = ndf = 8) with batch norm and dropout, as the two precision tests below run it.
+fn small_pix2pix() -> pix2pix::models::ModelConfig {
     use pix2pix::models::patchgan::PatchGanConfig;
     use pix2pix::models::pix2pix::Pix2PixOptions;
     use pix2pix::models::unet::UnetConfig;
     use pix2pix::models::ModelConfig;
     use pix2pix::nn::layers::NormKind;
-    let Some(dev) = common::cuda_device() else { return };
-    if emu::active().is_some_and(|m| m != emu::Mode::Plain) {
-        println!("left out under the sanitizers");
-        return;
-    }
-    let cfg = ModelConfig::Pix2Pix {
+    ModelConfig::Pix2Pix {
         g: UnetConfig::named("unet_128", 8, true, NormKind::Batch).unwrap(),
         d: PatchGanConfig {
             input_nc: 6,
@@ -384,7 +393,79 @@ fn whole_step_per_precision() {
             norm: NormKind::Batch,
         },
         opt: Pix2PixOptions::default(),
+    }
+}
+
+/// Every variant that restages its precision's default one (v4: v2; v5, v6: v3) gives a whole
+/// training step (pix2pix unet_128 at 128², batch 2: every layer shape, multi-tile and split-K
+/// GEMMs, both BN variants) bit for bit equal to it: losses, weights, gradients, Adam moments and
+/// running statistics. So the variant is a speed choice only. Left out under the sanitizers.
+#[test]
+fn variants_of_a_precision_give_identical_steps() {
+    use pix2pix::models::graph::StepGraph;
+    let Some(dev) = common::cuda_device() else { return };
+    if emu::active().is_some_and(|m| m != emu::Mode::Plain) {
+        println!("left out under the sanitizers");
+        return;
+    }
+    let cfg = small_pix2pix();
+    let shape = Shape::new(2, 3, 128, 128);
+    let mut r = rng(5);
+    let (a_img, b_img) = (
+        common::random_vec(&mut r, shape.numel(), 0.0),
+        common::random_vec(&mut r, shape.numel(), 0.0),
+    );
+    let step = |v: ConvVariant| {
+        dev.set_conv_variant(v).unwrap();
+        let mut model = cfg.build(&dev, 11).unwrap();
+        let model = model.as_mut();
+        let a = dev.upload_tensor(shape, &a_img);
+        let b = dev.upload_tensor(shape, &b_img);
+        model.prepare_step(&dev, 2e-4, shape);
+        StepGraph::new(false).run(&dev, model, &a, &b).unwrap();
+        let mut out = vec![model.losses(&dev)];
+        for (_, ps) in model.networks() {
+            for s in [&ps.data, &ps.grad, &ps.adam_m, &ps.adam_v, &ps.buffers] {
+                out.push(dev.download(s));
+            }
+        }
+        out
     };
+    let bits = |v: &[Vec<f32>]| {
+        v.iter()
+            .map(|t| t.iter().map(|x| x.to_bits()).collect())
+            .collect::<Vec<Vec<u32>>>()
+    };
+    for v in ConvVariant::ALL {
+        let twin = v.precision().variant();
+        if twin == v {
+            continue;
+        }
+        let (mine, base) = (step(v), step(twin));
+        assert!(mine.len() == base.len() && mine.len() > 1);
+        for (i, (m, b)) in bits(&mine).iter().zip(bits(&base)).enumerate() {
+            assert!(*m == b, "{v}: tensor {i} of the step (0: losses) differs from {twin}");
+        }
+        println!(
+            "{v}: a pix2pix step equal to {twin}'s bit for bit ({} tensors)",
+            mine.len()
+        );
+    }
+}
+
+/// The whole pix2pix step (unet_128, ngf = ndf = 8, 128², batch 1) with each tensor-core variant
+/// against the fp32 CPU reference, within `pix2pix gradcheck`'s default tolerance of that
+/// precision (`gradcheck::default_tol`, measured in benches/RESULTS.md). Left out under the
+/// sanitizers (every kernel of the step runs in the cases above there).
+#[test]
+fn whole_step_per_precision() {
+    use pix2pix::gradcheck::default_tol;
+    let Some(dev) = common::cuda_device() else { return };
+    if emu::active().is_some_and(|m| m != emu::Mode::Plain) {
+        println!("left out under the sanitizers");
+        return;
+    }
+    let cfg = small_pix2pix();
     for p in [Precision::Tf32, Precision::Bf16] {
         dev.set_precision(p).unwrap();
         let rows = pix2pix::gradcheck::run(&cfg, Shape::new(1, 3, 128, 128), 0, &dev, &Device::Cpu).unwrap();

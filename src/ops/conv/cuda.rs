@@ -1,9 +1,11 @@
 //! The CUDA launchers of conv and convT (kernels/conv.cu): the three implicit GEMMs of a
 //! [`ConvProblem`] (see `mod.rs` and the top of kernels/conv.cu), with split-K when the output has
 //! too few tiles, reduced in a fixed order (deterministic). The variant (v1 fp32, v2 tf32, v3
-//! bf16, v4 tf32 and v5 bf16 through cp.async: `CudaBackend::conv_variant`) picks the kernels'
-//! suffix; grid, split-K and workspace are the same for all five, so the variants differ only in
-//! how the tiles are staged and multiplied.
+//! bf16, v4 tf32 and v5 bf16 through cp.async, v6 bf16 on 128×128 tiles:
+//! `CudaBackend::conv_variant`) picks the kernels' suffix and its tile the grid; split-K and the
+//! workspace are the same for all six (chosen from the shapes on 64×64 tiles), so the variants
+//! differ only in how the tiles are staged and multiplied, and those of one precision give the
+//! same results.
 
 use super::{ConvParams, ConvProblem};
 use crate::device::cuda::launch;
@@ -34,7 +36,8 @@ pub(crate) struct ConvArgs {
 // SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
 unsafe impl cudarc::driver::DeviceRepr for ConvArgs {}
 
-/// The GEMM tile of kernels/conv.cu (BM = BN = 64, BK = 16, 256 threads).
+/// The GEMM tile split-K is planned on (kernels/conv.cu's BM = BN = 64, BK = 16; v6 runs 128×128
+/// tiles with K-steps of 32 over the same split), 256 threads a block for every variant.
 const TILE: usize = 64;
 const TILE_K: usize = 16;
 /// Split-K aims at this many blocks (a function of the shapes only, so results do not depend on
@@ -70,9 +73,9 @@ impl ConvProblem {
     }
 }
 
-/// One kernel of kernels/conv.cu in its five variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`),
-/// v4 (`_tf32_async`), v5 (`_bf16_async`), indexed by `ConvVariant::number() - 1`.
-type Variants = [&'static str; 5];
+/// One kernel of kernels/conv.cu in its six variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`),
+/// v4 (`_tf32_async`), v5 (`_bf16_async`), v6 (`_bf16_128`), indexed by `ConvVariant::number() - 1`.
+type Variants = [&'static str; 6];
 
 // The kernels by name, spelled out (so a kernel's name leads to its launcher; tests/emu.rs checks
 // that every .entry is named here), in the order of `ConvVariant::ALL` (the test below checks the
@@ -83,6 +86,7 @@ const FWD_K3: Variants = [
     "conv_fwd_k3_bf16",
     "conv_fwd_k3_tf32_async",
     "conv_fwd_k3_bf16_async",
+    "conv_fwd_k3_bf16_128",
 ];
 const FWD_K4: Variants = [
     "conv_fwd_k4",
@@ -90,6 +94,7 @@ const FWD_K4: Variants = [
     "conv_fwd_k4_bf16",
     "conv_fwd_k4_tf32_async",
     "conv_fwd_k4_bf16_async",
+    "conv_fwd_k4_bf16_128",
 ];
 const FWD_K7: Variants = [
     "conv_fwd_k7",
@@ -97,6 +102,7 @@ const FWD_K7: Variants = [
     "conv_fwd_k7_bf16",
     "conv_fwd_k7_tf32_async",
     "conv_fwd_k7_bf16_async",
+    "conv_fwd_k7_bf16_128",
 ];
 const FWD_KX: Variants = [
     "conv_fwd_kx",
@@ -104,6 +110,7 @@ const FWD_KX: Variants = [
     "conv_fwd_kx_bf16",
     "conv_fwd_kx_tf32_async",
     "conv_fwd_kx_bf16_async",
+    "conv_fwd_kx_bf16_128",
 ];
 const DGRAD_T2: Variants = [
     "conv_dgrad_t2",
@@ -111,6 +118,7 @@ const DGRAD_T2: Variants = [
     "conv_dgrad_t2_bf16",
     "conv_dgrad_t2_tf32_async",
     "conv_dgrad_t2_bf16_async",
+    "conv_dgrad_t2_bf16_128",
 ];
 const DGRAD_T3: Variants = [
     "conv_dgrad_t3",
@@ -118,6 +126,7 @@ const DGRAD_T3: Variants = [
     "conv_dgrad_t3_bf16",
     "conv_dgrad_t3_tf32_async",
     "conv_dgrad_t3_bf16_async",
+    "conv_dgrad_t3_bf16_128",
 ];
 const DGRAD_T4: Variants = [
     "conv_dgrad_t4",
@@ -125,6 +134,7 @@ const DGRAD_T4: Variants = [
     "conv_dgrad_t4_bf16",
     "conv_dgrad_t4_tf32_async",
     "conv_dgrad_t4_bf16_async",
+    "conv_dgrad_t4_bf16_128",
 ];
 const DGRAD_T7: Variants = [
     "conv_dgrad_t7",
@@ -132,6 +142,7 @@ const DGRAD_T7: Variants = [
     "conv_dgrad_t7_bf16",
     "conv_dgrad_t7_tf32_async",
     "conv_dgrad_t7_bf16_async",
+    "conv_dgrad_t7_bf16_128",
 ];
 const DGRAD_TX: Variants = [
     "conv_dgrad_tx",
@@ -139,6 +150,7 @@ const DGRAD_TX: Variants = [
     "conv_dgrad_tx_bf16",
     "conv_dgrad_tx_tf32_async",
     "conv_dgrad_tx_bf16_async",
+    "conv_dgrad_tx_bf16_128",
 ];
 const WGRAD_K3: Variants = [
     "conv_wgrad_k3",
@@ -146,6 +158,7 @@ const WGRAD_K3: Variants = [
     "conv_wgrad_k3_bf16",
     "conv_wgrad_k3_tf32_async",
     "conv_wgrad_k3_bf16_async",
+    "conv_wgrad_k3_bf16_128",
 ];
 const WGRAD_K4: Variants = [
     "conv_wgrad_k4",
@@ -153,6 +166,7 @@ const WGRAD_K4: Variants = [
     "conv_wgrad_k4_bf16",
     "conv_wgrad_k4_tf32_async",
     "conv_wgrad_k4_bf16_async",
+    "conv_wgrad_k4_bf16_128",
 ];
 const WGRAD_K7: Variants = [
     "conv_wgrad_k7",
@@ -160,6 +174,7 @@ const WGRAD_K7: Variants = [
     "conv_wgrad_k7_bf16",
     "conv_wgrad_k7_tf32_async",
     "conv_wgrad_k7_bf16_async",
+    "conv_wgrad_k7_bf16_128",
 ];
 const WGRAD_KX: Variants = [
     "conv_wgrad_kx",
@@ -167,6 +182,7 @@ const WGRAD_KX: Variants = [
     "conv_wgrad_kx_bf16",
     "conv_wgrad_kx_tf32_async",
     "conv_wgrad_kx_bf16_async",
+    "conv_wgrad_kx_bf16_128",
 ];
 
 fn pick(k: &Variants, v: ConvVariant) -> &'static str {
@@ -193,8 +209,11 @@ struct Bias<'a> {
 /// One implicit-GEMM launch. Every GEMM kernel has the signature (in0, in1, bias, out, ws, args).
 struct Gemm<'a> {
     kernel: &'static Variants,
-    /// (column tiles, row tiles, z = splits [× parity classes for dgrad]).
-    grid: (usize, usize, usize),
+    /// The GEMM's rows and columns (dgrad: of its largest parity class), and the grid's z = splits
+    /// [× parity classes for dgrad]; the grid covers rows × columns with the variant's tiles.
+    rows: usize,
+    cols: usize,
+    z: usize,
     args: ConvArgs,
     in0: &'a CudaView<'a, f32>,
     in1: &'a CudaView<'a, f32>,
@@ -205,7 +224,9 @@ struct Gemm<'a> {
 /// Launches the GEMM into `out` and, when split, the reduction of its partial results (which then
 /// applies the bias and the accumulation; the GEMM writes raw partials).
 fn run(c: &CudaBackend, g: Gemm, out: &mut CudaViewMut<f32>) {
-    let grid = g.grid;
+    let variant = c.conv_variant();
+    let tile = variant.tile();
+    let grid = (g.cols.div_ceil(tile), g.rows.div_ceil(tile), g.z);
     assert!(grid.1 <= 65535 && grid.2 <= 65535, "conv grid {grid:?} too large");
     let cfg = cudarc::driver::LaunchConfig {
         grid_dim: (grid.0.max(1) as u32, grid.1.max(1) as u32, grid.2.max(1) as u32),
@@ -213,7 +234,7 @@ fn run(c: &CudaBackend, g: Gemm, out: &mut CudaViewMut<f32>) {
         shared_mem_bytes: 0,
     };
     let a = g.args;
-    let kernel = pick(g.kernel, c.conv_variant());
+    let kernel = pick(g.kernel, variant);
     let splits = a.splits as usize;
     let mut ws = c.workspace(if splits > 1 { splits * g.out_numel } else { 1 });
     let (bias_v, bias_c, bias_hw) = match &g.bias {
@@ -268,7 +289,9 @@ pub(super) fn fwd(
             7 => &FWD_K7,
             _ => &FWD_KX,
         },
-        grid: (tiles.1, tiles.0, splits),
+        rows: m,
+        cols: n,
+        z: splits,
         args: pb.args(splits, kchunk, accumulate, bias.is_some()),
         in0: x,
         in1: w,
@@ -314,7 +337,9 @@ pub(super) fn dgrad(
     };
     let gemm = Gemm {
         kernel,
-        grid: (tiles.1, tiles.0, splits * s * s),
+        rows: m,
+        cols: n_max,
+        z: splits * s * s,
         args: pb.args(splits, kchunk, accumulate, bias.is_some()),
         in0: dy,
         in1: w,
@@ -350,7 +375,9 @@ pub(super) fn wgrad(
             7 => &WGRAD_K7,
             _ => &WGRAD_KX,
         },
-        grid: (tiles.1, tiles.0, splits),
+        rows: m,
+        cols: n,
+        z: splits,
         args: pb.args(splits, kchunk, true, false),
         in0: x,
         in1: dy,
