@@ -14,9 +14,9 @@
 //                   B (16×8, col):  reg0 (k=2q..2q+1, n=g)  reg1 (k=2q+8..2q+9, n=g)
 //   C/D (16×8 f32, both shapes):    c0 (g, 2q)  c1 (g, 2q+1)  c2 (g+8, 2q)  c3 (g+8, 2q+1)
 //
-// The host mma gathers the warp's A and B fragments with __shfl_sync (a warp collective on the
-// emulator, so every lane must take part, as .sync.aligned requires) and each lane computes its
-// own four C elements. Products of tf32 or bf16 operands are exact in fp32; the host sums them and
+// The host mma gathers the warp's A and B fragments with one warp collective of the emulator
+// (emu::warp_gather: every lane must take part, as .sync.aligned requires) and each lane computes
+// its own four C elements. Products of tf32 or bf16 operands are exact in fp32; the host sums them and
 // C in double and rounds once to fp32. The tensor core's own summation order and rounding of the
 // fp32 accumulation are not documented, so GPU results may differ from the host's in the last few
 // ulp of each k-step's sum (the tests' tolerances allow for that; the operand rounding is exact).
@@ -109,6 +109,14 @@ inline double tf32_val(uint32_t bits) {
     memcpy(&f, &bits, 4);
     return (double)f;
 }
+// The warp's fragments of an mma, word w of lane l at all[l][w]: (a0, a2), (a1, a3), (b0, b1).
+struct Fragments {
+    uint64_t all[32][3];
+    Fragments(const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+        const uint64_t mine[3] = {pack(a[0], a[2]), pack(a[1], a[3]), pack(b[0], b[1])};
+        ::emu::warp_gather(0xffffffffu, mine, 3, &all[0][0], __FILE__, __LINE__);
+    }
+};
 inline double bf16_val(uint32_t bits16) {
     const uint32_t u = bits16 << 16;
     float f;
@@ -148,14 +156,15 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (
 #else
     using namespace emu_mma;
     const int l = lane(), g = l >> 2, q = l & 3;
+    const Fragments f(a, b);
     double A[2][8], B[2][8];  // A[r][k]: rows g, g+8; B[j][k]: cols 2q, 2q+1
     for (int s = 0; s < 4; ++s) {
         // Row g's k = s and s+4 are a0 and a2 of lane 4g+s; row g+8's are its a1 and a3.
-        const uint64_t r0 = __shfl_sync(0xffffffffu, pack(a[0], a[2]), 4 * g + s);
-        const uint64_t r1 = __shfl_sync(0xffffffffu, pack(a[1], a[3]), 4 * g + s);
+        const uint64_t r0 = f.all[4 * g + s][0];
+        const uint64_t r1 = f.all[4 * g + s][1];
         // Column n's k = s and s+4 are b0 and b1 of lane 4n+s.
-        const uint64_t c0 = __shfl_sync(0xffffffffu, pack(b[0], b[1]), 4 * (2 * q) + s);
-        const uint64_t c1 = __shfl_sync(0xffffffffu, pack(b[0], b[1]), 4 * (2 * q + 1) + s);
+        const uint64_t c0 = f.all[4 * (2 * q) + s][2];
+        const uint64_t c1 = f.all[4 * (2 * q + 1) + s][2];
         A[0][s] = tf32_val(lo32(r0)), A[0][s + 4] = tf32_val(hi32(r0));
         A[1][s] = tf32_val(lo32(r1)), A[1][s + 4] = tf32_val(hi32(r1));
         B[0][s] = tf32_val(lo32(c0)), B[0][s + 4] = tf32_val(hi32(c0));
@@ -182,14 +191,15 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t 
 #else
     using namespace emu_mma;
     const int l = lane(), g = l >> 2, q = l & 3;
+    const Fragments f(a, b);
     double A[2][16], B[2][16];
     for (int s = 0; s < 4; ++s) {
         // Lane 4g+s holds row g's k = 2s, 2s+1 (reg0) and 2s+8, 2s+9 (reg2); row g+8's in reg1, reg3.
-        const uint64_t r0 = __shfl_sync(0xffffffffu, pack(a[0], a[2]), 4 * g + s);
-        const uint64_t r1 = __shfl_sync(0xffffffffu, pack(a[1], a[3]), 4 * g + s);
+        const uint64_t r0 = f.all[4 * g + s][0];
+        const uint64_t r1 = f.all[4 * g + s][1];
         // Lane 4n+s holds column n's k = 2s, 2s+1 (reg0) and 2s+8, 2s+9 (reg1).
-        const uint64_t c0 = __shfl_sync(0xffffffffu, pack(b[0], b[1]), 4 * (2 * q) + s);
-        const uint64_t c1 = __shfl_sync(0xffffffffu, pack(b[0], b[1]), 4 * (2 * q + 1) + s);
+        const uint64_t c0 = f.all[4 * (2 * q) + s][2];
+        const uint64_t c1 = f.all[4 * (2 * q + 1) + s][2];
         const uint64_t v[4] = {r0, r1, c0, c1};
         double* dst[4] = {A[0], A[1], B[0], B[1]};
         for (int t = 0; t < 4; ++t) {
@@ -213,8 +223,8 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t 
 // Host versions: a copy's source is read at issue and its destination is poisoned (all ones, a
 // NaN) until the cp.async.wait_group that completes its group, where it lands. A kernel that reads
 // a stage before waiting for it computes with NaN; one that overwrites a stage other warps may
-// still read races with them at issue (racecheck). ldmatrix gathers the row addresses with
-// __shfl_sync, so the whole warp must take part.
+// still read races with them at issue (racecheck). ldmatrix gathers the row addresses with one
+// warp collective, so the whole warp must take part.
 #if defined(__CUDA_ARCH__)
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
     uint32_t r;
@@ -303,9 +313,10 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
 #else
     const int l = emu_mma::lane();
     if ((uintptr_t)row & 15u) __trap();  // rows must be 16-byte aligned
-    for (int i = 0; i < 4; ++i) {
-        const uint64_t p = __shfl_sync(0xffffffffu, (uint64_t)(uintptr_t)row, 8 * i + (l >> 2));
-        memcpy(&r[i], reinterpret_cast<const char*>((uintptr_t)p) + 4 * (l & 3), 4);
-    }
+    const uint64_t mine = (uint64_t)(uintptr_t)row;
+    uint64_t rows[32];
+    ::emu::warp_gather(0xffffffffu, &mine, 1, rows, __FILE__, __LINE__);
+    for (int i = 0; i < 4; ++i)
+        memcpy(&r[i], reinterpret_cast<const char*>((uintptr_t)rows[8 * i + (l >> 2)]) + 4 * (l & 3), 4);
 #endif
 }

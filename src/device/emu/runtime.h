@@ -53,6 +53,11 @@ enum class VoteKind : int { Ballot, Any, All };
 EMU_EXPORT uint64_t shfl_bits(ShflKind kind, unsigned mask, uint64_t bits, int arg, int width, const char* file,
                              int line);
 EMU_EXPORT unsigned vote(VoteKind kind, unsigned mask, int pred, const char* file, int line);
+// A warp collective with no CUDA counterpart, for the host versions of device_fns.cuh's warp-wide
+// instructions (mma, ldmatrix): every lane of `mask` gives n words and gets all of them, all[l·n + i]
+// = lane l's mine[i] (lanes outside the mask: untouched). One collective (a round of the warp's
+// fibers through the scheduler) where __shfl_sync takes one per word a lane reads from another.
+EMU_EXPORT void warp_gather(unsigned mask, const uint64_t* mine, int n, uint64_t* all, const char* file, int line);
 EMU_EXPORT unsigned activemask();
 [[noreturn]] EMU_EXPORT void trap(const char* file, int line);
 

@@ -88,7 +88,7 @@ const size_t STACK = 128 * 1024;
 const int MAX_THREADS = 1024;
 
 enum class St : uint8_t { Ready, Barrier, Warp, Done };
-enum class Op : uint8_t { Shfl, Vote, SyncWarp };
+enum class Op : uint8_t { Shfl, Vote, SyncWarp, Gather };
 
 struct Fiber {
     ThreadCtx ctx;
@@ -105,6 +105,8 @@ struct Fiber {
     uint64_t bits = 0;
     int arg = 0, width = 32;
     uint64_t result = 0;
+    const uint64_t* gather_src = nullptr;  // Op::Gather: arg words to give, 32·arg to fill
+    uint64_t* gather_dst = nullptr;
 #if defined(EMU_ASAN)
     void* fake_stack = nullptr;
 #endif
@@ -258,7 +260,8 @@ void arrive_warp(Exec& e, Fiber* f) {
         if (o->st == St::Done)
             return fail(e, where(e, f) + ": the mask names lane " + std::to_string(l) + ", which has exited");
         if (o->st != St::Warp) return;  // not there yet
-        if (o->mask != f->mask || o->op != f->op || o->kind != f->kind || o->line != f->line || o->file != f->file)
+        if (o->mask != f->mask || o->op != f->op || o->kind != f->kind || o->line != f->line || o->file != f->file ||
+            (o->op == Op::Gather && o->arg != f->arg))
             return fail(e, where(e, f) + ": lanes of one warp meet at different warp collectives (lane " +
                                std::to_string(l) + " waits at " + std::string(o->file ? o->file : "?") + ":" +
                                std::to_string(o->line) + " with mask " + std::to_string(o->mask) + ")");
@@ -283,6 +286,12 @@ void arrive_warp(Exec& e, Fiber* f) {
                 return fail(e, where(e, o) + ": the shuffle reads lane " + std::to_string(src) +
                                    ", which is not in the mask (undefined on a GPU)");
             o->result = base[src].bits;
+        } else if (o->op == Op::Gather) {
+            // Every lane of the mask is suspended inside the collective: its words and its
+            // destination (both on its stack) are live.
+            const size_t bytes = sizeof(uint64_t) * (size_t)o->arg;
+            for (int s = 0; s < lanes; ++s)
+                if (f->mask >> s & 1u) memcpy(o->gather_dst + (size_t)s * o->arg, base[s].gather_src, bytes);
         } else if (o->op == Op::Vote) {
             switch ((VoteKind)o->kind) {
                 case VoteKind::Ballot: o->result = ballot; break;
@@ -432,6 +441,12 @@ unsigned vote(VoteKind kind, unsigned mask, int pred, const char* file, int line
     return (unsigned)collective(Op::Vote, (int)kind, mask, pred != 0, 0, 32, file, line);
 }
 void syncwarp(const char* file, int line, unsigned mask) { collective(Op::SyncWarp, 0, mask, 0, 0, 32, file, line); }
+void warp_gather(unsigned mask, const uint64_t* mine, int n, uint64_t* all, const char* file, int line) {
+    Fiber* f = running();
+    f->gather_src = mine;
+    f->gather_dst = all;
+    collective(Op::Gather, 0, mask, 0, n, 32, file, line);
+}
 
 unsigned activemask() {
     Exec& e = exec();
