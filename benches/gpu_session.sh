@@ -96,7 +96,7 @@ if [ $emulated = 1 ]; then
     echo "DRY RUN on the emulated CUDA device: times are host times, not GPU figures" | tee "$OUT/gpu.txt"
     step gpu_ops "$BIN/gpu_ops" --test-threads=2 embedded_ptx adam  # the whole suite runs in cargo test
     step graph_step "$BIN/graph_step" --list                            # likewise (runs in cargo test)
-    step conv_variants "$BIN/gpu_conv_variants" --test-threads=2 v2_tf32 v3_bf16 v4_tf32_async v5_bf16_async v6_bf16_128
+    step conv_variants "$BIN/gpu_conv_variants" --test-threads=2 v2_tf32 v3_bf16 v4_tf32_async v5_bf16_async v6_bf16_128 v7_tf32_128
     step fused_ops "$BIN/fused_ops" --test-threads=2
     step gradcheck_small "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
     step gradcheck_small_ptx12 env PIX2PIX_PTX=nvrtc PIX2PIX_EMU_DRIVER=12040 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --batch-size 2
@@ -112,6 +112,7 @@ if [ $emulated = 1 ]; then
     step step_gpu_v4 "$BIN/bench_step" --device $DEV --variant 4 --size 128 --batch 1 --iters 1 --ngf 8
     step step_gpu_v5 "$BIN/bench_step" --device $DEV --variant 5 --size 128 --batch 1 --iters 1 --ngf 8
     step step_gpu_v6 "$BIN/bench_step" --device $DEV --variant 6 --size 128 --batch 2 --iters 1 --ngf 8
+    step step_gpu_v7 "$BIN/bench_step" --device $DEV --variant 7 --size 128 --batch 2 --iters 1 --ngf 8
     step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 1 --ngf 8
     step pytorch python3 -m py_compile benches/pytorch_reference.py
     step demo "${IN_OUT[@]}" "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 0.2 --n-train 20 --ngf 8
@@ -134,6 +135,7 @@ else
     step gradcheck_small_v4 env PIX2PIX_CONV_VARIANT=4 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
     step gradcheck_small_v5 env PIX2PIX_CONV_VARIANT=5 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
     step gradcheck_small_v6 env PIX2PIX_CONV_VARIANT=6 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
+    step gradcheck_small_v7 env PIX2PIX_CONV_VARIANT=7 "$BIN/pix2pix" gradcheck --device $DEV --netG unet_128 --ngf 8 --ndf 8 --size 128 --failures-only
     # The headline timings (issue 13's targets) before the long per-kernel table.
     step step_gpu "$BIN/bench_step" --device $DEV --size 256 --batch 1,8,64 --iters 20
     step step_gpu_tf32 "$BIN/bench_step" --device $DEV --precision tf32 --size 256 --batch 1,8,64 --iters 20
@@ -142,7 +144,8 @@ else
     step step_gpu_v4 "$BIN/bench_step" --device $DEV --variant 4 --size 256 --batch 1,8,64 --iters 20
     step step_gpu_v5 "$BIN/bench_step" --device $DEV --variant 5 --size 256 --batch 1,8,64 --iters 20
     step step_gpu_v6 "$BIN/bench_step" --device $DEV --variant 6 --size 256 --batch 1,8,64 --iters 20
-    # Every conv layer of unet_256 + PatchGAN, every role, v1-v6 checked then timed side by side.
+    step step_gpu_v7 "$BIN/bench_step" --device $DEV --variant 7 --size 256 --batch 1,8,64 --iters 20
+    # Every conv layer of unet_256 + PatchGAN, every role, v1-v7 checked then timed side by side.
     STEP_CAP_S=300 step kernels "$BIN/bench_kernels" --device $DEV --batch 1,8,64 --reps 10
     step step_cpu "$BIN/bench_step" --device cpu --size 256 --batch 1 --iters 3
     step demo "${IN_OUT[@]}" "$OLDPWD_BIN/pix2pix" demo --device $DEV --minutes 1 --n-train 200

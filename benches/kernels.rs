@@ -1,7 +1,7 @@
 //! Per-kernel benchmark, kernel-lab style (llm.c's dev/cuda): every conv layer shape of unet_256
 //! and the PatchGAN, each role (forward, data gradient, weight gradient), is first checked against
 //! the CPU reference for every variant of kernels/conv.cu (v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
-//! cores, v4 tf32 and v5 bf16 staged by cp.async, v6 bf16 on 128×128 tiles; `--variant`), then the
+//! cores, v4 tf32 and v5 bf16 staged by cp.async, v6 bf16 and v7 tf32 on 128×128 tiles; `--variant`), then the
 //! variants are timed side by side in
 //! the same run (median of
 //! repeated launches, synchronised) and reported as TFLOP/s, the ratio to v1, and the share of the
@@ -9,7 +9,7 @@
 //! its ceilings are known (H100/H200/A100 datasheet figures). Batch norm and Adam get a row each.
 //! On a machine without a GPU it times the CPU reference alone, as the baseline. Last, a totals
 //! table: per batch, each variant's time summed over the conv rows, as a speedup over v1 and over
-//! the precision's default variant (v4 vs v2; v5 and v6 vs v3).
+//! the precision's default variant (v4 and v7 vs v2; v5 and v6 vs v3).
 //!
 //!   cargo bench --bench kernels                                  # CPU baseline
 //!   cargo bench --bench kernels -- --device cuda --batch 1,8,64  # check + time every variant
@@ -17,7 +17,7 @@
 //!
 //! Options: --device D, --batch B[,B..] (default 1), --reps N (20; 1 on the emulator), --size S
 //! (256, a multiple of 256), --ngf N / --ndf N (64; 4 on the emulator: the reduced shape set),
-//! --variant V[,V..] (1-6 or fp32/tf32/bf16 for their default variants; all six; --precision is
+//! --variant V[,V..] (1-7 or fp32/tf32/bf16 for their default variants; all seven; --precision is
 //! the same option),
 //! --layers NAME[,NAME..] (a subset, e.g. e2,C4,d3). A variant whose check fails is reported
 //! FAILED and not timed; the command then exits non-zero.
@@ -489,8 +489,8 @@ fn main() -> anyhow::Result<()> {
 /// The answer the table above spreads over many rows: per batch, each variant's time summed over
 /// every conv layer and role benchmarked (each layer once; in a training step the PatchGAN's run
 /// three times), beside v1's and beside the default variant of the same precision (v4 against v2
-/// and v5 against v3: whether the cp.async pipeline pays; v6 against v3: whether 128×128 tiles
-/// do). A variant with a failed check has no total.
+/// and v5 against v3: whether the cp.async pipeline pays; v6 against v3 and v7 against v2:
+/// whether 128×128 tiles do). A variant with a failed check has no total.
 fn conv_totals(rows: &[Row], variants: &[ConvVariant], emulated: bool) {
     let mut batches: Vec<usize> = rows.iter().filter_map(|r| r.conv.map(|c| c.0)).collect();
     batches.dedup();

@@ -65,7 +65,7 @@ fn real_main() -> anyhow::Result<()> {
     let ngf: usize = get("--ngf").map_or(64, |s| s.parse().unwrap());
     let peak_tflops: f64 = get("--peak-tflops").map_or(60.0, |s| s.parse().unwrap());
     let peak_gbs: f64 = get("--peak-gbs").map_or(4800.0, |s| s.parse().unwrap());
-    // --variant (1-6), else --precision (its default variant), else PIX2PIX_CONV_VARIANT (read by
+    // --variant (1-7), else --precision (its default variant), else PIX2PIX_CONV_VARIANT (read by
     // Device::parse).
     if let Some(v) = get("--variant") {
         device.set_conv_variant(pix2pix::device::ConvVariant::parse(&v)?)?;

@@ -19,7 +19,7 @@
 //
 // Variants (the kernel lab; device/precision.rs's ConvVariant picks one at run time, benches/kernels.rs
 // times them side by side). All share the gathers (the implicit-GEMM addressing of each impl:
-// `Operand`) and the split-K, and differ in the tile (64×64 but v6's 128×128), in how a K-step of
+// `Operand`) and the split-K, and differ in the tile (64×64 but v6/v7's 128×128), in how a K-step of
 // A and B is staged and in how it becomes the tile's product: the "tile math" policy each impl is
 // instantiated with (`mainloop`):
 //   v1 SimtF32  fp32 FMAs, 4×4 outputs per thread (the baseline; kernels without a suffix)
@@ -39,8 +39,10 @@
 //               32: bf16 tiles in shared memory, fragments by ldmatrix, two register-staged
 //               stages; kernels `*_bf16_128`. For the large GEMMs of big batches (4× the outputs
 //               per block, twice the reuse of each staged element)
-// v2-v5: 8 warps per block, each a 32×16 slice of the tile (2×2 mma tiles); v6: 8 warps of 64×32
-// (4×4). The warp-level pieces (conversions, fragments, mma) are in device_fns.cuh with their host
+//   v7 MmaTf32Wide  v2's arithmetic (v2's results bit for bit) the same way: tf32 tiles, K-steps
+//               of 16; kernels `*_tf32_128`
+// v2-v5: 8 warps per block, each a 32×16 slice of the tile (2×2 mma tiles); v6, v7: 8 warps of
+// 64×32 (4×4). The warp-level pieces (conversions, fragments, mma) are in device_fns.cuh with their host
 // versions for the emulator.
 #include "common.cuh"
 #include "device_fns.cuh"
@@ -122,7 +124,7 @@ struct SimtF32 : Tile64 {
 };
 
 // A warp's place in the tile of the tensor-core variants: warps 2 (m) × 4 (n), each a slice of
-// MI × NI mma tiles of 16×8 (v2-v5: 2×2, a 32×16 slice of the 64×64 tile; v6: 4×4, 64×32 of 128×128).
+// MI × NI mma tiles of 16×8 (v2-v5: 2×2, a 32×16 slice of the 64×64 tile; v6, v7: 4×4, 64×32 of 128×128).
 template <int MI, int NI>
 struct WarpTile {
     int g, q, wm, wn;
@@ -354,30 +356,54 @@ __device__ __forceinline__ Operand<R, G> operand(R row, G at) {
     return {row, at};
 }
 
-// v6: bf16 tensor cores on a 128×128 tile (4× v3's outputs per block, twice the reuse of each
-// staged element), 8 warps of 64×32 (4×4 mma tiles), K-steps of WK = 32. The tiles are bf16 in
-// shared memory, k-pairs as .b32 words in rows of k (m- or n-major), so every fragment comes whole
-// from ldmatrix.x4 (A: one per 16 rows; B: one per two n8 tiles), a quarter of v5's shared reads
-// per mma. The operands are rounded and paired (cvt.rn.bf16x2) as they are staged, through
-// registers into the other of two stages (one barrier per K-step). Each K-step is two m16n8k16
-// steps over the same k-pairs and fragment layout as v3's (bf16_step), in the same order; the split
-// of K is v3's too (src/ops/conv/cuda.rs), so its results are v3's bit for bit. A stage's second
-// half is skipped when it lies beyond kend, as v3 would not have computed it.
-#define WK 32
-#define WPITCH (WK / 2 + 4)  // words per tile row: 16 k-pairs + 4, so the eight 16-byte rows of an ldmatrix phase hit distinct banks
+// v6, v7: tensor cores on a 128×128 tile (4× v2/v3's outputs per block, twice the reuse of each
+// staged element), 8 warps of 64×32 (4×4 mma tiles). The tiles hold rows of WWORDS .b32 words of
+// k (m- or n-major): bf16 k-pairs for v6 (32 k a stage, two m16n8k16 steps), tf32 values for v7
+// (16 k, two m16n8k8 steps). In both the fragment registers are words in the same places, so
+// every fragment comes whole from ldmatrix.x4 (A: one per 16 rows; B: one per two n8 tiles), a
+// quarter of v4/v5's shared reads per mma. The operands are rounded (cvt.rn.bf16x2, cvt.rna) as
+// they are staged, through registers into the other of two stages (one barrier per K-step). The
+// mma steps take the k-words in the twin's order (v6: v3's bf16_step, v7: v2's k8 steps) and the
+// split of K is the twin's (src/ops/conv/cuda.rs), so the results are v3's / v2's bit for bit. A
+// stage's second half is skipped when it starts past the twin's last K-step, which never computed it.
+// Blocks per SM they ask for: bf16 stages 16 floats a thread, and at 128 registers (two blocks)
+// ptxas spills 144-280 bytes, so one (155-177 registers, 0 spills); tf32 stages 8 and spills 0-8
+// bytes at 128, so two (16 warps per SM to hide the loads' latency instead of 8).
+#define WIDE_BLOCKS_BF16 1
+#define WIDE_BLOCKS_TF32 2
+#define WWORDS 16
+#define WPITCH (WWORDS + 4)  // words per tile row, so the eight 16-byte rows of an ldmatrix phase hit distinct banks
 struct __align__(16) TilesWide {
     uint32_t a[2][128][WPITCH];
     uint32_t b[2][128][WPITCH];
 };
-struct MmaBf16Wide {
+// What a word of the tiles holds (KW values of k, rounded and packed by `word`) and the mma that
+// multiplies 8 words of k.
+struct WideBf16 {
+    static constexpr int KW = 2;
+    static __device__ __forceinline__ uint32_t word(const float (&v)[2]) { return pack_bf16x2(v[0], v[1]); }
+    static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+        mma_m16n8k16_bf16(d, a, b, d);
+    }
+};
+struct WideTf32 {
+    static constexpr int KW = 1;
+    static __device__ __forceinline__ uint32_t word(const float (&v)[1]) { return f32_to_tf32(v[0]); }
+    static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+        mma_m16n8k8_tf32(d, a, b, d);
+    }
+};
+template <class P>
+struct MmaWide : P {
     static constexpr int TM = 128, TN = 128;
+    static constexpr int WK = WWORDS * P::KW;  // k per stage
     static constexpr bool ASYNC = false, WIDE = true;
     using Smem = TilesWide;
     using Warp = WarpTile<4, 4>;
     struct Acc {
         float v[4][4][4];
     };
-    // Adds stage `slot` into acc: `halves` (1 or 2, block-uniform) of its two k16 steps.
+    // Adds stage `slot` into acc: `halves` (1 or 2, block-uniform) of its two mma steps.
     static __device__ __forceinline__ void compute(const Smem& s, int slot, Acc& acc, int halves, int rows, int cols) {
         const Warp w;
         if (!w.live(0, 0, rows, cols)) return;
@@ -385,17 +411,17 @@ struct MmaBf16Wide {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             if (h == halves) break;
-            const int kp = 8 * h;
-            // A: matrices (rows 0-7, kp 0-3), (8-15, 0-3), (0-7, 4-7), (8-15, 4-7) = a0..a3. B: (n 0-7,
-            // kp 0-3), (0-7, 4-7) = b0, b1 of n8 tile 2·nj; (8-15, ·) those of tile 2·nj + 1.
+            const int kw = 8 * h;
+            // A: matrices (rows 0-7, words 0-3), (8-15, 0-3), (0-7, 4-7), (8-15, 4-7) = a0..a3. B: (n
+            // 0-7, words 0-3), (0-7, 4-7) = b0, b1 of n8 tile 2·nj; (8-15, ·) those of tile 2·nj + 1.
             uint32_t fa[4][4], fb[4][2];
 #pragma unroll
             for (int mi = 0; mi < 4; ++mi)
-                ldmatrix_x4(fa[mi], &s.a[slot][w.wm + 16 * mi + (l & 7) + 8 * ((l >> 3) & 1)][kp + 4 * (l >> 4)]);
+                ldmatrix_x4(fa[mi], &s.a[slot][w.wm + 16 * mi + (l & 7) + 8 * ((l >> 3) & 1)][kw + 4 * (l >> 4)]);
 #pragma unroll
             for (int nj = 0; nj < 2; ++nj) {
                 uint32_t r[4];
-                ldmatrix_x4(r, &s.b[slot][w.wn + 16 * nj + (l & 7) + 8 * (l >> 4)][kp + 4 * ((l >> 3) & 1)]);
+                ldmatrix_x4(r, &s.b[slot][w.wn + 16 * nj + (l & 7) + 8 * (l >> 4)][kw + 4 * ((l >> 3) & 1)]);
                 fb[2 * nj][0] = r[0];
                 fb[2 * nj][1] = r[1];
                 fb[2 * nj + 1][0] = r[2];
@@ -405,7 +431,7 @@ struct MmaBf16Wide {
             for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
                 for (int ni = 0; ni < 4; ++ni)
-                    if (w.live(mi, ni, rows, cols)) mma_m16n8k16_bf16(acc.v[mi][ni], fa[mi], fb[ni], acc.v[mi][ni]);
+                    if (w.live(mi, ni, rows, cols)) P::mma(acc.v[mi][ni], fa[mi], fb[ni]);
         }
     }
     template <class F>
@@ -413,6 +439,8 @@ struct MmaBf16Wide {
         Warp().each(acc.v, f);
     }
 };
+using MmaBf16Wide = MmaWide<WideBf16>;  // v6
+using MmaTf32Wide = MmaWide<WideTf32>;  // v7
 
 // What each thread of v1-v5 stages per BK-step: A elements (ak, am + dam·i) and B elements (bk +
 // dbk·i, bn + dbn·i), i = 0..3, of the BK×BM / BK×BN tiles (k, then m or n, within the tile).
@@ -512,14 +540,13 @@ __device__ __forceinline__ void mainloop64(typename V::Smem& sm, typename V::Acc
     }
 }
 
-// v6's main loop over [kbeg, kend) in K-steps of WK, for the 128×128 tile at (m0, n0): per
-// K-step each thread stages 8 k-pair words of A and 8 of B: two rows (64 apart) ×
-// four k-pairs (4 apart). The 32 stores of a warp for one (row, k-pair) cover 8 consecutive rows ×
-// 4 consecutive k-pairs: 32 distinct banks at the row pitch of 20 words. Its loads: a k-fast
-// operand lays the 4 k-pairs along neighbouring lanes (8 adjacent floats of a row: 32 bytes), an
-// n-fast one the 8 rows (neighbouring pixels).
+// v6/v7's main loop over [kbeg, kend) in K-steps of V::WK, for the 128×128 tile at (m0, n0): per
+// K-step each thread stages 8 words of A and 8 of B: two rows (64 apart) × four words (4 apart).
+// The 32 stores of a warp for one (row, word) cover 8 consecutive rows × 4 consecutive words: 32
+// distinct banks at the row pitch of 20 words. Its loads: a k-fast operand lays the 4 words along
+// neighbouring lanes (4·KW adjacent floats of a row), an n-fast one the 8 rows (neighbouring pixels).
 struct WideMap {
-    int row, kp;  // the thread's first row and k-pair within the tile
+    int row, kp;  // the thread's first row and word within the tile
     static __device__ __forceinline__ WideMap of(bool kfast) {
         const int l = threadIdx.x & 31, w = threadIdx.x >> 5;
         return kfast ? WideMap{(l >> 2) + 8 * w, l & 3} : WideMap{(l & 7) + 8 * w, l >> 3};
@@ -531,16 +558,17 @@ __device__ __forceinline__ void mainloop_wide(typename V::Smem& sm, typename V::
     const WideMap ma = WideMap::of(true), mb = WideMap::of(B_KFAST);
     const decltype(A.row(0)) ra[2] = {A.row(m0 + ma.row), A.row(m0 + ma.row + 64)};
     const decltype(B.row(0)) rb[2] = {B.row(n0 + mb.row), B.row(n0 + mb.row + 64)};
-    float va[2][4][2], vb[2][4][2];
+    constexpr int KW = V::KW;
+    float va[2][4][KW], vb[2][4][KW];
     auto load = [&](int k0) {
 #pragma unroll
         for (int j = 0; j < 2; ++j)
 #pragma unroll
             for (int i = 0; i < 4; ++i)
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
+                for (int h = 0; h < KW; ++h) {
                     const float *pa = nullptr, *pb = nullptr;
-                    const int ka = k0 + 2 * (ma.kp + 4 * i) + h, kb = k0 + 2 * (mb.kp + 4 * i) + h;
+                    const int ka = k0 + KW * (ma.kp + 4 * i) + h, kb = k0 + KW * (mb.kp + 4 * i) + h;
                     va[j][i][h] = ka < kend && A.at(ra[j], ka, pa) ? __ldg(pa) : 0.0f;
                     vb[j][i][h] = kb < kend && B.at(rb[j], kb, pb) ? __ldg(pb) : 0.0f;
                 }
@@ -550,20 +578,22 @@ __device__ __forceinline__ void mainloop_wide(typename V::Smem& sm, typename V::
         for (int j = 0; j < 2; ++j)
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                sm.a[slot][ma.row + 64 * j][ma.kp + 4 * i] = pack_bf16x2(va[j][i][0], va[j][i][1]);
-                sm.b[slot][mb.row + 64 * j][mb.kp + 4 * i] = pack_bf16x2(vb[j][i][0], vb[j][i][1]);
+                sm.a[slot][ma.row + 64 * j][ma.kp + 4 * i] = V::word(va[j][i]);
+                sm.b[slot][mb.row + 64 * j][mb.kp + 4 * i] = V::word(vb[j][i]);
             }
     };
     // Stage t + 1 is stored while the other warps may still compute on stage t; the barrier at the
     // end of step t - 1 ordered every read of its slot (step t - 1's) before these stores.
+    constexpr int WK = V::WK;
     const int steps = (kend - kbeg + WK - 1) / WK;
+    const int twin_end = kbeg + (kend - kbeg + BK - 1) / BK * BK;  // where the twin's last K-step ends
     load(kbeg);
     store(0);
     __syncthreads();
     for (int t = 0; t < steps; ++t) {
         const int k0 = kbeg + t * WK;
         if (t + 1 < steps) load(k0 + WK);
-        V::compute(sm, t & 1, acc, kend - k0 > WK / 2 ? 2 : 1, rows, cols);
+        V::compute(sm, t & 1, acc, k0 + WK / 2 < twin_end ? 2 : 1, rows, cols);
         if (t + 1 < steps) store((t + 1) & 1);
         __syncthreads();
     }
@@ -676,10 +706,14 @@ KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k4_bf16_async(FWD_PARAMS)
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k3_bf16_async(FWD_PARAMS) { conv_fwd_impl<3, MmaBf16Async>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_k7_bf16_async(FWD_PARAMS) { conv_fwd_impl<7, MmaBf16Async>(x, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_fwd_kx_bf16_async(FWD_PARAMS) { conv_fwd_impl<0, MmaBf16Async>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_fwd_k4_bf16_128(FWD_PARAMS) { conv_fwd_impl<4, MmaBf16Wide>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_fwd_k3_bf16_128(FWD_PARAMS) { conv_fwd_impl<3, MmaBf16Wide>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_fwd_k7_bf16_128(FWD_PARAMS) { conv_fwd_impl<7, MmaBf16Wide>(x, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_fwd_kx_bf16_128(FWD_PARAMS) { conv_fwd_impl<0, MmaBf16Wide>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_fwd_k4_bf16_128(FWD_PARAMS) { conv_fwd_impl<4, MmaBf16Wide>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_fwd_k3_bf16_128(FWD_PARAMS) { conv_fwd_impl<3, MmaBf16Wide>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_fwd_k7_bf16_128(FWD_PARAMS) { conv_fwd_impl<7, MmaBf16Wide>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_fwd_kx_bf16_128(FWD_PARAMS) { conv_fwd_impl<0, MmaBf16Wide>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_fwd_k4_tf32_128(FWD_PARAMS) { conv_fwd_impl<4, MmaTf32Wide>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_fwd_k3_tf32_128(FWD_PARAMS) { conv_fwd_impl<3, MmaTf32Wide>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_fwd_k7_tf32_128(FWD_PARAMS) { conv_fwd_impl<7, MmaTf32Wide>(x, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_fwd_kx_tf32_128(FWD_PARAMS) { conv_fwd_impl<0, MmaTf32Wide>(x, wt, bias, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // Data gradient: dx = col2im(Wᵀ · dy) (+ bias, for a transposed conv's forward), as a gather.
@@ -784,11 +818,16 @@ KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t4_bf16_async(DGRAD_PAR
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t3_bf16_async(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaBf16Async>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_t7_bf16_async(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaBf16Async>(dy, wt, bias, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_dgrad_tx_bf16_async(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaBf16Async>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_dgrad_t2_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_dgrad_t4_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_dgrad_t3_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_dgrad_t7_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_dgrad_tx_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_dgrad_t2_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_dgrad_t4_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_dgrad_t3_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_dgrad_t7_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_dgrad_tx_bf16_128(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaBf16Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_dgrad_t2_tf32_128(DGRAD_PARAMS) { conv_dgrad_impl<2, MmaTf32Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_dgrad_t4_tf32_128(DGRAD_PARAMS) { conv_dgrad_impl<4, MmaTf32Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_dgrad_t3_tf32_128(DGRAD_PARAMS) { conv_dgrad_impl<3, MmaTf32Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_dgrad_t7_tf32_128(DGRAD_PARAMS) { conv_dgrad_impl<7, MmaTf32Wide>(dy, wt, bias, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_dgrad_tx_tf32_128(DGRAD_PARAMS) { conv_dgrad_impl<0, MmaTf32Wide>(dy, wt, bias, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // Weight gradient: dW[co, (ci,ki,kj)] += sum_{b,oh,ow} dy[b,co,oh,ow] · x[b,ci,oh·s-p+ki,ow·s-p+kj].
@@ -876,10 +915,14 @@ KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k4_bf16_async(WGRAD_PAR
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k3_bf16_async(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaBf16Async>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_k7_bf16_async(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaBf16Async>(x, dy, out, ws, a); }
 KERNEL void __launch_bounds__(NT, MIN_BLOCKS) conv_wgrad_kx_bf16_async(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaBf16Async>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_wgrad_k4_bf16_128(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaBf16Wide>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_wgrad_k3_bf16_128(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaBf16Wide>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_wgrad_k7_bf16_128(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaBf16Wide>(x, dy, out, ws, a); }
-KERNEL void __launch_bounds__(NT, 1) conv_wgrad_kx_bf16_128(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaBf16Wide>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_wgrad_k4_bf16_128(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaBf16Wide>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_wgrad_k3_bf16_128(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaBf16Wide>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_wgrad_k7_bf16_128(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaBf16Wide>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_BF16) conv_wgrad_kx_bf16_128(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaBf16Wide>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_wgrad_k4_tf32_128(WGRAD_PARAMS) { conv_wgrad_impl<4, MmaTf32Wide>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_wgrad_k3_tf32_128(WGRAD_PARAMS) { conv_wgrad_impl<3, MmaTf32Wide>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_wgrad_k7_tf32_128(WGRAD_PARAMS) { conv_wgrad_impl<7, MmaTf32Wide>(x, dy, out, ws, a); }
+KERNEL void __launch_bounds__(NT, WIDE_BLOCKS_TF32) conv_wgrad_kx_tf32_128(WGRAD_PARAMS) { conv_wgrad_impl<0, MmaTf32Wide>(x, dy, out, ws, a); }
 
 // ------------------------------------------------------------------------------------------------
 // out[i] = (accumulate ? out[i] : 0) + sum_z ws[z·numel + i] (+ bias[(i / hw) % c]), z ascending.

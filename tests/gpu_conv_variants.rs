@@ -1,5 +1,5 @@
 //! The conv kernel lab's variants (kernels/conv.cu: v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
-//! cores, v4 tf32 and v5 bf16 staged by cp.async, v6 bf16 on 128×128 tiles) against the CPU
+//! cores, v4 tf32 and v5 bf16 staged by cp.async, v6 bf16 and v7 tf32 on 128×128 tiles) against the CPU
 //! reference, for every conv role (forward, data gradient written and accumulated, weight
 //! gradient; conv and transposed conv, whose roles are the same three GEMMs swapped) at the layer
 //! shapes that matter: k4 s2 p1 down and up, PatchGAN's k4 s1, k3, k7, odd sizes, batch > 1,
@@ -249,7 +249,7 @@ fn run_variant(variant: ConvVariant) {
         };
         let gpu = run(&dev, c, &geom, xs, ys, &inp, &p);
         // A variant that only restages the tiles of the precision's default variant (v4: v2's
-        // operands and mma sequence, v5 and v6: v3's) must reproduce it bit for bit.
+        // operands and mma sequence, v5 and v6: v3's, v7: v2's) must reproduce it bit for bit.
         let twin = precision.variant();
         if twin != variant {
             dev.set_conv_variant(twin).unwrap();
@@ -367,6 +367,13 @@ fn v6_bf16_128() {
     run_variant(ConvVariant::V6);
 }
 
+/// v7 (tf32 on 128×128 tiles, K-steps of 16, fragments by ldmatrix from tf32 tiles): against the
+/// CPU as v2, and equal to v2 bit for bit (run_variant).
+#[test]
+fn v7_tf32_128() {
+    run_variant(ConvVariant::V7);
+}
+
 /// The CPU reference computes in fp32 only, and says so instead of ignoring the option.
 #[test]
 fn cpu_refuses_reduced_precision() {
@@ -396,7 +403,7 @@ fn small_pix2pix() -> pix2pix::models::ModelConfig {
     }
 }
 
-/// Every variant that restages its precision's default one (v4: v2; v5, v6: v3) gives a whole
+/// Every variant that restages its precision's default one (v4, v7: v2; v5, v6: v3) gives a whole
 /// training step (pix2pix unet_128 at 128², batch 2: every layer shape, multi-tile and split-K
 /// GEMMs, both BN variants) bit for bit equal to it: losses, weights, gradients, Adam moments and
 /// running statistics. So the variant is a speed choice only. Left out under the sanitizers.

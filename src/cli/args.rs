@@ -199,8 +199,8 @@ pub struct RunArgs {
     pub device: String,
     /// How CUDA convolutions multiply: fp32 (fp32 SIMT kernels), tf32 or bf16 (tensor cores,
     /// operands rounded to tf32/bf16, fp32 accumulation; weights, activations, gradients and
-    /// Adam moments stay fp32). Default: $PIX2PIX_CONV_VARIANT (conv variant 1-6; 4 and 5 are
-    /// tf32 and bf16 staged by cp.async, 6 bf16 on 128×128 tiles), else fp32.
+    /// Adam moments stay fp32). Default: $PIX2PIX_CONV_VARIANT (conv variant 1-7; 4 and 5 are
+    /// tf32 and bf16 staged by cp.async, 6 and 7 bf16 and tf32 on 128×128 tiles), else fp32.
     #[arg(long, value_parser = parse_precision)]
     pub precision: Option<Precision>,
     /// Seeds initialisation, dropout masks, crops, flips and shuffling.

@@ -27,7 +27,7 @@ pub struct GradcheckArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// How the device under test multiplies in its convolutions: fp32, tf32 or bf16 (default:
-    /// $PIX2PIX_CONV_VARIANT's variant, 1-6, else fp32). The reference stays fp32.
+    /// $PIX2PIX_CONV_VARIANT's variant, 1-7, else fp32). The reference stays fp32.
     #[arg(long, value_parser = parse_precision)]
     pub precision: Option<Precision>,
     /// Largest relative error accepted for any row. Default per precision (see `default_tol`):

@@ -388,7 +388,7 @@ impl CudaBackend {
         self.set_conv_variant(p.variant())
     }
 
-    /// Selects a conv variant; v2-v6 need PTX for sm_80 or later.
+    /// Selects a conv variant; v2-v7 need PTX for sm_80 or later.
     pub fn set_conv_variant(&self, v: ConvVariant) -> Result<()> {
         if self.ptx_arch < v.min_arch() {
             bail!(

@@ -9,7 +9,8 @@
 //!
 //! Each precision runs one variant of the conv kernel lab (kernels/conv.cu), [`ConvVariant`]:
 //! v1 fp32, v2 tf32, v3 bf16 by default, and v4 / v5 (tf32 / bf16 through a cp.async pipeline)
-//! or v6 (bf16 on 128×128 tiles) when asked for by number (`PIX2PIX_CONV_VARIANT=4|5|6`).
+//! or v6 / v7 (bf16 / tf32 on 128×128 tiles) when asked for by number
+//! (`PIX2PIX_CONV_VARIANT=4|5|6|7`).
 //!
 //! The CPU reference always computes in fp32; [`Precision::round`] is the operand rounding, for
 //! like-for-like checks of a variant against the reference on rounded inputs.
@@ -89,8 +90,8 @@ impl Precision {
 }
 
 /// One variant of the conv kernel lab (kernels/conv.cu): how the implicit GEMMs stage their tiles
-/// and multiply. Variants of one precision compute the same results (v4 is v2 bit for bit, v5 and
-/// v6 are v3); they differ in speed only, which benches/kernels.rs measures side by side.
+/// and multiply. Variants of one precision compute the same results (v4 and v7 are v2 bit for bit,
+/// v5 and v6 are v3); they differ in speed only, which benches/kernels.rs measures side by side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvVariant {
     /// fp32 SIMT FMAs, tiles staged through registers (the baseline).
@@ -105,19 +106,22 @@ pub enum ConvVariant {
     V5,
     /// bf16 mma.sync on 128×128 tiles (K-steps of 32), bf16 tiles in shared memory read by ldmatrix.
     V6,
+    /// tf32 mma.sync on 128×128 tiles (K-steps of 16), tf32 tiles in shared memory read by ldmatrix.
+    V7,
 }
 
 impl ConvVariant {
-    pub const ALL: [ConvVariant; 6] = [
+    pub const ALL: [ConvVariant; 7] = [
         ConvVariant::V1,
         ConvVariant::V2,
         ConvVariant::V3,
         ConvVariant::V4,
         ConvVariant::V5,
         ConvVariant::V6,
+        ConvVariant::V7,
     ];
 
-    /// `1`..`6` (or `v1`..`v6`), or a precision name for its default variant.
+    /// `1`..`7` (or `v1`..`v7`), or a precision name for its default variant.
     pub fn parse(s: &str) -> Result<ConvVariant> {
         let t = s.trim().to_ascii_lowercase();
         let num = t.strip_prefix('v').unwrap_or(&t);
@@ -128,14 +132,15 @@ impl ConvVariant {
             "4" => ConvVariant::V4,
             "5" => ConvVariant::V5,
             "6" => ConvVariant::V6,
+            "7" => ConvVariant::V7,
             _ => match Precision::parse(&t) {
                 Ok(p) => p.variant(),
-                Err(_) => bail!("unknown conv variant {s:?}: expected 1 to 6 (or fp32, tf32, bf16)"),
+                Err(_) => bail!("unknown conv variant {s:?}: expected 1 to 7 (or fp32, tf32, bf16)"),
             },
         })
     }
 
-    /// `PIX2PIX_CONV_VARIANT` (1..6 or a precision name), when set.
+    /// `PIX2PIX_CONV_VARIANT` (1..7 or a precision name), when set.
     pub fn from_env() -> Result<Option<ConvVariant>> {
         match std::env::var("PIX2PIX_CONV_VARIANT") {
             Ok(v) if !v.trim().is_empty() => ConvVariant::parse(&v)
@@ -145,7 +150,7 @@ impl ConvVariant {
         }
     }
 
-    /// The variant's number in kernels/conv.cu (1..6).
+    /// The variant's number in kernels/conv.cu (1..7).
     pub fn number(self) -> u8 {
         match self {
             ConvVariant::V1 => 1,
@@ -154,6 +159,7 @@ impl ConvVariant {
             ConvVariant::V4 => 4,
             ConvVariant::V5 => 5,
             ConvVariant::V6 => 6,
+            ConvVariant::V7 => 7,
         }
     }
 
@@ -165,7 +171,7 @@ impl ConvVariant {
     pub fn precision(self) -> Precision {
         match self {
             ConvVariant::V1 => Precision::Fp32,
-            ConvVariant::V2 | ConvVariant::V4 => Precision::Tf32,
+            ConvVariant::V2 | ConvVariant::V4 | ConvVariant::V7 => Precision::Tf32,
             ConvVariant::V3 | ConvVariant::V5 | ConvVariant::V6 => Precision::Bf16,
         }
     }
@@ -179,13 +185,14 @@ impl ConvVariant {
             ConvVariant::V4 => "_tf32_async",
             ConvVariant::V5 => "_bf16_async",
             ConvVariant::V6 => "_bf16_128",
+            ConvVariant::V7 => "_tf32_128",
         }
     }
 
     /// The side of its square output tile: one block computes tile × tile outputs of the GEMM.
     pub fn tile(self) -> usize {
         match self {
-            ConvVariant::V6 => 128,
+            ConvVariant::V6 | ConvVariant::V7 => 128,
             _ => 64,
         }
     }
@@ -247,7 +254,9 @@ mod tests {
         assert_eq!(ConvVariant::V5.to_string(), "v5 bf16");
         assert_eq!(ConvVariant::V6.precision(), Precision::Bf16);
         assert_eq!(ConvVariant::V6.tile(), 128);
-        assert!(ConvVariant::parse("7").is_err());
+        assert_eq!(ConvVariant::V7.precision(), Precision::Tf32);
+        assert_eq!(ConvVariant::V7.tile(), 128);
+        assert!(ConvVariant::parse("8").is_err());
         assert!(Precision::parse("4").is_err());
     }
 }

@@ -1,9 +1,9 @@
 //! The CUDA launchers of conv and convT (kernels/conv.cu): the three implicit GEMMs of a
 //! [`ConvProblem`] (see `mod.rs` and the top of kernels/conv.cu), with split-K when the output has
 //! too few tiles, reduced in a fixed order (deterministic). The variant (v1 fp32, v2 tf32, v3
-//! bf16, v4 tf32 and v5 bf16 through cp.async, v6 bf16 on 128×128 tiles:
+//! bf16, v4 tf32 and v5 bf16 through cp.async, v6 bf16 and v7 tf32 on 128×128 tiles:
 //! `CudaBackend::conv_variant`) picks the kernels' suffix and its tile the grid; split-K and the
-//! workspace are the same for all six (chosen from the shapes on 64×64 tiles), so the variants
+//! workspace are the same for all seven (chosen from the shapes on 64×64 tiles), so the variants
 //! differ only in how the tiles are staged and multiplied, and those of one precision give the
 //! same results.
 
@@ -36,8 +36,8 @@ pub(crate) struct ConvArgs {
 // SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
 unsafe impl cudarc::driver::DeviceRepr for ConvArgs {}
 
-/// The GEMM tile split-K is planned on (kernels/conv.cu's BM = BN = 64, BK = 16; v6 runs 128×128
-/// tiles with K-steps of 32 over the same split), 256 threads a block for every variant.
+/// The GEMM tile split-K is planned on (kernels/conv.cu's BM = BN = 64, BK = 16; v6 and v7 run
+/// 128×128 tiles over the same split), 256 threads a block for every variant.
 const TILE: usize = 64;
 const TILE_K: usize = 16;
 /// Split-K aims at this many blocks (a function of the shapes only, so results do not depend on
@@ -73,9 +73,10 @@ impl ConvProblem {
     }
 }
 
-/// One kernel of kernels/conv.cu in its six variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`),
-/// v4 (`_tf32_async`), v5 (`_bf16_async`), v6 (`_bf16_128`), indexed by `ConvVariant::number() - 1`.
-type Variants = [&'static str; 6];
+/// One kernel of kernels/conv.cu in its seven variants: v1 (fp32), v2 (`_tf32`), v3 (`_bf16`),
+/// v4 (`_tf32_async`), v5 (`_bf16_async`), v6 (`_bf16_128`), v7 (`_tf32_128`), indexed by
+/// `ConvVariant::number() - 1`.
+type Variants = [&'static str; 7];
 
 // The kernels by name, spelled out (so a kernel's name leads to its launcher; tests/emu.rs checks
 // that every .entry is named here), in the order of `ConvVariant::ALL` (the test below checks the
@@ -87,6 +88,7 @@ const FWD_K3: Variants = [
     "conv_fwd_k3_tf32_async",
     "conv_fwd_k3_bf16_async",
     "conv_fwd_k3_bf16_128",
+    "conv_fwd_k3_tf32_128",
 ];
 const FWD_K4: Variants = [
     "conv_fwd_k4",
@@ -95,6 +97,7 @@ const FWD_K4: Variants = [
     "conv_fwd_k4_tf32_async",
     "conv_fwd_k4_bf16_async",
     "conv_fwd_k4_bf16_128",
+    "conv_fwd_k4_tf32_128",
 ];
 const FWD_K7: Variants = [
     "conv_fwd_k7",
@@ -103,6 +106,7 @@ const FWD_K7: Variants = [
     "conv_fwd_k7_tf32_async",
     "conv_fwd_k7_bf16_async",
     "conv_fwd_k7_bf16_128",
+    "conv_fwd_k7_tf32_128",
 ];
 const FWD_KX: Variants = [
     "conv_fwd_kx",
@@ -111,6 +115,7 @@ const FWD_KX: Variants = [
     "conv_fwd_kx_tf32_async",
     "conv_fwd_kx_bf16_async",
     "conv_fwd_kx_bf16_128",
+    "conv_fwd_kx_tf32_128",
 ];
 const DGRAD_T2: Variants = [
     "conv_dgrad_t2",
@@ -119,6 +124,7 @@ const DGRAD_T2: Variants = [
     "conv_dgrad_t2_tf32_async",
     "conv_dgrad_t2_bf16_async",
     "conv_dgrad_t2_bf16_128",
+    "conv_dgrad_t2_tf32_128",
 ];
 const DGRAD_T3: Variants = [
     "conv_dgrad_t3",
@@ -127,6 +133,7 @@ const DGRAD_T3: Variants = [
     "conv_dgrad_t3_tf32_async",
     "conv_dgrad_t3_bf16_async",
     "conv_dgrad_t3_bf16_128",
+    "conv_dgrad_t3_tf32_128",
 ];
 const DGRAD_T4: Variants = [
     "conv_dgrad_t4",
@@ -135,6 +142,7 @@ const DGRAD_T4: Variants = [
     "conv_dgrad_t4_tf32_async",
     "conv_dgrad_t4_bf16_async",
     "conv_dgrad_t4_bf16_128",
+    "conv_dgrad_t4_tf32_128",
 ];
 const DGRAD_T7: Variants = [
     "conv_dgrad_t7",
@@ -143,6 +151,7 @@ const DGRAD_T7: Variants = [
     "conv_dgrad_t7_tf32_async",
     "conv_dgrad_t7_bf16_async",
     "conv_dgrad_t7_bf16_128",
+    "conv_dgrad_t7_tf32_128",
 ];
 const DGRAD_TX: Variants = [
     "conv_dgrad_tx",
@@ -151,6 +160,7 @@ const DGRAD_TX: Variants = [
     "conv_dgrad_tx_tf32_async",
     "conv_dgrad_tx_bf16_async",
     "conv_dgrad_tx_bf16_128",
+    "conv_dgrad_tx_tf32_128",
 ];
 const WGRAD_K3: Variants = [
     "conv_wgrad_k3",
@@ -159,6 +169,7 @@ const WGRAD_K3: Variants = [
     "conv_wgrad_k3_tf32_async",
     "conv_wgrad_k3_bf16_async",
     "conv_wgrad_k3_bf16_128",
+    "conv_wgrad_k3_tf32_128",
 ];
 const WGRAD_K4: Variants = [
     "conv_wgrad_k4",
@@ -167,6 +178,7 @@ const WGRAD_K4: Variants = [
     "conv_wgrad_k4_tf32_async",
     "conv_wgrad_k4_bf16_async",
     "conv_wgrad_k4_bf16_128",
+    "conv_wgrad_k4_tf32_128",
 ];
 const WGRAD_K7: Variants = [
     "conv_wgrad_k7",
@@ -175,6 +187,7 @@ const WGRAD_K7: Variants = [
     "conv_wgrad_k7_tf32_async",
     "conv_wgrad_k7_bf16_async",
     "conv_wgrad_k7_bf16_128",
+    "conv_wgrad_k7_tf32_128",
 ];
 const WGRAD_KX: Variants = [
     "conv_wgrad_kx",
@@ -183,6 +196,7 @@ const WGRAD_KX: Variants = [
     "conv_wgrad_kx_tf32_async",
     "conv_wgrad_kx_bf16_async",
     "conv_wgrad_kx_bf16_128",
+    "conv_wgrad_kx_tf32_128",
 ];
 
 fn pick(k: &Variants, v: ConvVariant) -> &'static str {
