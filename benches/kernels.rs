@@ -1,6 +1,6 @@
 //! Per-kernel benchmark, kernel-lab style (llm.c's dev/cuda): every conv layer shape of unet_256
 //! and the PatchGAN, each role (forward, data gradient, weight gradient), is first checked against
-//! the CPU reference for every variant of kernels/conv.cu (v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
+//! the CPU reference for every variant of kernels/conv_tiles.cuh (v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
 //! cores, v4 tf32 and v5 bf16 staged by cp.async, v6 bf16 and v7 tf32 on 128×128 tiles; `--variant`), then the
 //! variants are timed side by side in
 //! the same run (median of

@@ -1,6 +1,6 @@
 //! The emulated device's cp.async and ldmatrix (kernels/device_fns.cuh's host versions) catch the
 //! bugs a multi-stage pipeline invites, in the conv variants that stage their tiles in several
-//! stages (kernels/conv.cu): each test plants one bug in a scratch copy of conv.cu
+//! stages (kernels/conv_tiles.cuh): each test plants one bug in a scratch copy of conv_tiles.cuh
 //! (tests/common/planted.rs) and runs a child that compares the variant with its precision's
 //! default one (same operands and mma sequence, so equal bit for bit) on a conv forward and
 //! backward whose GEMMs take several K-steps (the stages wrap around).
@@ -29,12 +29,13 @@ const ISSUE: &str = "if (nt < steps) issue(nt % STAGES, kbeg + nt * BK);";
 const V6_STORE: &str = "        if (t + 1 < steps) store((t + 1) & 1);\n        __syncthreads();\n";
 const V6_B_ROWS: &str = "&s.b[slot][w.wn + 16 * nj + (l & 7) + 8 * (l >> 4)]";
 
-/// Builds conv.cu with `from` replaced by `to` for `mode`, runs the child on `device` for
-/// `variant` (4 or 6) against its precision's default variant.
+/// Builds conv.cu over conv_tiles.cuh with `from` replaced by `to` for `mode`, runs the child on
+/// `device` for `variant` (4 or 6) against its precision's default variant.
 fn planted_run(mode: &str, device: &str, variant: u8, from: &str, to: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let src = plant(&kernel_source("conv.cu"), from, to);
-    let lib = build_override(dir.path(), mode, &[("conv.cu", src)], "conv.cu");
+    let tiles = plant(&kernel_source("conv_tiles.cuh"), from, to);
+    let files = [("conv.cu", kernel_source("conv.cu")), ("conv_tiles.cuh", tiles)];
+    let lib = build_override(dir.path(), mode, &files, "conv.cu");
     let v = variant.to_string();
     let (ok, out) = run_child(
         "child_variant_matches_its_twin",

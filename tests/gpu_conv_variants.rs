@@ -1,4 +1,4 @@
-//! The conv kernel lab's variants (kernels/conv.cu: v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
+//! The conv kernel lab's variants (kernels/conv_tiles.cuh: v1 fp32 SIMT, v2 tf32 and v3 bf16 tensor
 //! cores, v4 tf32 and v5 bf16 staged by cp.async, v6 bf16 and v7 tf32 on 128×128 tiles) against the CPU
 //! reference, for every conv role (forward, data gradient written and accumulated, weight
 //! gradient; conv and transposed conv, whose roles are the same three GEMMs swapped) at the layer

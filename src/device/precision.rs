@@ -7,7 +7,7 @@
 //! - `bf16`: tensor cores, operands rounded to bf16 (7 mantissa bits, round to nearest even),
 //!   fp32 accumulation; fp32 master weights and Adam moments as under PyTorch AMP.
 //!
-//! Each precision runs one variant of the conv kernel lab (kernels/conv.cu), [`ConvVariant`]:
+//! Each precision runs one variant of the conv kernel lab (kernels/conv_tiles.cuh), [`ConvVariant`]:
 //! v1 fp32, v2 tf32, v3 bf16 by default, and v4 / v5 (tf32 / bf16 through a cp.async pipeline)
 //! or v6 / v7 (bf16 / tf32 on 128×128 tiles) when asked for by number
 //! (`PIX2PIX_CONV_VARIANT=4|5|6|7`).
@@ -89,7 +89,7 @@ impl Precision {
     }
 }
 
-/// One variant of the conv kernel lab (kernels/conv.cu): how the implicit GEMMs stage their tiles
+/// One variant of the conv kernel lab (kernels/conv_tiles.cuh): how the implicit GEMMs stage their tiles
 /// and multiply. Variants of one precision compute the same results (v4 and v7 are v2 bit for bit,
 /// v5 and v6 are v3); they differ in speed only, which benches/kernels.rs measures side by side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -150,7 +150,7 @@ impl ConvVariant {
         }
     }
 
-    /// The variant's number in kernels/conv.cu (1..7).
+    /// The variant's number in kernels/conv_tiles.cuh (1..7).
     pub fn number(self) -> u8 {
         match self {
             ConvVariant::V1 => 1,

@@ -36,7 +36,7 @@ pub(crate) struct ConvArgs {
 // SAFETY: plain-old-data with the C layout of the kernel's parameter struct.
 unsafe impl cudarc::driver::DeviceRepr for ConvArgs {}
 
-/// The GEMM tile split-K is planned on (kernels/conv.cu's BM = BN = 64, BK = 16; v6 and v7 run
+/// The GEMM tile split-K is planned on (kernels/conv_tiles.cuh's BM = BN = 64, BK = 16; v6 and v7 run
 /// 128×128 tiles over the same split), 256 threads a block for every variant.
 const TILE: usize = 64;
 const TILE_K: usize = 16;
