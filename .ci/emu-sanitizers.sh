@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU test suites (tests/gpu_ops.rs, tests/gpu_conv_variants.rs, tests/fused_ops.rs) on the emulated CUDA device's
+# The GPU test suites (tests/gpu_ops/, tests/gpu_conv_variants.rs, tests/fused_ops.rs) on the emulated CUDA device's
 # sanitizer builds, and under memcheck also the pix2pix graph-replay test (tests/graph_step.rs:
 # replayed steps read and write only live buffers):
 #   memcheck  (kernels built with AddressSanitizer: out-of-bounds and use-after-free on device memory)

@@ -10,7 +10,7 @@
 //! - like for like: against the CPU reference run on operands rounded as the variant rounds them
 //!   (`Precision::round`: tf32 cvt.rna, bf16 round to nearest even). Products of rounded operands
 //!   are exact in fp32 on both sides, so only the accumulation order differs: the fp32 GEMM
-//!   tolerance of tests/gpu_ops.rs. A wrong fragment layout, a missed rounding or a lane reading
+//!   tolerance of tests/gpu_ops/. A wrong fragment layout, a missed rounding or a lane reading
 //!   another lane's data fails here.
 //! - against the plain fp32 reference: the operand rounding's own error, which must stay under
 //!   2u (u the unit roundoff: 2⁻¹¹ tf32, 2⁻⁸ bf16) and, for v2/v3, be above u/50 (so a variant
@@ -123,7 +123,7 @@ const CASES: &[Case] = &[
     ),
 ];
 
-/// Uniform in ±[0.01, 1], weights scaled by 0.1 (tests/gpu_ops.rs's inputs).
+/// Uniform in ±[0.01, 1], weights scaled by 0.1 (the inputs of tests/gpu_ops/).
 fn values(r: &mut rand_chacha::ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
     common::random_vec(r, len, 0.01)
         .into_iter()
@@ -182,7 +182,7 @@ fn run(dev: &Device, c: &Case, geom: &ConvGeom, xs: Shape, ys: Shape, inp: &Inpu
     }
 }
 
-/// The fp32 GEMM tolerance of tests/gpu_ops.rs: sqrt(k)·2⁻²⁴ growth, 1e-5 up to k = 4096.
+/// The fp32 GEMM tolerance of tests/gpu_ops/conv.rs: sqrt(k)·2⁻²⁴ growth, 1e-5 up to k = 4096.
 fn gemm_tol(k: usize) -> f64 {
     1e-5 * (k as f64 / 4096.0).sqrt().max(1.0)
 }
