@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod emu;
 pub mod precision;
+pub mod ptx;
 pub mod step_values;
 
 use crate::tensor::{Shape, Storage, Tensor};
