@@ -340,8 +340,8 @@ __device__ __forceinline__ Operand<R, G> operand(R row, G at) {
 // staged element), 8 warps of 64×32 (4×4 mma tiles). The tiles hold rows of WWORDS .b32 words of
 // k (m- or n-major): bf16 k-pairs for v6 (32 k a stage, two m16n8k16 steps), tf32 values for v7
 // (16 k, two m16n8k8 steps). In both the fragment registers are words in the same places, so
-// every fragment comes whole from ldmatrix.x4 (A: one per 16 rows; B: one per two n8 tiles), a
-// quarter of v4/v5's shared reads per mma. The operands are rounded (cvt.rn.bf16x2, cvt.rna) as
+// every fragment comes whole from ldmatrix.x4 (A: one per 16 rows; B: one per two n8 tiles): per
+// mma a warp reads 1.5 shared-memory wavefronts, v5 6 (8-byte loads), v2 and v4 3. The operands are rounded (cvt.rn.bf16x2, cvt.rna) as
 // they are staged, through registers into the other of two stages (one barrier per K-step). The
 // mma steps take the k-words in the twin's order (v6: v3's bf16_step, v7: v2's k8 steps) and the
 // split of K is the twin's (src/ops/conv/cuda.rs), so the results are v3's / v2's bit for bit. A
